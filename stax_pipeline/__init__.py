@@ -1,0 +1,1 @@
+"""Stax pipeline."""

@@ -1,0 +1,75 @@
+"""Where local state lives and how the environment configures Stax.
+
+Everything is read at call time (never at import), so tests and the CLI can point ``STAX_HOME``
+elsewhere without reloading modules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from stax_pipeline.errors import ConfigError
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_LOOKBACK_DAYS = 3
+BACKFILL_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :func:`load_settings`."""
+
+    home: Path
+    openai_base_url: str
+    lookback_days: int
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB file BI tools and SQL users read."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def app_db_path(self) -> Path:
+        """The app database (connections and encrypted keys); never the warehouse."""
+        return self.home / "stax.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.home / "master.key"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def dlt_pipelines_dir(self) -> Path:
+        return self.home / "dlt"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def load_settings(*, create: bool = True) -> Settings:
+    """Read the environment; with ``create`` make ``STAX_HOME`` (mode 0700) if missing.
+
+    ``STAX_HOME`` is exported back as an absolute path so child processes (dbt, the Dagster
+    webserver) see the same home whatever their working directory.
+    """
+    home = Path(os.environ.get("STAX_HOME") or ".stax").expanduser().resolve()
+    raw_lookback = os.environ.get("STAX_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
+    try:
+        lookback = int(raw_lookback)
+        if lookback < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"STAX_LOOKBACK_DAYS must be a whole number of days >= 0, got {raw_lookback!r}"
+        ) from None
+    base_url = (os.environ.get("STAX_OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    if create:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["STAX_HOME"] = str(home)
+    return Settings(home=home, openai_base_url=base_url, lookback_days=lookback)
