@@ -1,0 +1,341 @@
+"""Tests of the master key, encryption at rest and the connection store."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stax_pipeline.credentials import (
+    ConnectionStore,
+    MasterKey,
+    decrypt,
+    encode_master_key,
+    encrypt,
+    generate_master_key,
+    load_master_key,
+    validate_connection_name,
+)
+from stax_pipeline.credentials.crypto import read_key_file, write_key_file
+from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.settings import Settings, load_settings
+
+KEY_A = "sk-admin-" + "Qx7vLr2NpW9sKd4TmYb8HcZf3JgE6uRa"
+KEY_B = "sk-admin-" + "Vn5tBw1XcM8qPz0LkSd7FjHy2GrU4eTo"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("STAX_HOME", str(tmp_path))
+    monkeypatch.delenv("STAX_MASTER_KEY", raising=False)
+    monkeypatch.delenv("STAX_NEW_MASTER_KEY", raising=False)
+    return load_settings()
+
+
+@pytest.fixture
+def store(settings: Settings) -> ConnectionStore:
+    return ConnectionStore(settings)
+
+
+def raw_rows(settings: Settings) -> list[tuple]:
+    with sqlite3.connect(settings.app_db_path) as db:
+        return db.execute(
+            "SELECT id, name, provider, key_ciphertext, key_nonce, key_version FROM connections ORDER BY name"
+        ).fetchall()
+
+
+def execute(settings: Settings, sql: str, params: tuple = ()) -> None:
+    db = sqlite3.connect(settings.app_db_path)
+    with db:
+        db.execute(sql, params)
+    db.close()
+
+
+def secret_forms(secret: str) -> list[bytes]:
+    raw = secret.encode()
+    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode(), secret.encode("utf-16-le")]
+
+
+def assert_no_secret(message: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in message
+        assert secret.removeprefix("sk-admin-") not in message
+
+
+def test_round_trip(store: ConnectionStore) -> None:
+    conn = store.add("prod", "openai", KEY_A)
+    assert conn.key_hint == "sk-admin-…" + KEY_A[-4:] == "sk-admin-…6uRa"
+    assert conn.created_at.tzinfo is not None
+    assert store.api_key("prod") == KEY_A
+    assert store.get("prod") == conn
+    assert store.exists("prod") and not store.exists("other")
+    assert KEY_A not in repr(conn) and KEY_A not in repr(store.list())
+
+
+def test_fresh_nonce_each_encryption() -> None:
+    master = MasterKey(generate_master_key())
+    first, second = encrypt(master, KEY_A, b"aad"), encrypt(master, KEY_A, b"aad")
+    assert first[0] != second[0] and first[1] != second[1]
+    assert len(first[0]) == 12
+    assert decrypt(master, *first, b"aad") == decrypt(master, *second, b"aad") == KEY_A
+
+
+def test_master_key_repr_hides_key() -> None:
+    master = MasterKey(generate_master_key())
+    assert encode_master_key(master.key) not in repr(master) and str(master.key) not in repr(master)
+    assert len(master.key_id) == 16 and master.key_id in repr(master)
+
+
+def test_ciphertext_swapped_between_rows_fails(store: ConnectionStore, settings: Settings) -> None:
+    store.add("alpha", "openai", KEY_A)
+    store.add("beta", "openai", KEY_B)
+    (_, _, _, ct_a, nonce_a, _), (_, _, _, ct_b, nonce_b, _) = raw_rows(settings)
+    execute(settings, "UPDATE connections SET key_ciphertext=?, key_nonce=? WHERE name='alpha'", (ct_b, nonce_b))
+    with pytest.raises(CredentialError) as err:
+        store.api_key("alpha")
+    assert_no_secret(str(err.value), KEY_A, KEY_B)
+    assert store.api_key("beta") == KEY_B
+
+
+def test_ciphertext_bound_to_provider(store: ConnectionStore, settings: Settings) -> None:
+    store.add("alpha", "openai", KEY_A)
+    execute(settings, "UPDATE connections SET provider='other' WHERE name='alpha'")
+    with pytest.raises(CredentialError):
+        store.api_key("alpha")
+
+
+def test_tampered_ciphertext_fails_cleanly(store: ConnectionStore, settings: Settings) -> None:
+    store.add("prod", "openai", KEY_A)
+    ciphertext = bytearray(raw_rows(settings)[0][3])
+    ciphertext[5] ^= 0x01
+    execute(settings, "UPDATE connections SET key_ciphertext=? WHERE name='prod'", (bytes(ciphertext),))
+    with pytest.raises(CredentialError) as err:
+        store.api_key("prod")
+    message = str(err.value)
+    assert "failed authentication" in message and "'prod'" in message
+    assert_no_secret(message, KEY_A)
+    assert bytes(ciphertext).hex() not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_wrong_master_key_is_reported(store: ConnectionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add("prod", "openai", KEY_A)
+    monkeypatch.setenv("STAX_MASTER_KEY", encode_master_key(generate_master_key()))
+    with pytest.raises(CredentialError, match="different master key") as err:
+        store.api_key("prod")
+    assert "STAX_MASTER_KEY" in str(err.value)
+    with pytest.raises(CredentialError, match="different master key"):
+        store.add("second", "openai", KEY_B)  # never mixes master keys in one store
+
+
+@pytest.mark.parametrize("value", ["not base64!!", base64.b64encode(b"x" * 16).decode(), "QUJD"])
+def test_invalid_env_master_key(settings: Settings, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("STAX_MASTER_KEY", value)
+    with pytest.raises(ConfigError, match="base64 of exactly 32 bytes") as err:
+        load_master_key(settings)
+    assert value not in str(err.value)
+    with pytest.raises(ConfigError):
+        ConnectionStore(settings).add("prod", "openai", KEY_A)
+
+
+def test_key_file_created_private_and_reused(store: ConnectionStore, settings: Settings) -> None:
+    path = settings.master_key_path
+    assert not path.exists()
+    store.add("prod", "openai", KEY_A)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.app_db_path.stat().st_mode) == 0o600
+    content = path.read_bytes()
+    assert len(base64.b64decode(content)) == 32
+    assert ConnectionStore(settings).api_key("prod") == KEY_A
+    assert load_master_key(settings).key_id == store.get("prod").key_version
+    assert path.read_bytes() == content
+    assert [p.name for p in settings.home.iterdir() if p.name.startswith(".master")] == []
+
+
+def test_loose_key_file_permissions_refused(store: ConnectionStore, settings: Settings) -> None:
+    store.add("prod", "openai", KEY_A)
+    settings.master_key_path.chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        store.api_key("prod")
+
+
+def test_missing_key_file_with_stored_keys_refused(store: ConnectionStore, settings: Settings) -> None:
+    store.add("prod", "openai", KEY_A)
+    settings.master_key_path.unlink()
+    with pytest.raises(ConfigError, match="missing"):
+        store.api_key("prod")
+    assert not settings.master_key_path.exists()
+
+
+def test_rotation_with_key_file(store: ConnectionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add("alpha", "openai", KEY_A)
+    store.add("beta", "openai", KEY_B)
+    old_content = settings.master_key_path.read_bytes()
+    old_rows = raw_rows(settings)
+    assert store.rotate_master_key() == 2
+    assert store.api_key("alpha") == KEY_A and store.api_key("beta") == KEY_B
+    new_rows = raw_rows(settings)
+    assert {r[5] for r in new_rows} == {read_key_file(settings.master_key_path).key_id} != {r[5] for r in old_rows}
+    assert all(new[3] != old[3] and new[4] != old[4] for new, old in zip(new_rows, old_rows))
+    assert settings.master_key_path.read_bytes() != old_content
+    assert stat.S_IMODE(settings.master_key_path.stat().st_mode) == 0o600
+    assert not settings.master_key_path.with_name("master.key.new").exists()
+    monkeypatch.setenv("STAX_MASTER_KEY", old_content.decode().strip())
+    with pytest.raises(CredentialError, match="different master key"):
+        store.api_key("alpha")
+
+
+def test_rotation_with_env_key_needs_new_key(
+    store: ConnectionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = encode_master_key(generate_master_key()), encode_master_key(generate_master_key())
+    monkeypatch.setenv("STAX_MASTER_KEY", old)
+    store.add("prod", "openai", KEY_A)
+    before = raw_rows(settings)
+    with pytest.raises(UsageError, match="STAX_NEW_MASTER_KEY"):
+        store.rotate_master_key()
+    assert raw_rows(settings) == before
+    monkeypatch.setenv("STAX_NEW_MASTER_KEY", new)
+    assert store.rotate_master_key() == 1
+    assert not settings.master_key_path.exists()
+    with pytest.raises(CredentialError, match="different master key"):
+        store.api_key("prod")
+    monkeypatch.setenv("STAX_MASTER_KEY", new)
+    assert store.api_key("prod") == KEY_A
+
+
+def test_failed_rotation_changes_nothing(store: ConnectionStore, settings: Settings) -> None:
+    store.add("alpha", "openai", KEY_A)
+    store.add("beta", "openai", KEY_B)
+    execute(settings, "UPDATE connections SET key_nonce=? WHERE name='beta'", (b"\0" * 12,))
+    before, key_before = raw_rows(settings), settings.master_key_path.read_bytes()
+    with pytest.raises(CredentialError):
+        store.rotate_master_key()
+    assert raw_rows(settings) == before
+    assert settings.master_key_path.read_bytes() == key_before
+    assert not settings.master_key_path.with_name("master.key.new").exists()
+    assert store.api_key("alpha") == KEY_A
+
+
+def _interrupt_rotation(settings: Settings, *, rows_rotated: bool) -> MasterKey:
+    """Leave master.key.new behind, as a crash mid-rotation would, optionally after the commit."""
+    new = MasterKey(generate_master_key())
+    write_key_file(settings.master_key_path.with_name("master.key.new"), new.key)
+    if rows_rotated:
+        old = read_key_file(settings.master_key_path)
+        for conn_id, _, provider, ciphertext, nonce, _ in raw_rows(settings):
+            aad = f"stax:v1:{conn_id}:{provider}".encode()
+            new_nonce, new_ct = encrypt(new, decrypt(old, nonce, ciphertext, aad), aad)
+            execute(settings, "UPDATE connections SET key_ciphertext=?, key_nonce=?, key_version=? WHERE id=?",
+                    (new_ct, new_nonce, new.key_id, conn_id))
+    return new
+
+
+@pytest.mark.parametrize("rows_rotated", [True, False])
+def test_interrupted_rotation_recovers(store: ConnectionStore, settings: Settings, rows_rotated: bool) -> None:
+    store.add("alpha", "openai", KEY_A)
+    old_id = read_key_file(settings.master_key_path).key_id
+    new = _interrupt_rotation(settings, rows_rotated=rows_rotated)
+    assert ConnectionStore(settings).api_key("alpha") == KEY_A
+    assert read_key_file(settings.master_key_path).key_id == (new.key_id if rows_rotated else old_id)
+    assert not settings.master_key_path.with_name("master.key.new").exists()
+
+
+@pytest.mark.parametrize("name", ["prod", "a", "x" * 40, "team_1-b", "0day"])
+def test_valid_names(name: str) -> None:
+    assert validate_connection_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Prod", "has space", "a|b", "a,b", "-lead", "_lead", "x" * 41, "a\n", "é", "sk-admin-abcdefgh1234"]
+)
+def test_invalid_names(store: ConnectionStore, name: str) -> None:
+    with pytest.raises(UsageError, match="connection name"):
+        validate_connection_name(name)
+    with pytest.raises(UsageError):
+        store.add(name, "openai", KEY_A)
+    assert store.list() == []
+
+
+def test_invalid_key_and_provider_refused(store: ConnectionStore) -> None:
+    with pytest.raises(UsageError, match="starts with 'sk-admin-'") as err:
+        store.add("prod", "openai", "sk-proj-abcdefghijklmnop")
+    assert "abcdefgh" not in str(err.value)
+    with pytest.raises(UsageError, match="unsupported provider"):
+        store.add("prod", "anthropic", KEY_A)
+    assert store.list() == []
+
+
+def test_duplicate_name(store: ConnectionStore) -> None:
+    store.add("prod", "openai", KEY_A)
+    with pytest.raises(UsageError, match="already exists.*stax disconnect prod"):
+        store.add("prod", "openai", KEY_B)
+    assert store.api_key("prod") == KEY_A
+
+
+def test_get_list_remove_and_sync_times(store: ConnectionStore) -> None:
+    store.add("beta", "openai", KEY_B)
+    store.add("alpha", "openai", KEY_A)
+    assert [c.name for c in store.list()] == ["beta", "alpha"]
+    at = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    store.mark_synced("alpha", at)
+    assert store.get("alpha").last_synced_at == at
+    assert store.remove("beta").name == "beta"
+    assert [c.name for c in store.list()] == ["alpha"]
+    for call in (lambda: store.get("beta"), lambda: store.remove("beta"), lambda: store.api_key("beta")):
+        with pytest.raises(UsageError, match="unknown connection 'beta'.*stax connections"):
+            call()
+
+
+def test_claim_backfill_is_once_only(store: ConnectionStore) -> None:
+    store.add("prod", "openai", KEY_A)
+    assert [c.name for c in store.pending_backfills()] == ["prod"]
+    assert store.claim_backfill("prod", "cli") is True
+    assert store.claim_backfill("prod", "sensor") is False
+    assert store.get("prod").backfill_claimed_by == "cli"
+    assert store.pending_backfills() == []
+    store.release_backfill("prod")
+    assert [c.name for c in store.pending_backfills()] == ["prod"]
+    assert store.claim_backfill("prod", "sensor") is True
+    done = datetime(2024, 5, 2, tzinfo=UTC)
+    store.mark_backfilled("prod", done)
+    assert store.get("prod").backfilled_at == done
+    store.release_backfill("prod")
+    assert store.claim_backfill("prod", "cli") is False
+    assert store.pending_backfills() == []
+    with pytest.raises(UsageError):
+        store.claim_backfill("nope", "cli")
+
+
+def test_plaintext_key_never_written_to_disk(store: ConnectionStore, settings: Settings) -> None:
+    assert store.list() == []  # creates the database and schema
+    # Keep a reader open so SQLite leaves its -wal/-shm files in place to be inspected.
+    reader = sqlite3.connect(settings.app_db_path)
+    reader.execute("SELECT count(*) FROM connections").fetchone()
+    try:
+        store.add("alpha", "openai", KEY_A)
+        store.add("beta", "openai", KEY_B)
+        store.rotate_master_key()
+        assert store.api_key("alpha") == KEY_A
+        store.remove("beta")
+        files = [p for p in settings.home.rglob("*") if p.is_file()]
+        assert {"stax.db", "stax.db-wal", "stax.db-shm", "master.key"} <= {p.name for p in files}
+        for path in files:
+            content = path.read_bytes()
+            for form in secret_forms(KEY_A) + secret_forms(KEY_B):
+                assert form not in content, f"secret found in {path.name}"
+    finally:
+        reader.close()
+
+
+def test_existing_key_file_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    write_key_file(path, generate_master_key())
+    with pytest.raises(FileExistsError):
+        write_key_file(path, generate_master_key())
+    assert os.listdir(tmp_path) == ["k"]
