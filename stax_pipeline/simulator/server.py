@@ -1,0 +1,467 @@
+"""HTTP front of the OpenAI Admin API simulator: auth, validation, buckets, paging and faults.
+
+Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>`` and
+``/v1/organization/projects`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
+:meth:`Simulator.handle` so it is independent of the socket plumbing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import random
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start
+
+ARRAY_PARAMS = frozenset({"project_ids", "user_ids", "api_key_ids", "models", "group_by", "sources",
+                          "sizes", "vector_store_ids", "context_levels"})
+COSTS_GROUP_BY = ("line_item", "project_id", "api_key_id")  # also the output key order
+USAGE_WIDTHS = {"1d": (DAY, 7, 31), "1h": (3600, 24, 168), "1m": (60, 60, 1440)}  # seconds, default, max
+_NO_KEY = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
+           "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+_NO_SCOPE = "You have insufficient permissions for this operation."
+_BAD_GATEWAY = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+                b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+                b"</body>\r\n</html>\r\n")
+_SERVER_ERRORS = {
+    500: "The server had an error while processing your request. Sorry about that!",
+    503: "The server is overloaded or not ready yet.",
+    504: "Gateway timeout. Please try again later.",
+}
+
+_FAULTS_LOCK = threading.Lock()  # module-level so Faults stays a plain, copyable dataclass
+
+
+@dataclass
+class Faults:
+    """Failure modes to inject, mutable at runtime; bursts count down once per request."""
+
+    rate_limit_burst: int = 0
+    retry_after: int = 1
+    error_5xx_burst: int = 0
+    error_5xx_rate: float = 0.0
+    latency_ms: int = 0
+    truncated_body_burst: int = 0
+    page_size: int | None = None
+    cursor_loop: bool = False
+    reject_costs_group_by_api_key_id: bool = False
+    revision: int = 0
+    revised_days: int = 3
+    error_body_string: bool = False
+
+    def take(self, burst: str) -> bool:
+        """Atomically consume one unit of a ``*_burst`` counter; False when it is exhausted."""
+        with _FAULTS_LOCK:
+            left = getattr(self, burst)
+            if left > 0:
+                setattr(self, burst, left - 1)
+            return left > 0
+
+
+@dataclass
+class Response:
+    """A complete HTTP response as the handler writes it."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    """An error response in the API's ``{"error": {...}}`` shape, or the bare-string one."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None,
+                 kind: str = "invalid_request_error", code: str | None = None, bare: bool = False,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+        error: Any = message if bare else {"message": message, "type": kind, "param": param, "code": code}
+        self.body = json.dumps({"error": error}).encode()
+
+    def response(self) -> Response:
+        return Response(self.status, self.body, headers=self.headers)
+
+
+def _invalid(param: str, message: str) -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+def mask_key(key: str) -> str:
+    """How the API echoes a key it refused: a prefix and the last four characters only."""
+    return f"{key[:9]}...{key[-4:]}" if len(key) > 16 else f"{key[:3]}..."
+
+
+def normalize_params(raw: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Merge the three array encodings (repeated, ``name[]``, comma-joined) into one list per name."""
+    out: dict[str, list[str]] = {}
+    for key, values in raw.items():
+        name = key.removesuffix("[]")
+        if name in ARRAY_PARAMS:
+            values = [part for v in values for part in v.split(",") if part]
+        out.setdefault(name, []).extend(values)
+    return out
+
+
+def _int_param(params: dict[str, list[str]], name: str, *, required: bool = False) -> int | None:
+    values = params.get(name)
+    if not values:
+        if required:
+            raise _invalid(name, f"Missing required parameter: '{name}'.")
+        return None
+    try:
+        return int(values[0])
+    except ValueError:
+        message = f"Invalid type for '{name}': expected an integer, but got '{values[0]}' instead."
+        raise _invalid(name, message) from None
+
+
+def _choices(params: dict[str, list[str]], name: str, allowed: tuple[str, ...]) -> list[str]:
+    values = params.get(name, [])
+    for v in values:
+        if v not in allowed:
+            supported = ", ".join(f"'{a}'" for a in allowed)
+            raise _invalid(name, f"Invalid value for '{name}': '{v}'. Supported values are: {supported}.")
+    return values
+
+
+def _limit(params: dict[str, list[str]], default: int, maximum: int, context: str = "") -> int:
+    limit = _int_param(params, "limit")
+    if limit is None:
+        return default
+    if not 1 <= limit <= maximum:
+        raise _invalid("limit", f"Invalid value for 'limit': {limit}. It must be between 1 and {maximum}"
+                                f"{context}.")
+    return limit
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is not None, str(v)) for v in key)
+
+
+class _Pager:
+    """Bucket pagination: a page holds at most ``size`` buckets; the cursor is bound to the params."""
+
+    def __init__(self, path: str, params: dict[str, list[str]], size: int, faults: Faults) -> None:
+        canon = sorted((k, sorted(v) if k in ARRAY_PARAMS else v) for k, v in params.items() if k != "page")
+        self.fingerprint = hashlib.sha256(json.dumps([path, canon]).encode()).digest()[:8]
+        self.size = min(size, faults.page_size) if faults.page_size else size
+        self.token = (params.get("page") or [""])[0]
+        self.loop = faults.cursor_loop
+        self.resume = self._decode(self.token) if self.token else None
+
+    def _encode(self, start: int) -> str:
+        return "page_" + base64.urlsafe_b64encode(struct.pack(">q8s", start, self.fingerprint)).decode()
+
+    def _decode(self, token: str) -> int:
+        try:
+            start, fingerprint = struct.unpack(">q8s", base64.urlsafe_b64decode(token.removeprefix("page_")))
+        except (ValueError, binascii.Error, struct.error):
+            raise _invalid("page", "Invalid value for 'page': not a cursor this endpoint returned.") from None
+        if not token.startswith("page_") or fingerprint != self.fingerprint:
+            raise _invalid("page", "Invalid value for 'page': the cursor does not match the other request "
+                                   "parameters; resend the original parameters with 'page'.")
+        return start
+
+    def page(self, bounds: Iterator[tuple[int, int]],
+             render: Callable[[int, int], list[dict[str, Any]]]) -> dict[str, Any]:
+        """One page of buckets from ``bounds`` (already resumed at the cursor), rendered."""
+        buckets = list(islice(bounds, self.size + 1))
+        shown = buckets[: self.size]
+        data = [{"object": "bucket", "start_time": a, "end_time": b, "results": render(a, b)} for a, b in shown]
+        if self.loop:  # a broken server that keeps handing back the same cursor
+            return {"object": "page", "data": data, "has_more": True,
+                    "next_page": self.token or self._encode(shown[0][0] if shown else 0)}
+        more = len(buckets) > self.size
+        return {"object": "page", "data": data, "has_more": more,
+                "next_page": self._encode(buckets[-1][0]) if more else None}
+
+
+class Simulator:
+    """A stateful fake of the OpenAI Admin API: organizations per key, faults, and a request log."""
+
+    def __init__(self, now: Callable[[], datetime] | None = None, faults: Faults | None = None) -> None:
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
+        self.faults = faults or Faults()
+        self.base_url: str | None = None  # set by run_simulator / serve
+        self.port: int | None = None
+        self._lock = threading.Lock()
+        self._orgs: dict[str, Organization] = {}
+        self._revoked: set[str] = set()
+        self._requests: list[tuple[str, dict[str, list[str]]]] = []
+        self._errors_served = 0
+        self._error_rng = random.Random(0)
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
+        """Every request served so far, as (path, raw query params as lists); a snapshot copy."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def revoke(self, key: str) -> None:
+        """From now on the key is refused with 401 invalid_api_key."""
+        with self._lock:
+            self._revoked.add(key)
+
+    def org_for_key(self, key: str) -> Organization:
+        """The organization a key sees, seeded from sha256(key)."""
+        with self._lock:
+            if key not in self._orgs:
+                self._orgs[key] = Organization(hashlib.sha256(key.encode()).hexdigest(), self._now,
+                                               lambda: (self.faults.revision, self.faults.revised_days))
+            return self._orgs[key]
+
+    def _now(self) -> datetime:
+        return self.now()
+
+    def handle(self, target: str, authorization: str | None) -> Response:
+        """Answer one GET request (``target`` is the path with its query string)."""
+        url = urlsplit(target)
+        path = url.path.rstrip("/")
+        raw = parse_qs(url.query, keep_blank_values=True)
+        with self._lock:
+            self._requests.append((path, raw))
+        faults = self.faults
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        try:
+            if faults.take("rate_limit_burst"):
+                raise ApiError(429, f"Rate limit reached for requests on organization admin endpoints. "
+                                    f"Please try again in {faults.retry_after}s.", kind="requests",
+                               code="rate_limit_exceeded", headers={"Retry-After": str(faults.retry_after)})
+            failure = self._server_error()
+            if failure is not None:
+                return failure
+            scope = "api.management.read" if path == "/v1/organization/projects" else "api.usage.read"
+            org = self.org_for_key(self._authenticate(authorization, scope))
+            body = self._route(path, normalize_params(raw), org)
+        except ApiError as error:
+            return error.response()
+        payload = json.dumps(body).encode()
+        if faults.take("truncated_body_burst"):
+            payload = payload[: len(payload) // 2]
+        return Response(200, payload)
+
+    def _server_error(self) -> Response | None:
+        hit = self.faults.take("error_5xx_burst")
+        with self._lock:
+            if not hit and self.faults.error_5xx_rate > 0:
+                hit = self._error_rng.random() < self.faults.error_5xx_rate
+            if not hit:
+                return None
+            status = (500, 502, 503, 504)[self._errors_served % 4]
+            self._errors_served += 1
+        if status == 502:
+            return Response(502, _BAD_GATEWAY, "text/html")
+        return ApiError(status, _SERVER_ERRORS[status], kind="server_error").response()
+
+    def _authenticate(self, authorization: str | None, scope: str) -> str:
+        bare = self.faults.error_body_string
+        scheme, _, key = (authorization or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise ApiError(401, _NO_KEY, bare=bare)
+        refused = (f"Incorrect API key provided: {mask_key(key)}. You can find your API key at "
+                   "https://platform.openai.com/account/api-keys.")
+        if not key.startswith("sk-"):
+            raise ApiError(401, refused, code="invalid_api_key", bare=bare)
+        if not key.startswith("sk-admin-"):
+            raise ApiError(403, f"{_NO_SCOPE} Missing scopes: {scope}.", bare=True)
+        with self._lock:
+            revoked = key in self._revoked
+        if revoked or "-revoked" in key:
+            raise ApiError(401, refused, code="invalid_api_key", bare=bare)
+        if "-nonowner" in key:
+            raise ApiError(403, f"{_NO_SCOPE} Missing scopes: {scope}. The creator of this admin key is not "
+                                "an owner of the organization.", bare=bare)
+        return key
+
+    def _route(self, path: str, params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+        if path == "/v1/organization/costs":
+            return self._costs(path, params, org)
+        if path == "/v1/organization/projects":
+            return _projects(params, org)
+        prefix, _, endpoint = path.rpartition("/")
+        if prefix == "/v1/organization/usage" and endpoint in ENDPOINTS:
+            return self._usage(path, endpoint, params, org)
+        raise ApiError(404, f"Invalid URL (GET {path})")
+
+    def _window(self, params: dict[str, list[str]], org: Organization) -> tuple[int, int]:
+        """Validated [start_time, min(end_time, now))."""
+        start = _int_param(params, "start_time", required=True)
+        end = _int_param(params, "end_time")
+        now = org.now_ts()
+        assert start is not None  # required=True raised otherwise
+        return start, now if end is None else min(end, now)
+
+    def _costs(self, path: str, params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+        start, upper = self._window(params, org)
+        _choices(params, "bucket_width", ("1d",))
+        allowed = COSTS_GROUP_BY[:2] if self.faults.reject_costs_group_by_api_key_id else COSTS_GROUP_BY
+        group_by = set(_choices(params, "group_by", allowed))
+        projects, keys = set(params.get("project_ids", [])), set(params.get("api_key_ids", []))
+        pager = _Pager(path, params, _limit(params, 7, 180), self.faults)
+
+        def bounds() -> Iterator[tuple[int, int]]:
+            a = pager.resume if pager.resume is not None else start // DAY * DAY
+            while a < upper:  # whole days; the current one ends in the future
+                yield a, a + DAY
+                a += DAY
+
+        def render(a: int, _b: int) -> list[dict[str, Any]]:
+            groups: dict[tuple[Any, ...], list[CostFact]] = {}
+            for f in org.cost_facts(day_of(a)):
+                if (not projects or f.project_id in projects) and (not keys or f.api_key_id in keys):
+                    key = tuple(getattr(f, d) if d in group_by else None for d in COSTS_GROUP_BY)
+                    groups.setdefault(key, []).append(f)
+            rows = []
+            for key in sorted(groups, key=_sort_key):
+                facts, by_line = groups[key], "line_item" in group_by
+                quantity = None
+                if by_line and facts[0].quantity is not None:  # one line item has one unit
+                    quantity = sum(f.quantity or 0 for f in facts)
+                rows.append({"object": "organization.costs.result",
+                             "amount": {"value": sum(f.amount for f in facts), "currency": "usd"},
+                             **dict(zip(COSTS_GROUP_BY, key)), "quantity": quantity,
+                             "quantity_unit": facts[0].quantity_unit if by_line else None,
+                             "organization_id": org.org_id})
+            return rows
+
+        return pager.page(bounds(), render)
+
+    def _usage(self, path: str, endpoint: str, params: dict[str, list[str]],
+               org: Organization) -> dict[str, Any]:
+        spec = ENDPOINTS[endpoint]
+        start, upper = self._window(params, org)
+        width_name = (params.get("bucket_width") or ["1d"])[0]
+        if width_name not in USAGE_WIDTHS:
+            raise _invalid("bucket_width", f"Invalid value for 'bucket_width': '{width_name}'. "
+                                           "Supported values are: '1m', '1h', '1d'.")
+        width, default, maximum = USAGE_WIDTHS[width_name]
+        group_by = set(_choices(params, "group_by", spec.dims))
+        filters = {dim: set(_choices(params, name, spec.enums[name]) if name in spec.enums
+                            else params.get(name, [])) for name, dim in spec.filters.items()}
+        batch = None
+        if endpoint == "completions" and params.get("batch"):
+            flag = params["batch"][0].lower()
+            if flag not in ("true", "false"):
+                raise _invalid("batch", f"Invalid value for 'batch': '{flag}'. Expected 'true' or 'false'.")
+            batch = flag == "true"
+        limit = _limit(params, default, maximum, f" for bucket_width={width_name}")
+        pager = _Pager(path, params, limit, self.faults)
+
+        def bounds() -> Iterator[tuple[int, int]]:
+            a = pager.resume if pager.resume is not None else start
+            while a < upper:  # the first bucket starts at start_time, the last ends at min(end, now)
+                b = min((a // width + 1) * width, upper)
+                yield a, b
+                a = b
+
+        def render(a: int, b: int) -> list[dict[str, Any]]:
+            day = day_of(a)
+            groups: dict[tuple[Any, ...], dict[str, int]] = {}
+            for row in org.usage_slice(endpoint, day, a - day_start(day), b - day_start(day)):
+                if any(values and row[dim] not in values for dim, values in filters.items()):
+                    continue
+                if batch is not None and row["batch"] != batch:
+                    continue
+                acc = groups.setdefault(tuple(row[d] if d in group_by else None for d in spec.dims),
+                                        dict.fromkeys(spec.metrics, 0))
+                for m in spec.metrics:
+                    acc[m] += row[m]
+            return [{"object": spec.object, **groups[key], **dict(zip(spec.dims, key))}
+                    for key in sorted(groups, key=_sort_key)]
+
+        return pager.page(bounds(), render)
+
+
+def _projects(params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+    limit = _limit(params, 20, 100)
+    archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
+    after = (params.get("after") or [""])[0]
+    items = [dict(p) for p in org.projects if archived or p["status"] != "archived"]
+    if after:
+        ids = [p["id"] for p in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Writes :meth:`Simulator.handle` answers to the socket; logs nothing (headers hold keys)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; avoid the 40 ms delayed-ACK stall
+    server_version = "stax-openai-admin-simulator"
+    server: _Server
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+        response = self.server.simulator.handle(self.path, self.headers.get("Authorization"))
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, simulator: Simulator, host: str, port: int) -> None:
+        self.simulator = simulator
+        super().__init__((host, port), _Handler)
+        simulator.port = self.server_address[1]
+        simulator.base_url = f"http://{host}:{simulator.port}/v1"
+
+
+@contextmanager
+def run_simulator(host: str = "127.0.0.1", port: int = 0, **simulator_kwargs: Any) -> Iterator[Simulator]:
+    """Serve a new :class:`Simulator` from a daemon thread for the duration of the block."""
+    server = _Server(Simulator(**simulator_kwargs), host, port)
+    # a short poll interval keeps shutdown (and so each test using the simulator) fast
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="openai-admin-simulator",
+                              daemon=True)
+    thread.start()
+    try:
+        yield server.simulator
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve in the foreground until Ctrl-C."""
+    server = _Server(Simulator(), host, port)
+    print(f"OpenAI Admin API simulator at {server.simulator.base_url} (any sk-admin-... key; Ctrl-C to stop)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
