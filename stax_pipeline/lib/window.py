@@ -1,0 +1,104 @@
+"""The one place that knows the sync window: UTC days [start, end), and how it reaches Dagster
+tags, the dlt source and dbt vars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from dagster import MultiPartitionKey
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from stax_pipeline.settings import BACKFILL_DAYS
+
+CONNECTION_DIM = "connection"
+DATE_DIM = "date"
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """UTC days [start, end): ``start`` inclusive, ``end`` exclusive."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"empty window: {self.start} .. {self.end}")
+
+    @classmethod
+    def inclusive(cls, first: date, last: date) -> SyncWindow:
+        """The window of the days ``first`` to ``last``, both included."""
+        return cls(first, last + timedelta(days=1))
+
+    @property
+    def last(self) -> date:
+        return self.end - timedelta(days=1)
+
+    @property
+    def num_days(self) -> int:
+        return (self.end - self.start).days
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(self.num_days)]
+
+    def __str__(self) -> str:
+        return f"{self.start}..{self.last}"
+
+
+def nightly_window(today: date, lookback_days: int) -> SyncWindow:
+    """Yesterday plus the ``lookback_days`` closed days before it (providers revise them)."""
+    return SyncWindow(today - timedelta(days=1 + lookback_days), today)
+
+
+def backfill_window(today: date, days: int = BACKFILL_DAYS) -> SyncWindow:
+    """The ``days`` closed days before ``today``: what a new connection gets first."""
+    return SyncWindow(today - timedelta(days=days), today)
+
+
+def partition_key(connection: str, day: date) -> MultiPartitionKey:
+    return MultiPartitionKey({CONNECTION_DIM: connection, DATE_DIM: day.isoformat()})
+
+
+def range_run_tags(connection: str, window: SyncWindow) -> dict[str, str]:
+    """Tags that make one Dagster run materialize the whole window for one connection."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: str(partition_key(connection, window.start)),
+        ASSET_PARTITION_RANGE_END_TAG: str(partition_key(connection, window.last)),
+        "stax/connection": connection,
+        "stax/window": str(window),
+    }
+
+
+def window_from_context(context: Any) -> tuple[SyncWindow, list[str]]:
+    """The window and the connections of a (possibly ranged) partitioned asset run.
+
+    The days come from ``partition_time_window`` (never ``partition_key``, which a range run
+    does not have); the connections from the run's partition keys.
+    """
+    time_window = context.partition_time_window
+    window = SyncWindow(time_window.start.date(), time_window.end.date())
+    connections = sorted({_connection_of(key) for key in context.partition_keys})
+    return window, connections
+
+
+def _connection_of(key: str) -> str:
+    by_dimension = getattr(key, "keys_by_dimension", None)
+    if by_dimension:
+        return by_dimension[CONNECTION_DIM]
+    # Multi-partition keys are "<connection>|<date>": dimensions sort by name.
+    return str(key).split("|", 1)[0]
+
+
+def dbt_vars(window: SyncWindow, connections: Iterable[str]) -> dict[str, Any]:
+    """The vars the incremental dbt models read to rebuild exactly this window."""
+    return {
+        "start_date": window.start.isoformat(),
+        "end_date": window.end.isoformat(),
+        "connections": sorted(connections),
+    }

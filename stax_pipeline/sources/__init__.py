@@ -1,0 +1,1 @@
+"""Provider sources: one folder per provider API, each a dlt source."""

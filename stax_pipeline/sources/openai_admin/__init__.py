@@ -1,0 +1,245 @@
+"""dlt source for the OpenAI Admin API: costs, every usage endpoint, and projects.
+
+The window is explicit: the caller passes UTC days [start, end). The source keeps no cursor
+or state of its own, so a backfill, a re-run or a retry can never skip or corrupt days.
+
+Every costs/usage table is append-only: each sync is a full snapshot of the days it pulled,
+its rows tagged with the sync's ``sync_id``. Only after those rows are loaded does
+:func:`sync_windows` record one row per (resource, day) — even for a day the API returned nothing
+for — as the commit marker. Staging reads, for each (connection, resource, day), only the rows of
+the latest recorded sync: a row the API stopped returning disappears, nothing is counted twice,
+a load that failed half-way stays invisible, and the history of restated days is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from stax_pipeline.lib.http import HttpError
+from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, bucket_day
+from stax_pipeline.sources.openai_admin.settings import (
+    COSTS_COLUMNS,
+    COSTS_FALLBACK_GROUP_BY,
+    COSTS_GROUP_BY,
+    COSTS_MAX_LIMIT,
+    COSTS_PATH,
+    PROJECTS_COLUMNS,
+    SYNC_WINDOWS_COLUMNS,
+    SYNC_WINDOWS_TABLE,
+    USAGE_ENDPOINTS,
+    USAGE_MAX_LIMIT_1D,
+    UsageEndpoint,
+    usage_columns,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadStats:
+    """What a run of the source pulled, for Dagster metadata and progress lines."""
+
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """Which connection and which UTC days [start, end) one load covers."""
+
+    connection: str
+    start: date
+    end: date
+    lookback_days: int
+    loaded_at: datetime
+
+    sync_id: str
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+    def is_final(self, day: date) -> bool:
+        """A day is final once it closed more than ``lookback_days`` days before this pull:
+        the nightly sync will not pull it again."""
+        final_from = datetime.combine(
+            day + timedelta(days=1 + self.lookback_days), datetime.min.time(), tzinfo=UTC
+        )
+        return self.loaded_at >= final_from
+
+
+@dlt.source(name="openai_admin", max_table_nesting=1)
+def openai_admin_source(
+    client: OpenAIAdminClient | None = None,
+    request: SyncRequest | None = None,
+    stats: LoadStats | None = None,
+) -> list[DltResource]:
+    """The OpenAI Admin API as dlt resources.
+
+    Args:
+        client: API client for the connection's admin key (None only to describe the resources).
+        request: the connection and the window to pull.
+        stats: filled with row counts and per-day cost totals as rows are yielded.
+
+    Returns:
+        ``costs`` (table ``costs``: one row per bucket × project × line item × API key),
+        ``usage_<endpoint>`` for every usage endpoint (one row per bucket × grouped dimensions),
+        ``sync_windows`` (empty here: see :func:`sync_windows`), and ``projects`` (merged on
+        connection + id, archived ones included). Bucketed rows carry ``connection``, ``date``
+        (UTC day), ``loaded_at`` and ``sync_id``.
+    """
+    stats = stats if stats is not None else LoadStats()
+    resources = [
+        dlt.resource(
+            _costs(client, request, stats),
+            name="costs",
+            write_disposition="append",
+            columns=COSTS_COLUMNS,
+        )
+    ]
+    for endpoint in USAGE_ENDPOINTS:
+        resources.append(
+            dlt.resource(
+                _usage(client, request, stats, endpoint),
+                name=endpoint.table,
+                write_disposition="append",
+                columns=usage_columns(endpoint),
+            )
+        )
+    # Declared here so it is an asset of the source; its rows come from sync_windows() in a
+    # second load, after the data load succeeded.
+    resources.append(sync_windows(request, []) if request else _empty_sync_windows())
+    resources.append(
+        dlt.resource(
+            _projects(client, request, stats),
+            name="projects",
+            write_disposition="merge",
+            primary_key=("connection", "id"),
+            columns=PROJECTS_COLUMNS,
+        )
+    )
+    return resources
+
+
+def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
+    if client is None or request is None:
+        raise ValueError("openai_admin_source needs a client and a request to extract data")
+    if request.end <= request.start:
+        raise ValueError(f"empty window: start {request.start} must be before end {request.end}")
+    return client, request
+
+
+def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
+    client, request = _require(client, request)
+    yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
+    try:
+        # Collected before yielding so a fallback request can never duplicate rows.
+        buckets = list(
+            client.iter_buckets(
+                COSTS_PATH, start=request.start, end=request.end,
+                limit=COSTS_MAX_LIMIT, group_by=COSTS_GROUP_BY,
+            )
+        )  # fmt: skip
+    except HttpError as exc:
+        if exc.status != 400:
+            raise
+        note = (
+            f"costs: the API refused group_by=api_key_id (HTTP 400: {exc.api_message}); "
+            "pulled costs without per-key attribution, api_key_id is null"
+        )
+        log.warning(note)
+        stats.notes.append(note)
+        buckets = list(
+            client.iter_buckets(
+                COSTS_PATH, start=request.start, end=request.end,
+                limit=COSTS_MAX_LIMIT, group_by=COSTS_FALLBACK_GROUP_BY,
+            )
+        )  # fmt: skip
+    for row in _bucket_rows(buckets, request, "costs", stats):
+        amount = row.pop("amount", None) or {}
+        value = amount.get("value")
+        row["amount__value"] = float(value) if value is not None else None
+        row["amount__currency"] = amount.get("currency")
+        if row["amount__value"] is not None:
+            stats.cost_usd_by_day[row["date"]] += row["amount__value"]
+        yield row
+
+
+def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
+    client, request = _require(client, request)
+    yield dlt.mark.materialize_table_schema()
+    buckets = client.iter_buckets(
+        endpoint.path, start=request.start, end=request.end,
+        limit=USAGE_MAX_LIMIT_1D, group_by=endpoint.group_by,
+    )  # fmt: skip
+    yield from _bucket_rows(buckets, request, endpoint.table, stats)
+
+
+def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
+    client, request = _require(client, request)
+    for project in client.iter_projects():
+        stats.rows["projects"] += 1
+        yield {**project, "connection": request.connection, "loaded_at": request.loaded_at}
+
+
+def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
+    """Flatten buckets into rows carrying the connection, the UTC day and the load time."""
+    for bucket in buckets:
+        start_time = int(bucket["start_time"])
+        day = bucket_day(start_time)
+        if not request.start <= day < request.end:
+            log.warning("%s: ignoring a bucket outside the window (%s)", table, day)
+            continue
+        for result in bucket.get("results") or []:
+            stats.rows[table] += 1
+            yield {
+                **result,
+                "connection": request.connection,
+                "date": day,
+                "bucket_start_time": start_time,
+                "bucket_end_time": int(bucket["end_time"]),
+                "loaded_at": request.loaded_at,
+                "sync_id": request.sync_id,
+            }
+
+
+def _empty_sync_windows() -> DltResource:
+    return dlt.resource(
+        [], name=SYNC_WINDOWS_TABLE, write_disposition="append", columns=SYNC_WINDOWS_COLUMNS
+    )
+
+
+def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
+    """The commit marker of a sync: one row per (table, day) of its window.
+
+    Load it only after the data load succeeded; staging ignores rows of a sync without it.
+    """
+    rows = [
+        {
+            "connection": request.connection,
+            "resource": table,
+            "date": day,
+            "is_final": request.is_final(day),
+            "loaded_at": request.loaded_at,
+            "sync_id": request.sync_id,
+        }
+        for table in tables
+        for day in request.days()
+    ]
+    return dlt.resource(
+        rows, name=SYNC_WINDOWS_TABLE, write_disposition="append", columns=SYNC_WINDOWS_COLUMNS
+    )
+
+
+DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), "projects")
+
+
+__all__ = ["DATA_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest", "openai_admin_source", "sync_windows"]

@@ -1,0 +1,117 @@
+"""OpenAI Admin API client: bucket pagination, project listing and key validation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
+from stax_pipeline.errors import ProviderError
+from stax_pipeline.sources.openai_admin.settings import (
+    COSTS_PATH,
+    PROJECTS_MAX_LIMIT,
+    PROJECTS_PATH,
+)
+
+log = logging.getLogger(__name__)
+
+
+def unix_midnight(day: date) -> int:
+    """Unix seconds of 00:00 UTC on ``day``."""
+    return int(datetime.combine(day, time(0), tzinfo=UTC).timestamp())
+
+
+def bucket_day(start_time: int) -> date:
+    """The UTC day a bucket belongs to (the day of its start)."""
+    return datetime.fromtimestamp(start_time, tz=UTC).date()
+
+
+class OpenAIAdminClient:
+    """Reads the organization endpoints of the OpenAI Admin API with one :class:`ApiClient`."""
+
+    def __init__(self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None):
+        self.api = ApiClient(base_url, api_key, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"OpenAIAdminClient({self.api.base_url!r})"
+
+    def close(self) -> None:
+        self.api.close()
+
+    def iter_buckets(
+        self,
+        path: str,
+        *,
+        start: date,
+        end: date,
+        limit: int,
+        group_by: Sequence[str] = (),
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every 1d bucket of ``path`` for UTC days [start, end), following ``next_page``.
+
+        Every page request resends all the original parameters plus ``page``. A cursor the API
+        hands out twice would loop forever, so it fails instead.
+        """
+        params: list[tuple[str, str]] = [
+            ("start_time", str(unix_midnight(start))),
+            ("end_time", str(unix_midnight(end))),
+            ("bucket_width", "1d"),
+            ("limit", str(limit)),
+            *(("group_by", dim) for dim in group_by),  # repeated keys: OpenAPI's form/explode
+            *extra,
+        ]
+        seen_cursors: set[str] = set()
+        cursor: str | None = None
+        pages = 0
+        while True:
+            page = self.api.get_json(path, params + ([("page", cursor)] if cursor else []))
+            pages += 1
+            yield from page.get("data") or []
+            cursor = page.get("next_page")
+            if not cursor or page.get("has_more") is False:
+                break
+            if cursor in seen_cursors:
+                raise ProviderError(
+                    f"GET {path} returned the same pagination cursor twice; stopping instead of "
+                    "looping forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
+            seen_cursors.add(cursor)
+        log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
+
+    def iter_projects(self) -> Iterator[dict[str, Any]]:
+        """Yield every project, archived ones included, following ``after`` cursors."""
+        after: str | None = None
+        seen: set[str] = set()
+        while True:
+            params = [("limit", str(PROJECTS_MAX_LIMIT)), ("include_archived", "true")]
+            page = self.api.get_json(PROJECTS_PATH, params + ([("after", after)] if after else []))
+            data = page.get("data") or []
+            yield from data
+            if not page.get("has_more") or not data:
+                break
+            after = page.get("last_id") or data[-1].get("id")
+            if not after or after in seen:
+                raise ProviderError(
+                    f"GET {PROJECTS_PATH} repeated its pagination cursor; stopping instead of "
+                    "looping forever. Run the sync again later.",
+                    endpoint=PROJECTS_PATH,
+                )
+            seen.add(after)
+
+    def check_admin_key(self) -> None:
+        """One cheap request that an admin key with usage read access can make.
+
+        Raises :class:`HttpError` (status 401/403/…) or :class:`ProviderError` (unreachable).
+        """
+        today = datetime.now(UTC).date()
+        self.api.get_json(
+            COSTS_PATH,
+            [("start_time", str(unix_midnight(today - timedelta(days=1)))), ("limit", "1")],
+        )
+
+
+__all__ = ["HttpError", "OpenAIAdminClient", "bucket_day", "unix_midnight"]

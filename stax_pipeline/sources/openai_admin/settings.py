@@ -1,0 +1,139 @@
+"""Constants of the OpenAI Admin API as Stax uses it: endpoints, page limits, grouping, columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROVIDER = "openai"
+DATASET_NAME = "raw_openai"
+ADMIN_KEY_PREFIX = "sk-admin-"
+ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
+
+COSTS_PATH = "/organization/costs"
+PROJECTS_PATH = "/organization/projects"
+COSTS_MAX_LIMIT = 180  # buckets per page at 1d
+USAGE_MAX_LIMIT_1D = 31
+PROJECTS_MAX_LIMIT = 100
+
+# Costs attribute spend by project, line item and API key. Older API versions refuse
+# api_key_id; the source then retries without it.
+COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
+COSTS_FALLBACK_GROUP_BY = ("project_id", "line_item")
+
+_ID_DIMS = {"project_id": "text", "user_id": "text", "api_key_id": "text", "model": "text"}
+
+
+@dataclass(frozen=True)
+class UsageEndpoint:
+    """One ``/organization/usage/<name>`` endpoint.
+
+    ``group_by`` lists the dimensions Stax groups by: every one that helps attribute spend.
+    ``user_id`` is left out everywhere: costs carry no user dimension to join it to, and grouping
+    by user multiplies rows by the number of users (thousands in large organizations).
+    """
+
+    name: str
+    group_by: tuple[str, ...]
+    metrics: tuple[str, ...]
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return f"/organization/usage/{self.name}"
+
+    @property
+    def table(self) -> str:
+        return f"usage_{self.name}"
+
+
+_COMPLETIONS_TOKENS = (
+    "input_tokens", "output_tokens", "num_model_requests", "input_cached_tokens",
+    "input_cache_write_tokens", "input_uncached_tokens", "input_text_tokens",
+    "output_text_tokens", "input_cached_text_tokens", "input_audio_tokens",
+    "input_cached_audio_tokens", "output_audio_tokens", "input_image_tokens",
+    "input_cached_image_tokens", "output_image_tokens",
+)  # fmt: skip
+
+USAGE_ENDPOINTS: tuple[UsageEndpoint, ...] = (
+    UsageEndpoint(
+        "completions",
+        ("project_id", "model", "api_key_id", "batch", "service_tier"),
+        _COMPLETIONS_TOKENS,
+        {**_ID_DIMS, "batch": "bool", "service_tier": "text"},
+    ),
+    UsageEndpoint("embeddings", ("project_id", "model", "api_key_id"),
+                  ("input_tokens", "num_model_requests"), _ID_DIMS),
+    UsageEndpoint("moderations", ("project_id", "model", "api_key_id"),
+                  ("input_tokens", "num_model_requests"), _ID_DIMS),
+    UsageEndpoint("images", ("project_id", "model", "api_key_id", "size", "source"),
+                  ("images", "num_model_requests"), {**_ID_DIMS, "size": "text", "source": "text"}),
+    UsageEndpoint("audio_speeches", ("project_id", "model", "api_key_id"),
+                  ("characters", "num_model_requests"), _ID_DIMS),
+    UsageEndpoint("audio_transcriptions", ("project_id", "model", "api_key_id"),
+                  ("seconds", "num_model_requests"), _ID_DIMS),
+    UsageEndpoint("vector_stores", ("project_id",), ("usage_bytes",), {"project_id": "text"}),
+    UsageEndpoint("code_interpreter_sessions", ("project_id",), ("num_sessions",),
+                  {"project_id": "text"}),
+    UsageEndpoint("file_search_calls", ("project_id", "api_key_id", "vector_store_id"),
+                  ("num_requests",),
+                  {"project_id": "text", "user_id": "text", "api_key_id": "text",
+                   "vector_store_id": "text"}),
+    UsageEndpoint("web_search_calls", ("project_id", "model", "api_key_id", "context_level"),
+                  ("num_model_requests", "num_requests"), {**_ID_DIMS, "context_level": "text"}),
+)  # fmt: skip
+
+# Columns every costs/usage row carries besides the API's own fields.
+BUCKET_COLUMNS = {
+    "connection": {"data_type": "text", "nullable": False},
+    "date": {"data_type": "date", "nullable": False},
+    "bucket_start_time": {"data_type": "bigint", "nullable": False},
+    "bucket_end_time": {"data_type": "bigint", "nullable": False},
+    "loaded_at": {"data_type": "timestamp", "nullable": False},
+    "sync_id": {"data_type": "text", "nullable": False},
+    "object": {"data_type": "text"},
+}
+
+# Declared up front so a column exists even when every value in a load is null (dlt only
+# creates columns it has seen a value for), keeping the dbt sources stable.
+COSTS_COLUMNS = {
+    **BUCKET_COLUMNS,
+    "amount__value": {"data_type": "double"},
+    "amount__currency": {"data_type": "text"},
+    "line_item": {"data_type": "text"},
+    "project_id": {"data_type": "text"},
+    "api_key_id": {"data_type": "text"},
+    "quantity": {"data_type": "double"},
+    "quantity_unit": {"data_type": "text"},
+    "organization_id": {"data_type": "text"},
+}
+
+PROJECTS_COLUMNS = {
+    "connection": {"data_type": "text", "nullable": False},
+    "id": {"data_type": "text", "nullable": False},
+    "object": {"data_type": "text"},
+    "name": {"data_type": "text"},
+    "created_at": {"data_type": "bigint"},
+    "archived_at": {"data_type": "bigint"},
+    "status": {"data_type": "text"},
+    "external_key_id": {"data_type": "text"},
+    "residency": {"data_type": "text"},
+    "loaded_at": {"data_type": "timestamp", "nullable": False},
+}
+
+SYNC_WINDOWS_TABLE = "sync_windows"
+SYNC_WINDOWS_COLUMNS = {
+    "connection": {"data_type": "text", "nullable": False},
+    "resource": {"data_type": "text", "nullable": False},
+    "date": {"data_type": "date", "nullable": False},
+    "is_final": {"data_type": "bool", "nullable": False},
+    "loaded_at": {"data_type": "timestamp", "nullable": False},
+    "sync_id": {"data_type": "text", "nullable": False},
+}
+
+
+def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
+    """dlt column hints for one usage endpoint's table."""
+    columns: dict[str, dict[str, object]] = dict(BUCKET_COLUMNS)
+    columns.update({metric: {"data_type": "bigint"} for metric in endpoint.metrics})
+    columns.update({dim: {"data_type": kind} for dim, kind in endpoint.dimensions.items()})
+    return columns
