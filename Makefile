@@ -1,0 +1,41 @@
+# Stax pipeline. Everything runs from .venv/, built from uv.lock by `make install`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAX_HOME ?= $(CURDIR)/.stax
+export STAX_HOME
+
+DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
+MANIFEST := dbt_project/target/manifest.json
+
+.PHONY: install demo test ui manifest clean
+
+install: $(BIN)/.installed $(MANIFEST)
+
+# The venv, from the lock file only (`uv sync --frozen` never re-resolves).
+$(BIN)/.installed: uv.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen --quiet
+	@touch $@
+
+# The dbt manifest is prepared by the build, so tests, CI and `stax` load the definitions
+# without `dagster dev`.
+manifest: $(MANIFEST)
+$(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
+	@touch $@
+
+demo: install
+	$(BIN)/stax demo
+
+test: install
+	$(BIN)/python -m pytest
+
+ui: install
+	$(BIN)/python -c "from stax_pipeline.orchestration import prepare_dagster_home as p; from stax_pipeline.settings import load_settings as s; p(s())"
+	DAGSTER_HOME=$(STAX_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) dbt_project/target .pytest_cache

@@ -1,0 +1,102 @@
+"""``stax``: the command line of the Stax pipeline (see INTERFACE.md for the contract)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from datetime import date
+
+from stax_pipeline.errors import StaxError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
+        self.exit(2, f"stax: {message}\n")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stax", description="Stax: your whole AI bill in one place.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = commands.add_parser("connect", help="connect an organization with its admin key")
+    p.add_argument("provider", choices=["openai"])
+    p.add_argument("--name", required=True, help="a short name: lowercase letters, digits, - _")
+    p.add_argument("--no-backfill", action="store_true", help="do not run the 30-day backfill now")
+
+    commands.add_parser("connections", help="list connections")
+
+    p = commands.add_parser("disconnect", help="remove a connection's stored key")
+    p.add_argument("name")
+    p.add_argument("--purge", action="store_true", help="also delete its rows from the warehouse")
+
+    p = commands.add_parser("sync", help="sync days (inclusive, UTC) for connections")
+    p.add_argument("--connection", help="only this connection (default: all)")
+    p.add_argument("--start", type=_day, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", type=_day, help="last day, YYYY-MM-DD (inclusive)")
+
+    p = commands.add_parser("report", help="per-model spend for the last N days")
+    p.add_argument("--connection")
+    p.add_argument("--days", type=_positive, default=30)
+
+    p = commands.add_parser("doctor", help="diagnostics for 'my sync looks low'")
+    p.add_argument("--connection")
+
+    commands.add_parser("rotate-master-key", help="re-encrypt stored keys under a new master key")
+
+    p = commands.add_parser("simulator", help="run the local OpenAI Admin API simulator")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1")
+
+    commands.add_parser("demo", help="simulator + demo connection + 30-day backfill + report")
+    return parser
+
+
+def _configure_logging() -> None:
+    """Progress lines of our own code on stderr; library chatter stays quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    ours = logging.getLogger("stax_pipeline")
+    ours.setLevel(logging.INFO)
+    ours.addHandler(handler)
+    ours.propagate = False
+    for noisy in ("httpx", "dlt", "dagster"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    from stax_pipeline.cli import commands
+
+    handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
+    try:
+        return handler(args) or 0
+    except StaxError as exc:
+        print(f"stax: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stax: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["UsageError", "main"]

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per integration (dagster-open-platform layout)."""

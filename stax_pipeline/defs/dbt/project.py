@@ -1,0 +1,21 @@
+"""The dbt project beside the package, in a module of its own so that
+``dagster-dbt project prepare-and-package --file stax_pipeline/defs/dbt/project.py`` can import it
+without a manifest. ``make install`` prepares the manifest; tests, CI and the CLI rely on that.
+"""
+
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
+
+stax_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+stax_dbt_project.prepare_if_dev()
+
+
+def ensure_manifest() -> Path:
+    """The manifest path, parsing the project first if the build has not (e.g. a fresh clone
+    used without ``make install``)."""
+    if not stax_dbt_project.manifest_path.exists():
+        stax_dbt_project.preparer.prepare(stax_dbt_project)
+    return stax_dbt_project.manifest_path

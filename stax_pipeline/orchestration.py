@@ -1,0 +1,89 @@
+"""Running the Dagster definitions in-process, as the CLI does: the same job, partitions and
+instance (under STAX_HOME) that the UI and the daemon use."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance
+
+from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
+from stax_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INSTANCE_TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at ``$STAX_HOME/dagster`` with the repo's dagster.yaml in it."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
+        shutil.copyfile(INSTANCE_TEMPLATE, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def dagster_instance(settings: Settings) -> DagsterInstance:
+    prepare_dagster_home(settings)
+    return DagsterInstance.get()
+
+
+def register_connection(instance: DagsterInstance, name: str) -> None:
+    """Make ``name`` a partition of the ``connection`` dimension (idempotent)."""
+    if not instance.has_dynamic_partition(CONNECTION_DIM, name):
+        instance.add_dynamic_partitions(CONNECTION_DIM, [name])
+
+
+def unregister_connection(instance: DagsterInstance, name: str) -> None:
+    if instance.has_dynamic_partition(CONNECTION_DIM, name):
+        instance.delete_dynamic_partition(CONNECTION_DIM, name)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    connection: str
+    window: SyncWindow
+    success: bool
+    run_id: str
+    error: str | None = None
+
+
+def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> RunOutcome:
+    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process."""
+    from stax_pipeline.definitions import defs
+    from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+
+    register_connection(instance, connection)
+    job = defs.resolve_job_def(SYNC_JOB_NAME)
+    result = job.execute_in_process(
+        instance=instance,
+        tags=range_run_tags(connection, window),
+        raise_on_error=False,
+        # Our own progress lines go through Python logging; Dagster's console chatter is muted.
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    )
+    return RunOutcome(
+        connection=connection,
+        window=window,
+        success=result.success,
+        run_id=result.run_id,
+        error=None if result.success else _first_failure(result),
+    )
+
+
+def _first_failure(result) -> str:
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_FAILURE:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # the user-code error, not Dagster's wrapper
+            if error is not None:
+                return error.message.strip().splitlines()[0]
+    return "the run failed; see `make ui` for its logs"
