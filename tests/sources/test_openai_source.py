@@ -1,0 +1,130 @@
+"""The dlt source against the simulator, loading a real DuckDB file through real dlt."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from stax_pipeline.lib.http import RetryPolicy
+from stax_pipeline.lib.warehouse import dlt_pipeline
+from stax_pipeline.settings import load_settings
+from stax_pipeline.simulator import Faults
+from stax_pipeline.sources.openai_admin import (
+    LoadStats,
+    OpenAIAdminClient,
+    SyncRequest,
+    openai_admin_source,
+    sync_windows,
+)
+from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
+from tests.conftest import ADMIN_KEY
+
+TODAY = datetime.now(UTC).date()
+START, END = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
+
+
+def _load(sim, *, key: str = ADMIN_KEY, start: date = START, end: date = END):
+    settings = load_settings()
+    request = SyncRequest("acme", start, end, 3, datetime.now(UTC), uuid.uuid4().hex)
+    stats = LoadStats()
+    client = OpenAIAdminClient(sim.base_url, key, retry=RetryPolicy(6, 0.001, 0.01))
+    pipeline = dlt_pipeline(settings, "raw_openai")
+    pipeline.run(openai_admin_source(client, request, stats))
+    pipeline.run(sync_windows(request, ["costs", *(e.table for e in USAGE_ENDPOINTS)]))
+    return settings.warehouse_path, stats, client
+
+
+def _query(path: Path, sql: str, params=()):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def _grouped_truth(org, endpoint, group_by, start, end) -> int:
+    """Rows the API returns for an endpoint at a grouping: distinct dimension combinations."""
+    keys = set()
+    day = start
+    while day < end:
+        for fact in org.usage_facts(endpoint.name, day):
+            keys.add((day, *(fact.get(dim) for dim in group_by)))
+        day += timedelta(days=1)
+    return len(keys)
+
+
+def test_costs_land_to_the_cent_and_every_usage_endpoint_lands(stax_home, simulator):
+    path, stats, _ = _load(simulator)
+    org = simulator.org_for_key(ADMIN_KEY)
+    truth = org.cost_total_by_day(START, END)
+    landed = dict(_query(path, "select date, sum(amount__value) from raw_openai.costs group by 1"))
+    assert set(landed) == {d for d, v in truth.items() if v}
+    for day, value in truth.items():
+        assert landed.get(day, 0.0) == pytest.approx(value, abs=1e-6)
+    assert sum(stats.cost_usd_by_day.values()) == pytest.approx(sum(truth.values()), abs=1e-6)
+    for endpoint in USAGE_ENDPOINTS:
+        (count,) = _query(path, f"select count(*) from raw_openai.{endpoint.table}")[0]
+        assert count == _grouped_truth(org, endpoint, endpoint.group_by, START, END), endpoint.name
+        assert count > 0, f"the simulator should produce {endpoint.name} usage"
+    # Every row carries its connection, UTC day, load time and sync id.
+    assert _query(path, "select count(*) from raw_openai.costs where connection <> 'acme' "
+                  "or sync_id is null or loaded_at is null or date is null")[0][0] == 0
+
+
+def test_grouping_and_request_parameters(stax_home, simulator):
+    _load(simulator)
+    paths = defaultdict(list)
+    for path, params in simulator.requests:
+        paths[path].append(params)
+    costs = paths["/v1/organization/costs"]
+    assert len(costs) == 1  # 5 days: one request, limit 180
+    assert costs[0]["group_by"] == ["project_id", "line_item", "api_key_id"]
+    assert costs[0]["limit"] == ["180"] and costs[0]["bucket_width"] == ["1d"]
+    for endpoint in USAGE_ENDPOINTS:
+        calls = paths[f"/v1{endpoint.path}"]
+        assert len(calls) == 1, endpoint.name
+        assert calls[0]["group_by"] == list(endpoint.group_by)
+        assert calls[0]["limit"] == ["31"]
+
+
+def test_projects_include_archived(stax_home, simulator):
+    path, _, _ = _load(simulator)
+    org = simulator.org_for_key(ADMIN_KEY)
+    rows = dict(_query(path, "select id, status from raw_openai.projects"))
+    assert rows == {p["id"]: p["status"] for p in org.projects}
+    assert "archived" in rows.values()
+
+
+def test_forced_pages_are_followed(stax_home, simulator):
+    simulator.faults = Faults(page_size=2, retry_after=0)
+    path, _, client = _load(simulator)
+    org = simulator.org_for_key(ADMIN_KEY)
+    landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
+    assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
+    # 5 days at 2 buckets a page: 3 pages for costs and for each of the 10 usage endpoints.
+    assert len([p for p, _ in simulator.requests if p != "/v1/organization/projects"]) == 33
+
+
+def test_costs_without_api_key_grouping_fall_back_and_say_so(stax_home, simulator, caplog):
+    simulator.faults = Faults(reject_costs_group_by_api_key_id=True, retry_after=0)
+    path, stats, _ = _load(simulator)
+    org = simulator.org_for_key(ADMIN_KEY)
+    total, with_key = _query(path, "select sum(amount__value), count(api_key_id) from raw_openai.costs")[0]
+    assert total == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
+    assert with_key == 0
+    assert any("api_key_id" in note for note in stats.notes)
+    assert "refused group_by=api_key_id" in caplog.text
+
+
+def test_transient_faults_do_not_change_what_lands(stax_home, simulator):
+    simulator.faults = Faults(rate_limit_burst=2, error_5xx_burst=2, truncated_body_burst=1,
+                              retry_after=0)
+    path, _, _ = _load(simulator)
+    org = simulator.org_for_key(ADMIN_KEY)
+    landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
+    assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
