@@ -1,0 +1,56 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='sync_window',
+        on_schema_change='sync_all_columns'
+    )
+}}
+
+with line_items as (
+
+    select * from {{ ref('int_openai__cost_line_items') }}
+    {% if is_incremental() -%}
+    where {{ in_sync_window('date', 'connection') }}
+    {%- endif %}
+
+),
+
+final as (
+
+    -- the API can return the same line item twice for one project/key/day; sum them
+    select
+        provider,
+        connection,
+        date,
+        project_id,
+        api_key_id,
+        line_item,
+        product,
+        model,
+        sku,
+        charge_type,
+        line_item_shape,
+        coalesce(sum(cost_usd), 0) as cost_usd,
+        sum(quantity) as quantity,
+        min(quantity_unit) as quantity_unit,
+        min(currency) as currency,
+        bool_and(is_final) as is_final,
+        count(*) as source_row_count,
+        max(loaded_at) as loaded_at
+    from line_items
+    group by
+        provider,
+        connection,
+        date,
+        project_id,
+        api_key_id,
+        line_item,
+        product,
+        model,
+        sku,
+        charge_type,
+        line_item_shape
+
+)
+
+select * from final

@@ -1,0 +1,447 @@
+"""End-to-end checks of the dbt project against a small hand-built `raw_openai` schema.
+
+The raw tables follow the dlt contract: append-only snapshots per sync tagged with its `sync_id`,
+and `sync_windows` rows for every (connection, resource, date) a sync covered, written only once
+its data loaded (the commit marker). dbt runs
+in-process through `dbtRunner`, the way Dagster's `dbt build --vars` would run it.
+
+Story:
+1. Loads L1 (acme, days 1-3), G1 (globex, days 1-2), L2 (acme day 3 re-pulled with zero rows) and
+   an unfinished L3 (acme day 1, bogus amounts) exist; a full `dbt build` runs.
+2. L4 re-pulls acme days 1-2 (day 2: one amount changed, one row gone; day 1: one amount changed)
+   and G2 re-pulls globex day 2. A one-day window build for acme day 2 runs: only that day and
+   connection change, so acme day 1 and globex day 2 keep their old (now stale) values.
+3. The same window build again changes nothing.
+4. A build without vars brings every day to the latest loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from dbt.cli.main import dbtRunner
+
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+TOLERANCE = 1e-6
+
+D1, D2, D3 = date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)
+RESOURCES = [
+    "costs",
+    "usage_completions",
+    "usage_embeddings",
+    "usage_moderations",
+    "usage_images",
+    "usage_audio_speeches",
+    "usage_audio_transcriptions",
+    "usage_vector_stores",
+    "usage_code_interpreter_sessions",
+    "usage_file_search_calls",
+    "usage_web_search_calls",
+]
+MARTS = ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily"]
+
+COMMON_COLUMNS = """
+    connection varchar, date date, bucket_start_time bigint, bucket_end_time bigint,
+    loaded_at timestamptz, sync_id varchar, _dlt_load_id varchar, _dlt_id varchar"""
+# usage_code_interpreter_sessions is deliberately never created and usage_completions lacks two
+# optional columns: dlt creates neither before it has seen data, and staging must cope.
+RAW_DDL = {
+    "costs": """object varchar, amount__value double, amount__currency varchar, line_item varchar,
+        project_id varchar, api_key_id varchar, quantity double, quantity_unit varchar,
+        organization_id varchar""",
+    "usage_completions": """object varchar, input_tokens bigint, output_tokens bigint,
+        num_model_requests bigint, input_cached_tokens bigint, input_uncached_tokens bigint,
+        input_text_tokens bigint, output_text_tokens bigint, input_cached_text_tokens bigint,
+        input_audio_tokens bigint, input_cached_audio_tokens bigint, output_audio_tokens bigint,
+        input_image_tokens bigint, input_cached_image_tokens bigint, project_id varchar,
+        user_id varchar, api_key_id varchar, model varchar, service_tier varchar, batch boolean""",
+    "usage_embeddings": """object varchar, input_tokens bigint, num_model_requests bigint,
+        project_id varchar, user_id varchar, api_key_id varchar, model varchar""",
+    "usage_moderations": """object varchar, input_tokens bigint, num_model_requests bigint,
+        project_id varchar, user_id varchar, api_key_id varchar, model varchar""",
+    "usage_images": """object varchar, images bigint, num_model_requests bigint, source varchar,
+        size varchar, project_id varchar, user_id varchar, api_key_id varchar, model varchar""",
+    "usage_audio_speeches": """object varchar, characters bigint, num_model_requests bigint,
+        project_id varchar, user_id varchar, api_key_id varchar, model varchar""",
+    "usage_audio_transcriptions": """object varchar, seconds bigint, num_model_requests bigint,
+        project_id varchar, user_id varchar, api_key_id varchar, model varchar""",
+    "usage_vector_stores": "object varchar, usage_bytes bigint, project_id varchar",
+    "usage_file_search_calls": """object varchar, num_requests bigint, project_id varchar,
+        user_id varchar, api_key_id varchar, vector_store_id varchar""",
+    "usage_web_search_calls": """object varchar, num_model_requests bigint, num_requests bigint,
+        project_id varchar, user_id varchar, api_key_id varchar, model varchar,
+        context_level varchar""",
+}
+
+
+def cost(line_item: str | None, project_id: str | None, api_key_id: str | None, amount: float) -> dict:
+    return {
+        "object": "organization.costs.result",
+        "amount__value": amount,
+        "amount__currency": "usd",
+        "line_item": line_item,
+        "project_id": project_id,
+        "api_key_id": api_key_id,
+        "quantity": 1000.0,
+        "quantity_unit": "tokens",
+        "organization_id": None,
+    }
+
+
+def completion(project_id: str, model: str, inp: int, out: int, requests: int, batch: bool = False) -> dict:
+    return {
+        "object": "organization.usage.completions.result",
+        "input_tokens": inp,
+        "output_tokens": out,
+        "num_model_requests": requests,
+        "input_cached_tokens": inp // 10,
+        "project_id": project_id,
+        "user_id": None,
+        "api_key_id": None,
+        "model": model,
+        "service_tier": "default",
+        "batch": batch,
+    }
+
+
+ACME_D1 = [
+    cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 1.25),
+    cost("gpt-4o-2024-08-06, output", "proj_a", "key_1", 2.5),
+    cost("assistants api | file search", "proj_a", None, 0.1),  # no model, null api key
+    cost("evals | gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.3),
+    cost("evals | gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.2),  # repeated: summed
+    cost("weird || thing", "proj_b", "key_2", 0.05),  # unknown shape: kept
+]
+ACME_D1_USAGE = [
+    completion("proj_a", "gpt-4o-2024-08-06", 1000, 500, 10),
+    completion("proj_a", "gpt-4o-2024-08-06", 200, 100, 2, batch=True),
+    completion("proj_c", "gpt-4o-mini-2024-07-18", 50, 20, 1),  # usage without cost, unlisted project
+]
+EMBEDDINGS_D1 = [
+    {
+        "object": "organization.usage.embeddings.result",
+        "input_tokens": 300,
+        "num_model_requests": 3,
+        "project_id": "proj_a",
+        "user_id": None,
+        "api_key_id": "key_1",
+        "model": "text-embedding-3-small",
+    }
+]
+
+# load id -> (connection, loaded_at, completed, {date: {resource: rows}})
+LOADS_BEFORE_FIRST_BUILD = {
+    "1001.1": ("acme", datetime(2026, 10, 4, 2, tzinfo=UTC), True, {
+        D1: {"costs": ACME_D1, "usage_completions": ACME_D1_USAGE, "usage_embeddings": EMBEDDINGS_D1},
+        D2: {
+            "costs": [
+                cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.0),
+                cost("o1, output", "proj_b", "key_2", 4.0),  # vanishes in L4
+                cost("web search tool calls", None, None, 0.05),
+            ],
+            "usage_completions": [completion("proj_b", "o1", 100, 900, 4)],
+        },
+        D3: {
+            "costs": [cost("gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.7)],
+            "usage_completions": [completion("proj_a", "gpt-4o-mini-2024-07-18", 300, 100, 3)],
+        },
+    }),
+    "1001.2": ("globex", datetime(2026, 10, 4, 2, 5, tzinfo=UTC), True, {
+        D1: {"costs": [cost("text-embedding-3-small", "proj_g", "key_g", 5.0)]},
+        D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 1.5)]},
+    }),
+    # acme day 3 re-pulled: the API returns nothing now, so the day must become empty
+    "1001.3": ("acme", datetime(2026, 10, 5, 2, tzinfo=UTC), True, {D3: {}}),
+    # failed half-way (data landed, no sync_windows marker): ignored although it is the newest
+    "1001.4": ("acme", datetime(2026, 10, 5, 3, tzinfo=UTC), False, {
+        D1: {"costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 999.0)]},
+    }),
+}
+LOADS_BEFORE_WINDOW_BUILD = {
+    "1001.5": ("acme", datetime(2026, 10, 6, 2, tzinfo=UTC), True, {
+        D1: {
+            "costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 1.5), *ACME_D1[1:]],
+            "usage_completions": ACME_D1_USAGE,
+            "usage_embeddings": EMBEDDINGS_D1,
+        },
+        D2: {
+            "costs": [
+                cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.5),
+                cost("web search tool calls", None, None, 0.05),
+            ],
+        },
+    }),
+    "1001.6": ("globex", datetime(2026, 10, 6, 2, 5, tzinfo=UTC), True, {
+        D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 2.0)]},
+    }),
+}
+WINDOW_VARS = {"start_date": "2026-10-02", "end_date": "2026-10-03", "connections": ["acme"]}
+
+
+def expected_daily_costs(loads: dict) -> dict[tuple[str, date], float]:
+    """The latest-load rule in plain Python: per (connection, day) the latest completed load."""
+    latest: dict[tuple[str, date], tuple[datetime, str]] = {}
+    for load_id, (connection, loaded_at, completed, days) in loads.items():
+        for day in days:
+            key = (connection, day)
+            if completed and (key not in latest or (loaded_at, load_id) > latest[key]):
+                latest[key] = (loaded_at, load_id)
+    totals = {}
+    for (connection, day), (_, load_id) in latest.items():
+        rows = loads[load_id][3][day].get("costs", [])
+        totals[(connection, day)] = sum(row["amount__value"] for row in rows)
+    return totals
+
+
+def create_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema raw_openai")
+    for table, columns in RAW_DDL.items():
+        con.execute(f"create table raw_openai.{table} ({columns}, {COMMON_COLUMNS})")
+    con.execute("""create table raw_openai.sync_windows (connection varchar, resource varchar,
+        date date, is_final boolean, loaded_at timestamptz, sync_id varchar, _dlt_load_id varchar,
+        _dlt_id varchar)""")
+    con.execute("""create table raw_openai.projects (connection varchar, id varchar, object varchar,
+        name varchar, created_at bigint, archived_at bigint, status varchar,
+        external_key_id varchar, residency varchar, loaded_at timestamptz,
+        _dlt_load_id varchar, _dlt_id varchar)""")
+    loaded = datetime(2026, 10, 4, 2, tzinfo=UTC)
+    for pid, name, status, archived in [
+        ("proj_a", "Alpha", "active", None),
+        ("proj_b", "Beta", "archived", 1759000000),
+    ]:
+        con.execute(
+            "insert into raw_openai.projects values ('acme', ?, 'organization.project', ?, 1700000000, ?, ?, null, null, ?, '1001.1', ?)",
+            [pid, name, archived, status, loaded, f"p-{pid}"],
+        )
+
+
+def append_loads(con: duckdb.DuckDBPyConnection, loads: dict) -> None:
+    row_number = 0
+    for load_id, (connection, loaded_at, completed, days) in loads.items():
+        for day, tables in days.items():
+            start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+            for resource in RESOURCES:
+                for row in tables.get(resource, []):
+                    row_number += 1
+                    values = {
+                        **row,
+                        "connection": connection,
+                        "date": day,
+                        "bucket_start_time": start,
+                        "bucket_end_time": start + 86400,
+                        "loaded_at": loaded_at,
+                        "sync_id": load_id,
+                        "_dlt_load_id": load_id,
+                        "_dlt_id": f"{load_id}-{row_number}",
+                    }
+                    columns = ", ".join(values)
+                    marks = ", ".join("?" for _ in values)
+                    con.execute(f"insert into raw_openai.{resource} ({columns}) values ({marks})", list(values.values()))
+                if completed:  # the commit marker: only a sync whose data loaded writes it
+                    con.execute(
+                        "insert into raw_openai.sync_windows values (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [connection, resource, day, day == D1, loaded_at, load_id, load_id,
+                         f"w-{load_id}-{resource}-{day}"],
+                    )
+
+
+class Warehouse:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        # one writer per file: never keep a connection open while dbt runs
+        with duckdb.connect(str(self.path)) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def table(self, relation: str) -> list[tuple]:
+        return sorted(self.rows(f"select * from {relation}"), key=repr)
+
+    def daily_cost(self, relation: str) -> dict[tuple[str, date], float]:
+        sql = f"select connection, date, sum(cost_usd) from {relation} group by all"
+        return {(c, d): v for c, d, v in self.rows(sql)}
+
+
+def assert_costs_match(actual: dict, expected: dict) -> None:
+    keys = {k for k, v in expected.items() if v != 0} | set(actual)
+    for key in keys:
+        assert math.isclose(actual.get(key, 0.0), expected.get(key, 0.0), abs_tol=TOLERANCE), key
+    assert math.isclose(sum(actual.values()), sum(expected.values()), abs_tol=TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("stax_home")
+    previous = os.environ.get("STAX_HOME")
+    os.environ["STAX_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("STAX_HOME", None)
+    else:
+        os.environ["STAX_HOME"] = previous
+
+
+def dbt_build(home: Path, dbt_vars: dict | None = None) -> dict[str, str]:
+    """Runs `dbt build`; returns {node unique_id: status} and asserts it succeeded."""
+    args = [
+        "build",
+        "--project-dir", str(PROJECT_DIR),
+        "--profiles-dir", str(PROJECT_DIR),
+        # keep artifacts of test runs out of the project's own target/ (Dagster's manifest)
+        "--target-path", str(home / "dbt_target"),
+        "--log-path", str(home / "dbt_logs"),
+        "--quiet",
+    ]
+    if dbt_vars is not None:
+        args += ["--vars", json.dumps(dbt_vars)]
+    result = dbtRunner().invoke(args)
+    statuses = {r.node.unique_id: str(r.status) for r in (result.result or [])}
+    failed = {k: v for k, v in statuses.items() if v not in ("success", "pass", "warn")}
+    assert result.success and not failed, (result.exception, failed)
+    return statuses
+
+
+def reconciliation_failures(home: Path) -> int:
+    """Runs only the reconciliation test; returns its failing row count."""
+    args = [
+        "test",
+        "--select", "assert_spend_reconciles_with_costs",
+        "--project-dir", str(PROJECT_DIR),
+        "--profiles-dir", str(PROJECT_DIR),
+        "--target-path", str(home / "dbt_target"),
+        "--log-path", str(home / "dbt_logs"),
+        "--quiet",
+    ]
+    result = dbtRunner().invoke(args)
+    assert result.result is not None, result.exception
+    [test_result] = result.result
+    return test_result.failures or 0
+
+
+def test_dbt_project_end_to_end(home: Path) -> None:
+    warehouse = Warehouse(home / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse.path)) as con:
+        create_raw_schema(con)
+        append_loads(con, LOADS_BEFORE_FIRST_BUILD)
+
+    # 1. full build
+    statuses = dbt_build(home)
+    unit_tests = {k: v for k, v in statuses.items() if k.startswith("unit_test.")}
+    assert len(unit_tests) >= 5 and set(unit_tests.values()) == {"pass"}, unit_tests
+    warned = {k for k, v in statuses.items() if v == "warn"}
+    assert warned == {"test.stax.warn_unknown_line_item_shapes"}, warned  # 'weird || thing'
+    data_tests = [k for k in statuses if k.startswith("test.")]
+    assert "test.stax.assert_spend_reconciles_with_costs" in statuses and len(data_tests) > 50
+
+    expected = expected_daily_costs(LOADS_BEFORE_FIRST_BUILD)
+    assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.4)
+    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "staging.stg_openai__costs"]:
+        assert_costs_match(warehouse.daily_cost(mart), expected)
+
+    # the zero-row re-pull empties day 3 (costs and usage); the unfinished load is ignored
+    for mart in MARTS:
+        assert warehouse.rows(f"select count(*) from marts.{mart} where date = ?", [D3]) == [(0,)]
+    assert warehouse.rows("select count(*) from marts.fct_spend_daily where cost_usd >= 999") == [(0,)]
+
+    # parsing, aggregation and the null api key
+    evals = warehouse.rows(
+        """select product, model, charge_type, cost_usd, source_row_count from marts.fct_spend_daily
+        where connection = 'acme' and date = ? and line_item like 'evals |%'""", [D1])
+    assert len(evals) == 1 and evals[0][:3] == ("evals", "gpt-4o-mini-2024-07-18", "input")
+    assert math.isclose(evals[0][3], 0.5) and evals[0][4] == 2
+    assert warehouse.rows(
+        """select product, sku, model, api_key_id, line_item_shape from marts.fct_spend_daily
+        where line_item = 'assistants api | file search'""") == [("assistants api", "file search", None, None, "sku")]
+    assert warehouse.rows(
+        "select model, line_item_shape, cost_usd from marts.fct_spend_daily where line_item = 'weird || thing'"
+    ) == [(None, "unknown", 0.05)]
+
+    # model spend: cost and usage joined, neither side dropped
+    model_rows = {
+        (r[0], r[1]): r[2:]
+        for r in warehouse.rows(
+            """select project_id, model, cost_usd, input_tokens, output_tokens, num_model_requests
+            from marts.fct_model_spend_daily where connection = 'acme' and date = ?""", [D1])
+    }
+    assert model_rows[("proj_a", "gpt-4o-2024-08-06")] == (3.75, 1200, 600, 12)
+    assert model_rows[("proj_c", "gpt-4o-mini-2024-07-18")] == (0.0, 50, 20, 1)  # usage only
+    assert model_rows[("proj_a", None)] == (0.1, 0, 0, 0)  # non-model spend kept
+    assert math.isclose(model_rows[("proj_a", "gpt-4o-mini-2024-07-18")][0], 0.5)
+
+    # projects: listed ones plus those only seen in costs/usage
+    assert sorted(
+        warehouse.rows("select connection, project_id, name, status from marts.dim_projects")
+    ) == [
+        ("acme", "proj_a", "Alpha", "active"),
+        ("acme", "proj_b", "Beta", "archived"),
+        ("acme", "proj_c", None, "unknown"),
+        ("globex", "proj_g", None, "unknown"),
+    ]
+    usage = warehouse.rows(
+        "select endpoint, model, input_tokens, num_model_requests, output_tokens from marts.fct_usage_daily "
+        "where connection = 'acme' and date = ? and endpoint = 'embeddings'", [D1])
+    assert usage == [("embeddings", "text-embedding-3-small", 300, 3, None)]
+    assert warehouse.rows("select count(*) from marts.fct_spend_monthly_by_model") != [(0,)]
+    assert sorted(
+        warehouse.rows(
+            "select connection, project_id, project_name from marts.fct_spend_monthly_by_project"
+        ),
+        key=repr,
+    ) == sorted(
+        [("acme", "proj_a", "Alpha"), ("acme", "proj_b", "Beta"), ("acme", None, None), ("globex", "proj_g", None)],
+        key=repr,
+    )
+
+    # 2. new loads, then a one-day window build for acme only
+    with duckdb.connect(str(warehouse.path)) as con:
+        append_loads(con, LOADS_BEFORE_WINDOW_BUILD)
+    outside = "not (connection = 'acme' and date = DATE '2026-10-02')"
+    before = {m: warehouse.table(f"(select * from marts.{m} where {outside})") for m in MARTS}
+
+    dbt_build(home, WINDOW_VARS)
+    all_loads = {**LOADS_BEFORE_FIRST_BUILD, **LOADS_BEFORE_WINDOW_BUILD}
+    latest = expected_daily_costs(all_loads)
+    stale = {**expected, ("acme", D2): latest[("acme", D2)]}  # only the window moved
+    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily"]:
+        assert_costs_match(warehouse.daily_cost(mart), stale)
+    assert math.isclose(latest[("acme", D2)], 3.55)
+    # the vanished o1 row is gone, from both spend marts
+    assert warehouse.rows("select count(*) from marts.fct_spend_daily where line_item = 'o1, output'") == [(0,)]
+    assert warehouse.rows(
+        "select count(*) from marts.fct_model_spend_daily where model = 'o1' and cost_usd > 0") == [(0,)]
+    # other days and connections untouched, although their raw data changed
+    for mart in MARTS:
+        assert warehouse.table(f"(select * from marts.{mart} where {outside})") == before[mart], mart
+
+    # 3. the same window again changes nothing
+    snapshot = {m: warehouse.table(f"marts.{m}") for m in MARTS}
+    dbt_build(home, WINDOW_VARS)
+    for mart in MARTS:
+        assert warehouse.table(f"marts.{mart}") == snapshot[mart], mart
+
+    # 4. no vars: every day and connection to the latest completed loads
+    dbt_build(home)
+    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "staging.stg_openai__costs"]:
+        assert_costs_match(warehouse.daily_cost(mart), latest)
+    assert warehouse.rows("select count(*) from marts.fct_spend_daily where date = ?", [D3]) == [(0,)]
+    total = warehouse.rows("select sum(cost_usd) from marts.fct_spend_daily")[0][0]
+    assert math.isclose(total, 4.65 + 3.55 + 5.0 + 2.0, abs_tol=TOLERANCE)
+
+    # 5. the reconciliation test catches a doubled and a dropped row
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute("create table main.spend_backup as select * from marts.fct_spend_daily")
+        con.execute("insert into marts.fct_spend_daily select * from marts.fct_spend_daily where line_item = 'web search tool calls'")
+        con.execute("delete from marts.fct_model_spend_daily where model = 'gpt-4o-2024-08-06' and connection = 'globex'")
+    assert reconciliation_failures(home) > 0
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute("delete from marts.fct_spend_daily")
+        con.execute("insert into marts.fct_spend_daily select * from main.spend_backup")
+    assert reconciliation_failures(home) > 0  # the dropped model-spend row alone
