@@ -67,7 +67,7 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
         tags=range_run_tags(connection, window),
         raise_on_error=False,
         # Our own progress lines go through Python logging; Dagster's console chatter is muted.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     return RunOutcome(
         connection=connection,

@@ -5,13 +5,11 @@ from dagster import AssetSelection, define_asset_job
 
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
 from stax_pipeline.defs.openai.assets import openai_admin_assets
-from stax_pipeline.defs.partitions import sync_partitions
 
 SYNC_JOB_NAME = "stax_sync"
 
 sync_job = define_asset_job(
     SYNC_JOB_NAME,
     selection=AssetSelection.assets(openai_admin_assets, stax_dbt_assets),
-    partitions_def=sync_partitions,
     description="Pull a window of days for a connection and rebuild the marts for exactly it.",
 )

@@ -76,7 +76,7 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
 
 def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
     if isinstance(event, Output):
-        return context.assets_def.get_asset_key_for_output(event.output_name)
+        return context.assets_def.keys_by_output_name.get(event.output_name)
     return None
 
 

@@ -1,0 +1,108 @@
+"""The Dagster definitions: loadable, one lineage graph, partitions, schedule and sensor."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from dagster import AssetKey, Definitions, build_schedule_context, build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.definitions import defs
+from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
+from stax_pipeline.lib.window import dbt_vars, nightly_window, SyncWindow
+from stax_pipeline.orchestration import dagster_instance, register_connection
+from stax_pipeline.settings import load_settings
+from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
+from tests.conftest import ADMIN_KEY
+
+RAW_TABLES = {"costs", "projects", "sync_windows", *(e.table for e in USAGE_ENDPOINTS)}
+
+
+def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
+    Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    dlt_keys = {AssetKey(["raw_openai", t]) for t in RAW_TABLES}
+    materializable = set(graph.materializable_asset_keys)
+    assert dlt_keys <= materializable
+    # dbt staging reads exactly what dlt writes: no external stand-ins for raw tables.
+    assert all(not k.path[0].startswith("openai_admin") for k in graph.get_all_asset_keys())
+    assert set(graph.external_asset_keys) == set()
+    assert graph.get(AssetKey(["staging", "stg_openai__costs"])).parent_keys >= {
+        AssetKey(["raw_openai", "costs"]), AssetKey(["raw_openai", "sync_windows"])}
+    for mart in ("fct_spend_daily", "fct_model_spend_daily", "dim_projects"):
+        assert AssetKey(["marts", mart]) in materializable
+    groups = {graph.get(k).group_name for k in materializable}
+    assert groups == {"ingest", "staging", "marts"}
+
+
+def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
+    graph = defs.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        assert node.partitions_def == sync_partitions, key
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+    for assets_def in defs.assets:
+        assert assets_def.op.pool == WAREHOUSE_POOL
+    dims = {d.name for d in sync_partitions.partitions_defs}
+    assert dims == {"connection", "date"}
+
+
+def test_dbt_tests_are_asset_checks():
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert any(name.startswith("unique_grain") for name in checks)
+    assert "assert_spend_reconciles_with_costs" in checks
+
+
+def test_window_helpers():
+    window = nightly_window(date(2026, 11, 25), 3)
+    assert (window.start, window.last) == (date(2026, 11, 21), date(2026, 11, 24))
+    assert dbt_vars(window, ["b", "a"]) == {
+        "start_date": "2026-11-21", "end_date": "2026-11-25", "connections": ["a", "b"]}
+
+
+def _connect(store: ConnectionStore, *names: str):
+    instance = dagster_instance(load_settings())
+    for name in names:
+        store.add(name, "openai", ADMIN_KEY)
+        register_connection(instance, name)
+    return instance
+
+
+def test_nightly_schedule_requests_one_range_run_per_connection(stax_home, monkeypatch):
+    monkeypatch.setenv("STAX_LOOKBACK_DAYS", "3")
+    store = ConnectionStore(load_settings())
+    instance = _connect(store, "acme", "globex")
+    tick = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    schedule = defs.get_schedule_def("nightly_sync")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+    context = build_schedule_context(instance=instance, scheduled_execution_time=tick)
+    requests = list(schedule.evaluate_tick(context).run_requests)
+    assert len(requests) == 2
+    by_connection = {r.tags["stax/connection"]: r for r in requests}
+    for name in ("acme", "globex"):
+        tags = by_connection[name].tags
+        assert tags[ASSET_PARTITION_RANGE_START_TAG] == f"{name}|2026-11-21"
+        assert tags[ASSET_PARTITION_RANGE_END_TAG] == f"{name}|2026-11-24"
+
+
+def test_sensor_backfills_a_new_connection_once(stax_home):
+    settings = load_settings()
+    store = ConnectionStore(settings)
+    instance = dagster_instance(settings)
+    store.add("acme", "openai", ADMIN_KEY)  # connected, not yet a partition, never backfilled
+    sensor = defs.get_sensor_def("new_connection_backfill")
+    first = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    assert [r.tags["stax/connection"] for r in first.run_requests] == ["acme"]
+    today = datetime.now(UTC).date()
+    window = SyncWindow(today - timedelta(days=30), today)
+    assert first.run_requests[0].tags[ASSET_PARTITION_RANGE_START_TAG] == f"acme|{window.start}"
+    assert first.run_requests[0].tags[ASSET_PARTITION_RANGE_END_TAG] == f"acme|{window.last}"
+    assert [r.partition_keys for r in first.dynamic_partitions_requests] == [["acme"]]
+    second = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    assert second.run_requests == []
+    # A connection the CLI already claimed is not backfilled again by the sensor.
+    store.add("globex", "openai", ADMIN_KEY)
+    assert store.claim_backfill("globex", "cli")
+    third = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    assert third.run_requests == []

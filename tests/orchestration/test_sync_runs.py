@@ -1,0 +1,108 @@
+"""In-process range runs of the real definitions against the simulator: dlt → DuckDB → dbt.
+
+The marts must equal the simulator's own ground truth per day and per model to 1e-6, whatever
+is re-run, and a restated day must replace (never add to) what was there.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.lib.window import SyncWindow
+from stax_pipeline.orchestration import dagster_instance, run_sync
+from stax_pipeline.settings import load_settings
+from stax_pipeline.simulator import Faults
+from tests.conftest import ADMIN_KEY, files_containing
+
+TODAY = datetime.now(UTC).date()
+# Three closed days ending two days ago: inside the simulator's revision window (3 days).
+WINDOW = SyncWindow(TODAY - timedelta(days=4), TODAY - timedelta(days=1))
+
+
+def _marts(settings):
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        by_day = dict(con.execute(
+            "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'acme' "
+            "group by 1").fetchall())
+        by_model = {(d, m): (c, i, o, ic, r) for d, m, c, i, o, ic, r in con.execute(
+            """select date, model, sum(cost_usd), sum(input_tokens), sum(output_tokens),
+                      sum(input_cached_tokens), sum(num_model_requests)
+               from marts.fct_model_spend_daily where connection = 'acme' group by 1, 2"""
+        ).fetchall()}
+        snapshot = con.execute(
+            "select * exclude (loaded_at) from marts.fct_spend_daily order by all").fetchall()
+        return by_day, by_model, snapshot
+    finally:
+        con.close()
+
+
+def _assert_marts_equal_truth(settings, org):
+    by_day, by_model, _ = _marts(settings)
+    truth_day = org.cost_total_by_day(WINDOW.start, WINDOW.end)
+    assert set(by_day) == {d for d, v in truth_day.items() if v}
+    for day, value in truth_day.items():
+        assert by_day.get(day, 0.0) == pytest.approx(value, abs=1e-6), day
+    costs = defaultdict(float)
+    for (day, model), value in org.cost_by_day_model(WINDOW.start, WINDOW.end).items():
+        costs[(day, model)] += value
+    for key, value in costs.items():
+        assert by_model[key][0] == pytest.approx(value, abs=1e-6), key
+    for (day, model), tokens in org.completions_by_day_model(WINDOW.start, WINDOW.end).items():
+        _, inp, out, cached, requests = by_model[(day, model)]
+        assert (inp, out, cached, requests) == (
+            tokens["input_tokens"], tokens["output_tokens"], tokens["input_cached_tokens"],
+            tokens["num_model_requests"]), (day, model)
+
+
+def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simulator):
+    settings = load_settings()
+    ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
+    instance = dagster_instance(settings)
+    org = simulator.org_for_key(ADMIN_KEY)
+
+    outcome = run_sync(instance, "acme", WINDOW)
+    assert outcome.success, outcome.error
+    # One run for the whole window, with its partitions and one request per endpoint.
+    run = instance.get_run_by_id(outcome.run_id)
+    assert run.tags["dagster/asset_partition_range_start"] == f"acme|{WINDOW.start}"
+    assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 1
+    _assert_marts_equal_truth(settings, org)
+    first = _marts(settings)[2]
+
+    again = run_sync(instance, "acme", WINDOW)
+    assert again.success, again.error
+    assert _marts(settings)[2] == first  # nothing doubled, nothing lost
+
+    # The provider restates the recent days: rows change, vanish and appear. The re-pull
+    # replaces them exactly.
+    simulator.faults = Faults(revision=1, revised_days=3, retry_after=0)
+    restated = run_sync(instance, "acme", WINDOW)
+    assert restated.success, restated.error
+    assert _marts(settings)[2] != first
+    _assert_marts_equal_truth(settings, org)
+
+    assert ConnectionStore(settings).get("acme").last_synced_at is not None
+    # The admin key is nowhere in plaintext under STAX_HOME: dlt state, Dagster logs, warehouse.
+    assert files_containing(stax_home, ADMIN_KEY.encode()) == []
+    assert files_containing(stax_home, ADMIN_KEY[9:].encode()) == []
+
+
+def test_failed_run_reports_one_clear_error_and_changes_nothing(stax_home, simulator):
+    settings = load_settings()
+    store = ConnectionStore(settings)
+    store.add("acme", "openai", ADMIN_KEY)
+    instance = dagster_instance(settings)
+    assert run_sync(instance, "acme", WINDOW).success
+    before = _marts(settings)[2]
+    simulator.revoke(ADMIN_KEY)
+    outcome = run_sync(instance, "acme", WINDOW)
+    assert not outcome.success
+    assert "HTTP 401" in outcome.error and "/organization/" in outcome.error
+    assert ADMIN_KEY not in outcome.error
+    assert _marts(settings)[2] == before
