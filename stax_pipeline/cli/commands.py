@@ -8,13 +8,18 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from stax_pipeline.credentials import ConnectionStore, validate_connection_name
+from typing import TYPE_CHECKING
+
+from stax_pipeline.credentials import ADMIN_KEY_PREFIX, ConnectionStore, validate_connection_name
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
-from stax_pipeline.lib.http import HttpError, RetryPolicy
-from stax_pipeline.lib.window import SyncWindow, backfill_window, nightly_window
 from stax_pipeline.settings import load_settings
-from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
-from stax_pipeline.sources.openai_admin.settings import ADMIN_KEY_PREFIX, ADMIN_KEYS_PAGE
+
+if TYPE_CHECKING:
+    from stax_pipeline.lib.window import SyncWindow
+
+# Heavy modules (dlt, Dagster) are imported inside the commands that need them, so
+# `stax connections` and argument errors answer at once.
+ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
 
 log = logging.getLogger("stax_pipeline.cli")
 
@@ -51,8 +56,13 @@ def check_openai_admin_key(base_url: str, api_key: str) -> None:
     """Refuse a key before anything is stored: its prefix first, then one cheap request."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
-    if not api_key.startswith(ADMIN_KEY_PREFIX):
+    if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) == len(ADMIN_KEY_PREFIX):
         raise UsageError(NOT_AN_ADMIN_KEY)
+    if any(c.isspace() for c in api_key):
+        raise UsageError("the key contains spaces or line breaks: paste it as one piece. Nothing was stored.")
+    from stax_pipeline.lib.http import HttpError, RetryPolicy
+    from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
+
     client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy(max_attempts=3))
     try:
         client.check_admin_key()
@@ -79,8 +89,6 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
 
     The name is checked before the key is read, the key before anything is stored.
     """
-    from stax_pipeline.orchestration import dagster_instance, register_connection
-
     settings = load_settings()
     validate_connection_name(name)
     store = ConnectionStore(settings)
@@ -91,6 +99,9 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
         )
     api_key = read_key()
     check_openai_admin_key(settings.openai_base_url, api_key)
+    from stax_pipeline.lib.window import backfill_window
+    from stax_pipeline.orchestration import dagster_instance, register_connection
+
     connection = store.add(name, "openai", api_key)
     instance = dagster_instance(settings)
     register_connection(instance, name)
@@ -159,6 +170,7 @@ def cmd_disconnect(args) -> int:
 def resolve_sync_window(start: date | None, end: date | None, lookback_days: int) -> SyncWindow:
     """The days `stax sync` covers: the nightly window unless told otherwise."""
     from stax_pipeline.defs.partitions import FIRST_DAY
+    from stax_pipeline.lib.window import SyncWindow, nightly_window
 
     today = _today()
     default = nightly_window(today, lookback_days)

@@ -89,7 +89,7 @@ def key_hint(api_key: str) -> str:
 
 
 def _check_api_key(api_key: str) -> None:
-    if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) < len(ADMIN_KEY_PREFIX) + 8 or any(
+    if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) <= len(ADMIN_KEY_PREFIX) or any(
         c.isspace() for c in api_key
     ):
         raise UsageError(

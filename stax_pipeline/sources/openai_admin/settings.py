@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 PROVIDER = "openai"
 DATASET_NAME = "raw_openai"
-ADMIN_KEY_PREFIX = "sk-admin-"
-ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
 
 COSTS_PATH = "/organization/costs"
 PROJECTS_PATH = "/organization/projects"
@@ -21,7 +19,6 @@ COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
 COSTS_FALLBACK_GROUP_BY = ("project_id", "line_item")
 
 _ID_DIMS = {"project_id": "text", "user_id": "text", "api_key_id": "text", "model": "text"}
-
 
 @dataclass(frozen=True)
 class UsageEndpoint:
@@ -44,7 +41,6 @@ class UsageEndpoint:
     @property
     def table(self) -> str:
         return f"usage_{self.name}"
-
 
 _COMPLETIONS_TOKENS = (
     "input_tokens", "output_tokens", "num_model_requests", "input_cached_tokens",
@@ -129,7 +125,6 @@ SYNC_WINDOWS_COLUMNS = {
     "loaded_at": {"data_type": "timestamp", "nullable": False},
     "sync_id": {"data_type": "text", "nullable": False},
 }
-
 
 def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
     """dlt column hints for one usage endpoint's table."""
