@@ -1,7 +1,6 @@
 """The Dagster entry point: ``stax_pipeline.definitions:defs`` (loaded by workspace.yaml)."""
 
 from dagster import Definitions
-from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
@@ -10,7 +9,7 @@ from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.defs.openai.assets import openai_admin_assets
 from stax_pipeline.defs.schedules import nightly_sync
 from stax_pipeline.defs.sensors import new_connection_backfill
-from stax_pipeline.lib.dbt import dbt_executable
+from stax_pipeline.lib.dbt import StaxDbtCliResource, dbt_executable
 
 defs = Definitions(
     assets=[openai_admin_assets, stax_dbt_assets],
@@ -19,6 +18,6 @@ defs = Definitions(
     sensors=[new_connection_backfill],
     resources={
         "dlt": DagsterDltResource(),
-        "dbt": DbtCliResource(project_dir=stax_dbt_project, dbt_executable=dbt_executable()),
+        "dbt": StaxDbtCliResource(project_dir=stax_dbt_project, dbt_executable=dbt_executable()),
     },
 )

@@ -106,3 +106,9 @@ def test_sensor_backfills_a_new_connection_once(stax_home):
     assert store.claim_backfill("globex", "cli")
     third = sensor.evaluate_tick(build_sensor_context(instance=instance))
     assert third.run_requests == []
+
+
+def test_instance_under_stax_home_limits_the_warehouse_pool_to_one(stax_home):
+    instance = dagster_instance(load_settings())
+    assert str(instance.root_directory).startswith(str(stax_home))
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
