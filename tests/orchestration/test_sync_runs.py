@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
+from dagster import AssetKey, DagsterEventType
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.window import SyncWindow
@@ -60,6 +61,28 @@ def _assert_marts_equal_truth(settings, org):
             tokens["num_model_requests"]), (day, model)
 
 
+def _assert_ui_metadata(instance, run_id, org):
+    """Rows loaded and spend as numeric metadata, per day too, so the UI can plot spend."""
+    truth = org.cost_total_by_day(WINDOW.start, WINDOW.end)
+    records = instance.get_records_for_run(run_id).records
+    events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
+    materializations = [e for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+    costs = [e.event_specific_data.materialization for e in materializations
+             if e.asset_key == AssetKey(["raw_openai", "costs"])]
+    assert {m.partition for m in costs} == {f"acme|{d}" for d in WINDOW.days()}
+    assert costs[0].metadata["rows_loaded"].value > 0
+    assert costs[0].metadata["cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6)
+    observations = {
+        e.event_specific_data.asset_observation.partition:
+            e.event_specific_data.asset_observation.metadata["cost_usd"].value
+        for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION
+    }
+    assert observations == pytest.approx({f"acme|{d}": v for d, v in truth.items()}, abs=1e-6)
+    spend = [e.event_specific_data.materialization for e in materializations
+             if e.asset_key == AssetKey(["marts", "fct_spend_daily"])]
+    assert spend[0].metadata["window_cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6)
+
+
 def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simulator):
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
@@ -74,6 +97,7 @@ def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simu
     assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 1
     _assert_marts_equal_truth(settings, org)
     first = _marts(settings)[2]
+    _assert_ui_metadata(instance, outcome.run_id, org)
 
     again = run_sync(instance, "acme", WINDOW)
     assert again.success, again.error

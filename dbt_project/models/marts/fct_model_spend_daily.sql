@@ -49,10 +49,10 @@ usage_by_model as (
         date,
         project_id,
         model,
-        sum(input_tokens) as input_tokens,
-        sum(output_tokens) as output_tokens,
-        sum(input_cached_tokens) as input_cached_tokens,
-        sum(num_model_requests) as num_model_requests,
+        cast(sum(input_tokens) as bigint) as input_tokens,
+        cast(sum(output_tokens) as bigint) as output_tokens,
+        cast(sum(input_cached_tokens) as bigint) as input_cached_tokens,
+        cast(sum(num_model_requests) as bigint) as num_model_requests,
         bool_and(is_final) as is_final
     from completions
     group by provider, connection, date, project_id, model
