@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
 
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
-from stax_pipeline.settings import Settings
+from stax_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,17 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
 
     register_connection(instance, connection)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
-    result = job.execute_in_process(
-        instance=instance,
-        tags=range_run_tags(connection, window),
-        raise_on_error=False,
-        # Our own progress lines go through Python logging; Dagster's console chatter is muted.
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
+    settings = load_settings()
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    # Our progress lines go through Python logging (stderr); Dagster's console is muted and the
+    # dbt output dagster-dbt echoes to stdout goes to a log file (the UI keeps it per run too).
+    with open(settings.logs_dir / "sync.log", "a") as log_file, redirect_stdout(log_file):
+        result = job.execute_in_process(
+            instance=instance,
+            tags=range_run_tags(connection, window),
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
     return RunOutcome(
         connection=connection,
         window=window,

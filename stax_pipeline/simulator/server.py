@@ -61,6 +61,7 @@ class Faults:
     revision: int = 0
     revised_days: int = 3
     error_body_string: bool = False
+    missing_usage_endpoints: tuple[str, ...] = ()  # an older API without these (404)
 
     def take(self, burst: str) -> bool:
         """Atomically consume one unit of a ``*_burst`` counter; False when it is exhausted."""
@@ -299,6 +300,8 @@ class Simulator:
         if path == "/v1/organization/projects":
             return _projects(params, org)
         prefix, _, endpoint = path.rpartition("/")
+        if endpoint in self.faults.missing_usage_endpoints:
+            raise ApiError(404, f"Invalid URL (GET {path})")
         if prefix == "/v1/organization/usage" and endpoint in ENDPOINTS:
             return self._usage(path, endpoint, params, org)
         raise ApiError(404, f"Invalid URL (GET {path})")

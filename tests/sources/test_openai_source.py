@@ -128,3 +128,15 @@ def test_transient_faults_do_not_change_what_lands(stax_home, simulator):
     org = simulator.org_for_key(ADMIN_KEY)
     landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
     assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
+
+
+def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulator):
+    simulator.faults = Faults(missing_usage_endpoints=("web_search_calls",), retry_after=0)
+    settings = load_settings()
+    request = SyncRequest("acme", START, END, 3, datetime.now(UTC), uuid.uuid4().hex)
+    stats = LoadStats()
+    client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=RetryPolicy(3, 0.001, 0.01))
+    dlt_pipeline(settings, "raw_openai").run(openai_admin_source(client, request, stats))
+    assert stats.skipped == {"usage_web_search_calls"}
+    assert any("HTTP 404" in note for note in stats.notes)
+    assert stats.rows["usage_completions"] > 0 and stats.rows["costs"] > 0

@@ -2,10 +2,18 @@
 
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, Output
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    Output,
+)
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_dbt.dbt_project import DbtProject
 
@@ -15,6 +23,8 @@ from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_parti
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
 from stax_pipeline.settings import load_settings
+
+log = logging.getLogger(__name__)
 
 _GROUPS = {"staging": "staging", "intermediate": "staging", "marts": "marts"}
 SPEND_MART = AssetKey(["marts", "fct_spend_daily"])
@@ -61,6 +71,11 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
     # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
     # reads the warehouse.
     events = list(invocation.stream())
+    checks = sum(isinstance(e, AssetCheckResult) for e in events)
+    log.info(
+        "dbt build %s: %d models, %d checks, %s", window, len(events) - checks, checks,
+        "ok" if invocation.is_successful() else "FAILED",
+    )
     spend = _window_spend(settings, window, connections) if invocation.is_successful() else None
     for event in events:
         key = getattr(event, "asset_key", None) or _output_key(context, event)

@@ -112,7 +112,7 @@ def openai_admin_assets(context: AssetExecutionContext, dlt: DagsterDltResource)
                 table = result.asset_key.path[-1]
                 merged[result.asset_key] = dict(result.metadata or {})
                 rows[result.asset_key] += stats.rows.get(table, 0)
-                if table != "projects":
+                if table != "projects" and table not in stats.skipped:
                     loaded_tables.append(table)
         finally:
             client.close()

@@ -50,6 +50,7 @@ class LoadStats:
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
     notes: list[str] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -140,30 +141,11 @@ def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
 def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
-    try:
-        # Collected before yielding so a fallback request can never duplicate rows.
-        buckets = list(
-            client.iter_buckets(
-                COSTS_PATH, start=request.start, end=request.end,
-                limit=COSTS_MAX_LIMIT, group_by=COSTS_GROUP_BY,
-            )
-        )  # fmt: skip
-    except HttpError as exc:
-        if exc.status != 400:
-            raise
-        note = (
-            f"costs: the API refused group_by=api_key_id (HTTP 400: {exc.api_message}); "
-            "pulled costs without per-key attribution, api_key_id is null"
-        )
-        log.warning(note)
-        stats.notes.append(note)
-        buckets = list(
-            client.iter_buckets(
-                COSTS_PATH, start=request.start, end=request.end,
-                limit=COSTS_MAX_LIMIT, group_by=COSTS_FALLBACK_GROUP_BY,
-            )
-        )  # fmt: skip
-    for row in _bucket_rows(buckets, request, "costs", stats):
+    buckets = _pull(
+        client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
+        (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
+    )  # fmt: skip
+    for row in _bucket_rows(buckets or [], request, "costs", stats):
         amount = row.pop("amount", None) or {}
         value = amount.get("value")
         row["amount__value"] = float(value) if value is not None else None
@@ -176,11 +158,44 @@ def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
 def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()
-    buckets = client.iter_buckets(
-        endpoint.path, start=request.start, end=request.end,
-        limit=USAGE_MAX_LIMIT_1D, group_by=endpoint.group_by,
+    buckets = _pull(
+        client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
+        (endpoint.group_by, endpoint.fallback_group_by), required=False,
     )  # fmt: skip
-    yield from _bucket_rows(buckets, request, endpoint.table, stats)
+    yield from _bucket_rows(buckets or [], request, endpoint.table, stats)
+
+
+def _pull(client, request, stats, table, path, limit, groupings, *, required):
+    """All buckets of ``path`` for the window, grouped as finely as the API accepts.
+
+    Collected before any row is yielded, so a retry with a coarser grouping can never duplicate
+    rows. A usage endpoint the API does not have (404) is skipped — and recorded as skipped, so
+    no commit marker claims its days are empty; costs are never skipped.
+    """
+    groupings = list(dict.fromkeys(groupings))  # the fallback may equal the full grouping
+    for i, group_by in enumerate(groupings):
+        try:
+            return list(
+                client.iter_buckets(path, start=request.start, end=request.end,
+                                    limit=limit, group_by=group_by)
+            )  # fmt: skip
+        except HttpError as exc:
+            if exc.status == 404 and not required:
+                note = f"{table}: {path} is not available at this API (HTTP 404); skipped"
+            elif exc.status == 400 and i + 1 < len(groupings):
+                dropped = ", ".join(d for d in group_by if d not in groupings[i + 1])
+                note = (
+                    f"{table}: the API refused group_by={dropped} (HTTP 400: {exc.api_message}); "
+                    f"pulled without it, so {dropped} is null"
+                )
+            else:
+                raise
+            log.warning(note)
+            stats.notes.append(note)
+            if exc.status == 404:
+                stats.skipped.add(table)
+                return None
+    raise AssertionError("unreachable")
 
 
 def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:

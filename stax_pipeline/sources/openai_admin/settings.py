@@ -14,7 +14,8 @@ USAGE_MAX_LIMIT_1D = 31
 PROJECTS_MAX_LIMIT = 100
 
 # Costs attribute spend by project, line item and API key. Older API versions refuse
-# api_key_id; the source then retries without it.
+# api_key_id; the source then retries without it (usage endpoints likewise fall back to
+# project_id and model).
 COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
 COSTS_FALLBACK_GROUP_BY = ("project_id", "line_item")
 
@@ -33,6 +34,11 @@ class UsageEndpoint:
     group_by: tuple[str, ...]
     metrics: tuple[str, ...]
     dimensions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fallback_group_by(self) -> tuple[str, ...]:
+        """What to group by if the API refuses the full grouping (an older API version)."""
+        return tuple(d for d in self.group_by if d in ("project_id", "model"))
 
     @property
     def path(self) -> str:
