@@ -35,7 +35,7 @@ test: install
 
 ui: install
 	$(BIN)/python -c "from stax_pipeline.orchestration import prepare_dagster_home as p; from stax_pipeline.settings import load_settings as s; p(s())"
-	DAGSTER_HOME=$(STAX_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" DAGSTER_HOME=$(STAX_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) dbt_project/target .pytest_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -90,5 +91,6 @@ def _first_failure(result) -> str:
             while error is not None and error.cause is not None:
                 error = error.cause  # the user-code error, not Dagster's wrapper
             if error is not None:
-                return error.message.strip().splitlines()[0]
+                # "stax_pipeline.errors.ProviderError: GET …" → "GET …"
+                return re.sub(r"^[\w.]+(Error|Exception): ", "", error.message.strip().splitlines()[0])
     return "the run failed; see `make ui` for its logs"

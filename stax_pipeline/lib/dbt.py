@@ -11,10 +11,11 @@ from packaging import version
 
 
 def dbt_executable() -> str:
-    """The dbt installed beside this Python, so PATH does not matter."""
-    beside_python = Path(sys.executable).parent / "dbt"
-    if beside_python.exists():
-        return str(beside_python)
+    """The dbt installed in this Python environment, so PATH does not matter (a Dagster code
+    server may run with a PATH that lacks .venv/bin)."""
+    for candidate in (Path(sys.prefix) / "bin" / "dbt", Path(sys.executable).parent / "dbt"):
+        if candidate.exists():
+            return str(candidate)
     return shutil.which("dbt") or "dbt"
 
 
