@@ -89,7 +89,7 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
 
     The name is checked before the key is read, the key before anything is stored.
     """
-    settings = load_settings()
+    settings = load_settings(create=False)  # nothing is created before the key passed
     validate_connection_name(name)
     store = ConnectionStore(settings)
     if store.exists(name):
@@ -102,6 +102,7 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     from stax_pipeline.lib.window import backfill_window
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
+    settings = load_settings()  # now STAX_HOME may be created
     connection = store.add(name, "openai", api_key)
     instance = dagster_instance(settings)
     register_connection(instance, name)
@@ -135,7 +136,7 @@ def _fmt_time(value: datetime | None) -> str:
 
 
 def cmd_connections(args) -> int:
-    connections = ConnectionStore(load_settings()).list()
+    connections = ConnectionStore(load_settings(create=False)).list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
         return 0

@@ -252,6 +252,8 @@ class ConnectionStore:
 
     def get(self, name: str) -> Connection:
         """Return the named connection; raise UsageError if there is none."""
+        if not self._path.exists():  # reading never creates the store
+            raise _unknown(name)
         with self._db() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ?", (name,)).fetchone()
         if row is None:
@@ -260,12 +262,16 @@ class ConnectionStore:
 
     def list(self) -> list[Connection]:
         """Return every connection, oldest first."""
+        if not self._path.exists():
+            return []
         with self._db() as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM connections ORDER BY created_at, name").fetchall()
         return [_to_connection(row) for row in rows]
 
     def exists(self, name: str) -> bool:
         """Return whether a connection with this name is stored."""
+        if not self._path.exists():
+            return False
         with self._db() as db:
             return db.execute("SELECT 1 FROM connections WHERE name = ?", (name,)).fetchone() is not None
 

@@ -312,8 +312,16 @@ def test_claim_backfill_is_once_only(store: ConnectionStore) -> None:
         store.claim_backfill("nope", "cli")
 
 
+def test_reading_an_absent_store_creates_nothing(store: ConnectionStore, settings: Settings) -> None:
+    assert store.list() == []
+    assert not store.exists("alpha")
+    with pytest.raises(UsageError, match="unknown connection"):
+        store.get("alpha")
+    assert not settings.app_db_path.exists()
+
+
 def test_plaintext_key_never_written_to_disk(store: ConnectionStore, settings: Settings) -> None:
-    assert store.list() == []  # creates the database and schema
+    assert store.pending_backfills() == []  # creates the database and schema
     # Keep a reader open so SQLite leaves its -wal/-shm files in place to be inspected.
     reader = sqlite3.connect(settings.app_db_path)
     reader.execute("SELECT count(*) FROM connections").fetchone()
