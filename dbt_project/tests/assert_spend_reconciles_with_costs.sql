@@ -1,5 +1,5 @@
 {#- Money check: per (connection, date) and in total, the spend marts hold exactly the cost
-    amounts of the latest completed loads (stg_openai__costs), to 1e-6 USD, and
+    amounts of the latest recorded syncs (stg_openai__costs), to 1e-6 USD, and
     fct_spend_daily holds every staged cost row once. Fails if a row is dropped or doubled.
     Scoped to the sync window when window vars are set: that is what the run rebuilt. -#}
 {#- meta.dagster.ref: dagster-dbt shows this multi-model test as an asset check of fct_spend_daily -#}

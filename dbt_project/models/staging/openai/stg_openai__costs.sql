@@ -7,12 +7,7 @@ with source as (
 renamed as (
 
     select
-        'openai' as provider,
-        connection,
-        date,
-        bucket_start_time,
-        bucket_end_time,
-        to_timestamp(bucket_start_time) as bucket_start_at,
+        {{ bucket_key_columns('openai') }}
         to_timestamp(bucket_end_time) as bucket_end_at,
         project_id,
         api_key_id,
@@ -23,10 +18,7 @@ renamed as (
         cast(quantity as double) as quantity,
         quantity_unit,
         organization_id,
-        is_final,
-        loaded_at,
-        _dlt_load_id as dlt_load_id,
-        _dlt_id as dlt_id
+        {{ snapshot_lineage_columns() }}
     from source
 
 )

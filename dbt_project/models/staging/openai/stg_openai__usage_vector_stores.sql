@@ -7,18 +7,10 @@ with source as (
 renamed as (
 
     select
-        'openai' as provider,
-        connection,
-        date,
-        bucket_start_time,
-        bucket_end_time,
-        to_timestamp(bucket_start_time) as bucket_start_at,
+        {{ bucket_key_columns('openai') }}
         project_id,
         cast(usage_bytes as bigint) as usage_bytes,
-        is_final,
-        loaded_at,
-        _dlt_load_id as dlt_load_id,
-        _dlt_id as dlt_id
+        {{ snapshot_lineage_columns() }}
     from source
 
 )

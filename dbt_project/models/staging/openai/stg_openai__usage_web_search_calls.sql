@@ -7,12 +7,7 @@ with source as (
 renamed as (
 
     select
-        'openai' as provider,
-        connection,
-        date,
-        bucket_start_time,
-        bucket_end_time,
-        to_timestamp(bucket_start_time) as bucket_start_at,
+        {{ bucket_key_columns('openai') }}
         project_id,
         user_id,
         api_key_id,
@@ -20,10 +15,7 @@ renamed as (
         context_level,
         cast(num_model_requests as bigint) as num_model_requests,
         cast(num_requests as bigint) as num_requests,
-        is_final,
-        loaded_at,
-        _dlt_load_id as dlt_load_id,
-        _dlt_id as dlt_id
+        {{ snapshot_lineage_columns() }}
     from source
 
 )
