@@ -176,7 +176,7 @@ def resolve_sync_window(start: date | None, end: date | None, lookback_days: int
     today = _today()
     default = nightly_window(today, lookback_days)
     first = start or (default.start if end is None else min(default.start, end))
-    last = end or default.last
+    last = end or max(default.last, first)
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")
     if last > today:
