@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("simulator", help="run the local OpenAI Admin API simulator")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1")
+    faults = p.add_argument_group("faults (to watch a sync survive them)")
+    faults.add_argument("--page-size", type=_positive, help="at most this many buckets a page")
+    faults.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 5xx")
+    faults.add_argument("--rate-limit-burst", type=int, default=0, help="answer the next N requests 429")
+    faults.add_argument("--latency-ms", type=int, default=0, help="delay every answer")
+    faults.add_argument("--revision", type=int, default=0, help="restate the last 3 closed days (N > 0)")
 
     commands.add_parser("demo", help="simulator + demo connection + 30-day backfill + report")
     return parser

@@ -255,9 +255,16 @@ def cmd_rotate_master_key(args) -> int:
 
 
 def cmd_simulator(args) -> int:
-    from stax_pipeline.simulator import serve
+    from stax_pipeline.simulator import Faults, serve
 
-    serve(host=args.host, port=args.port)
+    faults = Faults(
+        page_size=args.page_size,
+        error_5xx_rate=args.error_rate,
+        rate_limit_burst=args.rate_limit_burst,
+        latency_ms=args.latency_ms,
+        revision=args.revision,
+    )
+    serve(host=args.host, port=args.port, faults=faults)
     return 0
 
 

@@ -456,9 +456,9 @@ def run_simulator(host: str = "127.0.0.1", port: int = 0, **simulator_kwargs: An
         thread.join()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = None) -> None:
     """Serve in the foreground until Ctrl-C."""
-    server = _Server(Simulator(), host, port)
+    server = _Server(Simulator(faults=faults), host, port)
     print(f"OpenAI Admin API simulator at {server.simulator.base_url} (any sk-admin-... key; Ctrl-C to stop)",
           flush=True)
     try:
