@@ -99,7 +99,6 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
         )
     api_key = read_key()
     check_openai_admin_key(settings.openai_base_url, api_key)
-    from stax_pipeline.lib.window import backfill_window
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
     settings = load_settings()  # now STAX_HOME may be created
@@ -110,12 +109,18 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     if not backfill:
         print(f"No backfill now; run `stax sync --connection {name}` (or let the daemon do it).")
         return 0
+    return run_backfill(instance, store, name)
+
+
+def run_backfill(instance, store: ConnectionStore, name: str) -> int:
+    """The 30-day backfill of a connection, claimed first so the sensor never runs it too."""
+    from stax_pipeline.lib.window import backfill_window
+
     if not store.claim_backfill(name, "cli"):
-        print("Its backfill is already being run by the Dagster daemon.")
+        print("Its backfill is already done or being run by the Dagster daemon.")
         return 0
     window = backfill_window(_today())
-    ok = _sync_one(instance, store, name, window, verb="backfilling")
-    if ok:
+    if _sync_one(instance, store, name, window, verb="backfilling"):
         store.mark_backfilled(name, datetime.now(UTC))
         return 0
     store.release_backfill(name)

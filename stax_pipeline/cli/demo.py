@@ -14,7 +14,7 @@ DEMO_KEY = "sk-admin-demo-5f2c9a7e41b84d0c"  # the simulator's demo organization
 
 def run_demo() -> int:
     """Simulator on a free loopback port → demo connection → 30-day backfill → report."""
-    from stax_pipeline.cli.commands import _sync_one, connect
+    from stax_pipeline.cli.commands import _sync_one, connect, run_backfill
     from stax_pipeline.cli.report import spend_report
     from stax_pipeline.lib.window import backfill_window
     from stax_pipeline.orchestration import dagster_instance
@@ -25,13 +25,16 @@ def run_demo() -> int:
         settings = load_settings()
         store = ConnectionStore(settings)
         print(f"Simulated OpenAI Admin API at {sim.base_url}")
-        if store.exists(DEMO_CONNECTION):
-            window = backfill_window(datetime.now(UTC).date())
-            ok = _sync_one(dagster_instance(settings), store, DEMO_CONNECTION, window, "re-syncing")
-            if not ok:
+        if not store.exists(DEMO_CONNECTION):
+            if connect(DEMO_CONNECTION, lambda: DEMO_KEY, backfill=True) != 0:
                 return 1
-        elif connect(DEMO_CONNECTION, lambda: DEMO_KEY, backfill=True) != 0:
-            return 1
+        elif store.get(DEMO_CONNECTION).backfilled_at is None:
+            if run_backfill(dagster_instance(settings), store, DEMO_CONNECTION) != 0:
+                return 1
+        else:  # a demo that already ran: refresh its last 30 days
+            window = backfill_window(datetime.now(UTC).date())
+            if not _sync_one(dagster_instance(settings), store, DEMO_CONNECTION, window, "re-syncing"):
+                return 1
         print()
         print(spend_report(settings, DEMO_CONNECTION, 30, datetime.now(UTC).date()))
     print()
