@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import duckdb
-import pytest
 
 from stax_pipeline.cli.demo import DEMO_KEY
 from stax_pipeline.settings import load_settings

@@ -6,8 +6,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from stax_pipeline.credentials import ADMIN_KEY_PREFIX, ConnectionStore, validate_connection_name
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 # `stax connections` and argument errors answer at once.
 ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
 
-log = logging.getLogger("stax_pipeline.cli")
 
 NOT_AN_ADMIN_KEY = (
     f"that is not an admin key: OpenAI admin keys start with {ADMIN_KEY_PREFIX} and are created "

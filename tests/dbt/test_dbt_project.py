@@ -26,7 +26,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from dbt.cli.main import dbtRunner
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"

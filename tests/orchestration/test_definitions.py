@@ -10,7 +10,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.definitions import defs
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
-from stax_pipeline.lib.window import dbt_vars, nightly_window, SyncWindow
+from stax_pipeline.lib.window import SyncWindow, dbt_vars, nightly_window
 from stax_pipeline.orchestration import dagster_instance, register_connection
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS

@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.errors import ProviderError
+from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_PATH,
     PROJECTS_MAX_LIMIT,
