@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
