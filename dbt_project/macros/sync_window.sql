@@ -74,3 +74,12 @@
     from {{ source }}
     where {{ in_sync_window('date', 'connection') }}
 {% endmacro %}
+
+
+{#- `where <the run's window>` on an incremental run of an incremental model; nothing on a first
+    or full-refresh build, which builds every day. -#}
+{% macro where_in_sync_window(date_column='date', connection_column='connection') %}
+    {%- if is_incremental() -%}
+    where {{ in_sync_window(date_column, connection_column) }}
+    {%- endif -%}
+{% endmacro %}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from stax_pipeline.cli.table import format_table
 from stax_pipeline.credentials import ADMIN_KEY_PREFIX, ConnectionStore, validate_connection_name
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
@@ -147,7 +148,7 @@ def cmd_connections(args) -> int:
         (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at))
         for c in connections
     ]
-    _print_table(rows)
+    print("\n".join(format_table(rows)))
     return 0
 
 
@@ -274,13 +275,6 @@ def cmd_demo(args) -> int:
     from stax_pipeline.cli.demo import run_demo
 
     return run_demo()
-
-
-def _print_table(rows: list[tuple[str, ...]], right: set[int] = frozenset()) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        print("  ".join(cells).rstrip())
 
 
 __all__ = ["StaxError", "check_openai_admin_key", "connect", "resolve_sync_window"]

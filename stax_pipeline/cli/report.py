@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from stax_pipeline.cli.table import format_table
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -46,9 +47,5 @@ def spend_report(settings: Settings, connection: str | None, days: int, today: d
             f"{cost / tokens * 1e6:,.2f}" if tokens and model else "",
         ))  # fmt: skip
     table.append(("TOTAL", f"{total:,.2f}", "100.0%", "", "", "", ""))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = [title, ""]
-    for row in table:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells))
-    return "\n".join(lines)
+    numbers = range(1, len(table[0]))
+    return "\n".join([title, "", *format_table(table, right=numbers)])

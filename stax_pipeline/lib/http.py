@@ -50,34 +50,25 @@ class RetryPolicy:
         return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
 
 
-def error_message(response: httpx.Response) -> str:
-    """The provider's own words from an error body, in either shape it uses.
+def error_details(response: httpx.Response) -> tuple[str, str | None]:
+    """The provider's own words from an error body, and the ``param`` it blames (if any).
 
-    ``{"error": {"message": ...}}`` (the documented shape) or ``{"error": "text"}`` (seen live);
-    anything else falls back to the start of the body.
+    Error bodies come in two shapes: ``{"error": {"message": ..., "param": ...}}`` (documented)
+    and ``{"error": "text"}`` (seen live); anything else falls back to the start of the body.
     """
     try:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and "error" in body:
-        err = body["error"]
-        if isinstance(err, dict):
-            text = str(err.get("message") or err.get("code") or err)
-        else:
-            text = str(err)
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        text, param = str(err.get("message") or err.get("code") or err), err.get("param")
+    elif err is not None:
+        text, param = str(err), None
     else:
         text = response.text.strip().replace("\n", " ")[:200] or response.reason_phrase
-    return redact(text)
-
-
-def error_param(response: httpx.Response) -> str | None:
-    """The ``param`` an error body blames, if any (e.g. ``group_by``)."""
-    try:
-        err = response.json().get("error")
-    except (ValueError, AttributeError):
-        return None
-    return err.get("param") if isinstance(err, dict) else None
+        param = None
+    return redact(text), param
 
 
 _WHAT_TO_DO = {
@@ -101,6 +92,11 @@ class HttpError(ProviderError):
         )
         self.api_message = message
         self.param = param
+
+    @classmethod
+    def from_response(cls, endpoint: str, response: httpx.Response) -> HttpError:
+        message, param = error_details(response)
+        return cls(endpoint=endpoint, status=response.status_code, message=message, param=param)
 
 
 class ApiClient:
@@ -156,23 +152,12 @@ class ApiClient:
                 problem = f"could not connect to {self.base_url} ({type(exc).__name__})"
             else:
                 status = response.status_code
-                if status in RETRYABLE_STATUSES:
-                    problem = f"HTTP {status}: {error_message(response)}"
+                if status >= 400:
+                    last_attempt = attempt == self.retry.max_attempts - 1
+                    if status not in RETRYABLE_STATUSES or last_attempt:
+                        raise HttpError.from_response(endpoint, response)
+                    problem = f"HTTP {status}: {error_details(response)[0]}"
                     retry_after = _retry_after_seconds(response)
-                    if attempt == self.retry.max_attempts - 1:
-                        raise HttpError(
-                            endpoint=endpoint,
-                            status=status,
-                            message=error_message(response),
-                            param=error_param(response),
-                        )
-                elif status >= 400:
-                    raise HttpError(
-                        endpoint=endpoint,
-                        status=status,
-                        message=error_message(response),
-                        param=error_param(response),
-                    )
                 else:
                     try:
                         body = json.loads(response.content)

@@ -50,14 +50,7 @@ def read_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
             f"no warehouse at {settings.warehouse_path} yet; connect an organization "
             "(`stax connect openai --name NAME`) or run `stax sync`"
         )
-    try:
-        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StaxError(
-                "the warehouse is busy: a sync is writing it; try again when it has finished"
-            ) from None
-        raise
+    con = _connect(settings, read_only=True)
     try:
         yield con
     finally:
@@ -68,12 +61,7 @@ def purge_connection(settings: Settings, connection: str) -> int:
     """Delete every warehouse row of ``connection`` (raw and marts); returns the count."""
     if not settings.warehouse_path.exists():
         return 0
-    try:
-        con = duckdb.connect(str(settings.warehouse_path))
-    except duckdb.IOException:
-        raise StaxError(
-            "the warehouse is busy: a sync is writing it; try again when it has finished"
-        ) from None
+    con = _connect(settings, read_only=False)
     try:
         tables = con.execute(
             """
@@ -94,3 +82,16 @@ def purge_connection(settings: Settings, connection: str) -> int:
         return deleted
     finally:
         con.close()
+
+
+def _connect(settings: Settings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection, or a clear error when another process holds DuckDB's file lock."""
+    try:
+        return duckdb.connect(str(settings.warehouse_path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StaxError(
+                "the warehouse is busy: another process (a sync, or a client holding it open) "
+                "is using it; try again when it has finished"
+            ) from None
+        raise

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from dagster import MultiPartitionKey
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
-
 from stax_pipeline.settings import BACKFILL_DAYS
+
+# Dagster is imported inside the helpers that speak to it, so the dlt source (and the CLI's
+# quick commands) can use the window without loading Dagster.
 
 CONNECTION_DIM = "connection"
 DATE_DIM = "date"
@@ -56,20 +53,34 @@ def nightly_window(today: date, lookback_days: int) -> SyncWindow:
     return SyncWindow(today - timedelta(days=1 + lookback_days), today)
 
 
+def is_final(day: date, pulled_at: datetime, lookback_days: int) -> bool:
+    """Whether ``day``, pulled at ``pulled_at``, will not be pulled again by the nightly sync:
+    it is no later than the first day of that night's window (its last pull), or older."""
+    return day <= nightly_window(pulled_at.date(), lookback_days).start
+
+
 def backfill_window(today: date, days: int = BACKFILL_DAYS) -> SyncWindow:
     """The ``days`` closed days before ``today``: what a new connection gets first."""
     return SyncWindow(today - timedelta(days=days), today)
 
 
-def partition_key(connection: str, day: date) -> MultiPartitionKey:
-    return MultiPartitionKey({CONNECTION_DIM: connection, DATE_DIM: day.isoformat()})
+def partition_key(connection: str, day: date) -> str:
+    """The multi-partition key of one connection's day, e.g. ``acme|2026-10-01``."""
+    from dagster import MultiPartitionKey
+
+    return str(MultiPartitionKey({CONNECTION_DIM: connection, DATE_DIM: day.isoformat()}))
 
 
 def range_run_tags(connection: str, window: SyncWindow) -> dict[str, str]:
     """Tags that make one Dagster run materialize the whole window for one connection."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
     return {
-        ASSET_PARTITION_RANGE_START_TAG: str(partition_key(connection, window.start)),
-        ASSET_PARTITION_RANGE_END_TAG: str(partition_key(connection, window.last)),
+        ASSET_PARTITION_RANGE_START_TAG: partition_key(connection, window.start),
+        ASSET_PARTITION_RANGE_END_TAG: partition_key(connection, window.last),
         "stax/connection": connection,
         "stax/window": str(window),
     }

@@ -10,7 +10,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.definitions import defs
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
-from stax_pipeline.lib.window import SyncWindow, dbt_vars, nightly_window
+from stax_pipeline.lib.window import SyncWindow, dbt_vars, is_final, nightly_window
 from stax_pipeline.orchestration import dagster_instance, register_connection
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
@@ -59,6 +59,12 @@ def test_window_helpers():
     assert (window.start, window.last) == (date(2026, 11, 21), date(2026, 11, 24))
     assert dbt_vars(window, ["b", "a"]) == {
         "start_date": "2026-11-21", "end_date": "2026-11-25", "connections": ["a", "b"]}
+    # A day is final when that night's sync pulls it for the last time (or never again).
+    pulled = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+    assert is_final(date(2026, 11, 21), pulled, 3)
+    assert is_final(date(2026, 10, 1), pulled, 3)
+    assert not is_final(date(2026, 11, 22), pulled, 3)
+    assert not is_final(date(2026, 11, 25), pulled, 3)  # today, partial
 
 
 def _connect(store: ConnectionStore, *names: str):

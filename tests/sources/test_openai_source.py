@@ -12,6 +12,7 @@ import pytest
 
 from stax_pipeline.lib.http import RetryPolicy
 from stax_pipeline.lib.warehouse import dlt_pipeline
+from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.openai_admin import (
@@ -30,7 +31,7 @@ START, END = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
 
 def _load(sim, *, key: str = ADMIN_KEY, start: date = START, end: date = END):
     settings = load_settings()
-    request = SyncRequest("acme", start, end, 3, datetime.now(UTC), uuid.uuid4().hex)
+    request = SyncRequest("acme", SyncWindow(start, end), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
     client = OpenAIAdminClient(sim.base_url, key, retry=RetryPolicy(6, 0.001, 0.01))
     pipeline = dlt_pipeline(settings, "raw_openai")
@@ -133,7 +134,7 @@ def test_transient_faults_do_not_change_what_lands(stax_home, simulator):
 def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulator):
     simulator.faults = Faults(missing_usage_endpoints=("web_search_calls",), retry_after=0)
     settings = load_settings()
-    request = SyncRequest("acme", START, END, 3, datetime.now(UTC), uuid.uuid4().hex)
+    request = SyncRequest("acme", SyncWindow(START, END), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
     client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=RetryPolicy(3, 0.001, 0.01))
     dlt_pipeline(settings, "raw_openai").run(openai_admin_source(client, request, stats))

@@ -9,18 +9,14 @@
 with line_items as (
 
     select * from {{ ref('int_openai__cost_line_items') }}
-    {% if is_incremental() -%}
-    where {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 
 completions as (
 
     select * from {{ ref('stg_openai__usage_completions') }}
-    {% if is_incremental() -%}
-    where {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 

@@ -9,9 +9,7 @@
 with line_items as (
 
     select * from {{ ref('int_openai__cost_line_items') }}
-    {% if is_incremental() -%}
-    where {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 

@@ -9,9 +9,7 @@
 with usage as (
 
     select * from {{ ref('int_openai__usage_by_endpoint') }}
-    {% if is_incremental() -%}
-    where {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 

@@ -4,6 +4,7 @@
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -86,7 +87,7 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
         invocation.wait()  # raises with dbt's own error summary
     store = ConnectionStore(settings)
     for connection in connections:
-        store.mark_synced(connection, _now())
+        store.mark_synced(connection, datetime.now(UTC))
 
 
 def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
@@ -105,9 +106,3 @@ def _window_spend(settings, window, connections) -> dict[str, Any]:
             [window.start, window.end, connections],
         ).fetchall()[0]
     return {"window_cost_usd": float(total), "window_rows": int(rows)}
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -89,21 +89,20 @@ def openai_admin_assets(context: AssetExecutionContext, dlt: DagsterDltResource)
     settings = load_settings()
     store = ConnectionStore(settings)
     window, connections = window_from_context(context)
+    pipeline = dlt_pipeline(settings, DATASET_NAME)
     merged: dict[AssetKey, dict[str, Any]] = {}
     rows: dict[AssetKey, int] = defaultdict(int)
     cost_usd = 0.0
     for connection in connections:
         request = SyncRequest(
             connection=connection,
-            start=window.start,
-            end=window.end,
+            window=window,
             lookback_days=settings.lookback_days,
             loaded_at=datetime.now(UTC),
             sync_id=uuid.uuid4().hex,
         )
         stats = LoadStats()
         client = OpenAIAdminClient(settings.openai_base_url, store.api_key(connection))
-        pipeline = dlt_pipeline(settings, DATASET_NAME)
         context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
         loaded_tables = []
         try:
@@ -132,7 +131,7 @@ def openai_admin_assets(context: AssetExecutionContext, dlt: DagsterDltResource)
                 context.log_event(
                     AssetObservation(
                         asset_key=COSTS_KEY,
-                        partition=str(partition_key(connection, day)),
+                        partition=partition_key(connection, day),
                         metadata={"cost_usd": float(stats.cost_usd_by_day.get(day, 0.0))},
                     )
                 )

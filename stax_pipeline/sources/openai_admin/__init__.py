@@ -17,13 +17,14 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import dlt
 from dlt.extract.resource import DltResource
 
 from stax_pipeline.lib.http import HttpError
+from stax_pipeline.lib.window import SyncWindow, is_final
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, bucket_day
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_COLUMNS,
@@ -55,26 +56,13 @@ class LoadStats:
 
 @dataclass(frozen=True)
 class SyncRequest:
-    """Which connection and which UTC days [start, end) one load covers."""
+    """Which connection and which window of UTC days one load covers, and when it pulled."""
 
     connection: str
-    start: date
-    end: date
+    window: SyncWindow
     lookback_days: int
     loaded_at: datetime
-
     sync_id: str
-
-    def days(self) -> list[date]:
-        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
-
-    def is_final(self, day: date) -> bool:
-        """A day is final once it closed more than ``lookback_days`` days before this pull:
-        the nightly sync will not pull it again."""
-        final_from = datetime.combine(
-            day + timedelta(days=1 + self.lookback_days), datetime.min.time(), tzinfo=UTC
-        )
-        return self.loaded_at >= final_from
 
 
 @dlt.source(name="openai_admin", max_table_nesting=1)
@@ -115,9 +103,9 @@ def openai_admin_source(
                 columns=usage_columns(endpoint),
             )
         )
-    # Declared here so it is an asset of the source; its rows come from sync_windows() in a
+    # Declared (empty) so it is an asset of the source; its rows come from sync_windows() in a
     # second load, after the data load succeeded.
-    resources.append(sync_windows(request, []) if request else _empty_sync_windows())
+    resources.append(_sync_windows_resource([]))
     resources.append(
         dlt.resource(
             _projects(client, request, stats),
@@ -133,8 +121,6 @@ def openai_admin_source(
 def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
     if client is None or request is None:
         raise ValueError("openai_admin_source needs a client and a request to extract data")
-    if request.end <= request.start:
-        raise ValueError(f"empty window: start {request.start} must be before end {request.end}")
     return client, request
 
 
@@ -176,7 +162,7 @@ def _pull(client, request, stats, table, path, limit, groupings, *, required):
     for i, group_by in enumerate(groupings):
         try:
             return list(
-                client.iter_buckets(path, start=request.start, end=request.end,
+                client.iter_buckets(path, start=request.window.start, end=request.window.end,
                                     limit=limit, group_by=group_by)
             )  # fmt: skip
         except HttpError as exc:
@@ -210,7 +196,7 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
     for bucket in buckets:
         start_time = int(bucket["start_time"])
         day = bucket_day(start_time)
-        if not request.start <= day < request.end:
+        if not request.window.start <= day < request.window.end:
             log.warning("%s: ignoring a bucket outside the window (%s)", table, day)
             continue
         for result in bucket.get("results") or []:
@@ -226,12 +212,6 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
             }
 
 
-def _empty_sync_windows() -> DltResource:
-    return dlt.resource(
-        [], name=SYNC_WINDOWS_TABLE, write_disposition="append", columns=SYNC_WINDOWS_COLUMNS
-    )
-
-
 def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
     """The commit marker of a sync: one row per (table, day) of its window.
 
@@ -242,13 +222,17 @@ def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
             "connection": request.connection,
             "resource": table,
             "date": day,
-            "is_final": request.is_final(day),
+            "is_final": is_final(day, request.loaded_at, request.lookback_days),
             "loaded_at": request.loaded_at,
             "sync_id": request.sync_id,
         }
         for table in tables
-        for day in request.days()
+        for day in request.window.days()
     ]
+    return _sync_windows_resource(rows)
+
+
+def _sync_windows_resource(rows: list[dict[str, Any]]) -> DltResource:
     return dlt.resource(
         rows, name=SYNC_WINDOWS_TABLE, write_disposition="append", columns=SYNC_WINDOWS_COLUMNS
     )
