@@ -36,18 +36,7 @@ final as (
         count(*) as source_row_count,
         max(loaded_at) as loaded_at
     from line_items
-    group by
-        provider,
-        connection,
-        date,
-        project_id,
-        api_key_id,
-        line_item,
-        product,
-        model,
-        sku,
-        charge_type,
-        line_item_shape
+    group by all  -- the grain and the attributes parsed from the line item
 
 )
 
