@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,12 @@ import pytest
 from stax_pipeline.simulator import Faults, Simulator, run_simulator
 
 ADMIN_KEY = "sk-admin-test-7c1e55aa09d34f2b"
+
+# One clock for the whole session: the simulator's "now" is pinned to noon of the day the tests
+# started, and tests derive their windows from TODAY. A run that crosses UTC midnight would
+# otherwise see the simulator's partial day and its restated days move under it.
+TODAY = datetime.now(UTC).date()
+SIMULATOR_NOW = datetime.combine(TODAY, time(12), tzinfo=UTC)
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def stax_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with run_simulator(faults=Faults(retry_after=0)) as sim:
+    with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as sim:
         monkeypatch.setenv("STAX_OPENAI_BASE_URL", sim.base_url)
         yield sim
 

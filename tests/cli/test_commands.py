@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import duckdb
 import pytest
@@ -10,9 +10,8 @@ import pytest
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.settings import load_settings
 from tests.cli.test_connect import stax
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, TODAY
 
-TODAY = datetime.now(UTC).date()
 FIRST, LAST = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
 
 

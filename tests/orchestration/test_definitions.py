@@ -98,12 +98,14 @@ def test_sensor_backfills_a_new_connection_once(stax_home):
     instance = dagster_instance(settings)
     store.add("acme", "openai", ADMIN_KEY)  # connected, not yet a partition, never backfilled
     sensor = defs.get_sensor_def("new_connection_backfill")
+    before = datetime.now(UTC).date()  # the sensor reads the real clock: allow a midnight between
     first = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    after = datetime.now(UTC).date()
     assert [r.tags["stax/connection"] for r in first.run_requests] == ["acme"]
-    today = datetime.now(UTC).date()
-    window = SyncWindow(today - timedelta(days=30), today)
-    assert first.run_requests[0].tags[ASSET_PARTITION_RANGE_START_TAG] == f"acme|{window.start}"
-    assert first.run_requests[0].tags[ASSET_PARTITION_RANGE_END_TAG] == f"acme|{window.last}"
+    tags = first.run_requests[0].tags
+    windows = [SyncWindow(today - timedelta(days=30), today) for today in {before, after}]
+    assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) in [
+        (f"acme|{w.start}", f"acme|{w.last}") for w in windows]
     assert [r.partition_keys for r in first.dynamic_partitions_requests] == [["acme"]]
     second = sensor.evaluate_tick(build_sensor_context(instance=instance))
     assert second.run_requests == []

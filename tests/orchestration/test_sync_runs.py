@@ -7,7 +7,7 @@ is re-run, and a restated day must replace (never add to) what was there.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import duckdb
 import pytest
@@ -18,9 +18,8 @@ from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.orchestration import dagster_instance, run_sync
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
-from tests.conftest import ADMIN_KEY, files_containing
+from tests.conftest import ADMIN_KEY, TODAY, files_containing
 
-TODAY = datetime.now(UTC).date()
 # Three closed days ending two days ago: inside the simulator's revision window (3 days).
 WINDOW = SyncWindow(TODAY - timedelta(days=4), TODAY - timedelta(days=1))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -11,13 +11,13 @@ from stax_pipeline.errors import ProviderError
 from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, unix_midnight
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, TODAY
 
 FAST = RetryPolicy(max_attempts=4, backoff_base_s=0.001, backoff_max_s=0.01)
 
 
 def _costs_params(days_ago: int = 3) -> list[tuple[str, str]]:
-    return [("start_time", str(unix_midnight(datetime.now(UTC).date() - timedelta(days=days_ago))))]
+    return [("start_time", str(unix_midnight(TODAY - timedelta(days=days_ago))))]
 
 
 def _client(sim, key: str = ADMIN_KEY, retry: RetryPolicy = FAST) -> ApiClient:
@@ -94,7 +94,7 @@ def test_error_messages_never_contain_the_key(simulator):
 def test_repeating_cursor_fails_instead_of_looping(simulator):
     simulator.faults = Faults(cursor_loop=True, page_size=2)
     client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=FAST)
-    today = datetime.now(UTC).date()
+    today = TODAY
     with pytest.raises(ProviderError, match="same pagination cursor"):
         list(client.iter_buckets("/organization/costs", start=today - timedelta(days=10),
                                  end=today, limit=180))
@@ -104,7 +104,7 @@ def test_repeating_cursor_fails_instead_of_looping(simulator):
 def test_pagination_resends_every_parameter(simulator):
     simulator.faults = Faults(page_size=4)
     client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=FAST)
-    today = datetime.now(UTC).date()
+    today = TODAY
     start = today - timedelta(days=10)
     buckets = list(client.iter_buckets("/organization/usage/completions", start=start, end=today,
                                        limit=31, group_by=("project_id", "model")))

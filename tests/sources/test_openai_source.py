@@ -23,9 +23,8 @@ from stax_pipeline.sources.openai_admin import (
     sync_windows,
 )
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, TODAY
 
-TODAY = datetime.now(UTC).date()
 START, END = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
 
 
