@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pytest
@@ -13,10 +13,12 @@ from stax_pipeline.simulator import Faults, Simulator, run_simulator
 
 ADMIN_KEY = "sk-admin-test-7c1e55aa09d34f2b"
 
-# One clock for the whole session: the simulator's "now" is pinned to noon of the day the tests
-# started, and tests derive their windows from TODAY. A run that crosses UTC midnight would
-# otherwise see the simulator's partial day and its restated days move under it.
-TODAY = datetime.now(UTC).date()
+# One fixed clock for tests with explicit windows: the simulator's "now" is noon of TODAY and
+# the tests' windows are days before it. The simulator's data is a pure function of (key, day),
+# so these tests see the same data whenever they run — including empty days and restated days —
+# and a run that crosses UTC midnight cannot move the window under them. (Code that must use the
+# real clock — the sensor, `stax demo`, "end in the future" — is tested against it.)
+TODAY = date(2026, 11, 20)
 SIMULATOR_NOW = datetime.combine(TODAY, time(12), tzinfo=UTC)
 
 
