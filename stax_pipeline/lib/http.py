@@ -124,6 +124,9 @@ class ApiClient:
             timeout=timeout_s,
         )
         self.requests_made = 0
+        # Requests and seconds spent waiting on each path (network and server), for timings.
+        self.requests_by_path: dict[str, int] = {}
+        self.seconds_by_path: dict[str, float] = {}
 
     def __repr__(self) -> str:  # never show the token
         return f"ApiClient({self.base_url!r})"
@@ -145,7 +148,13 @@ class ApiClient:
             retry_after: float | None = None
             try:
                 self.requests_made += 1
-                response = self._http.get(endpoint, params=list(params))
+                self.requests_by_path[endpoint] = self.requests_by_path.get(endpoint, 0) + 1
+                started = time.perf_counter()
+                try:
+                    response = self._http.get(endpoint, params=list(params))
+                finally:
+                    waited = time.perf_counter() - started
+                    self.seconds_by_path[endpoint] = self.seconds_by_path.get(endpoint, 0.0) + waited
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:

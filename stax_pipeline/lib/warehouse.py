@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.pipeline import Pipeline
 
 from stax_pipeline.errors import StaxError
@@ -15,9 +16,18 @@ from stax_pipeline.settings import Settings
 
 # No network but the package registries: dlt must not try to send telemetry.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# Sources yield Arrow tables; tag their rows with the dlt load like JSON rows are.
+os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+# At most this many endpoints are pulled at once (dlt's extract pool for parallelized
+# resources): enough to overlap the network waits, few enough that 429s stay rare.
+os.environ.setdefault("EXTRACT__WORKERS", "4")
 
 # DuckDB 2.x files are unreadable by 1.x drivers (many BI tools) unless created compatible.
 STORAGE_COMPATIBILITY = "v1.1.0"
+
+# DuckDB's default memory limit is 80% of RAM, and it uses it. A load is a bulk append of
+# Parquet files, which streams; a cap keeps the sync's footprint what a container can give.
+LOAD_MEMORY_LIMIT = "512MB"
 
 
 def ensure_warehouse(settings: Settings) -> None:
@@ -34,9 +44,13 @@ def ensure_warehouse(settings: Settings) -> None:
 def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     """The dlt pipeline that loads one provider's raw tables into the warehouse."""
     ensure_warehouse(settings)
+    credentials = DuckDbCredentials(
+        str(settings.warehouse_path),
+        global_config={"memory_limit": LOAD_MEMORY_LIMIT, "threads": 2},
+    )
     return dlt.pipeline(
         pipeline_name=f"stax_{dataset_name}",
-        destination=dlt.destinations.duckdb(str(settings.warehouse_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=dataset_name,
         pipelines_dir=str(settings.dlt_pipelines_dir),
     )

@@ -23,6 +23,7 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from stax_pipeline.lib.arrow import batches_as_arrow
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow, is_final
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, bucket_day
@@ -84,6 +85,12 @@ def openai_admin_source(
         ``sync_windows`` (empty here: see :func:`sync_windows`), and ``projects`` (merged on
         connection + id, archived ones included). Bucketed rows carry ``connection``, ``date``
         (UTC day), ``loaded_at`` and ``sync_id``.
+
+    The bucketed resources yield Arrow tables of at most :data:`ARROW_BATCH_ROWS` rows as pages
+    arrive, so dlt writes them to Parquet without its row-by-row normalizer and a window's rows
+    are never all in memory at once. They are ``parallelized``: dlt pulls the endpoints
+    concurrently on its bounded extract thread pool, so a sync waits about as long as its slowest
+    endpoint, not the sum of all of them.
     """
     stats = stats if stats is not None else LoadStats()
     resources = [
@@ -92,6 +99,7 @@ def openai_admin_source(
             name="costs",
             write_disposition="append",
             columns=COSTS_COLUMNS,
+            parallelized=True,
         )
     ]
     for endpoint in USAGE_ENDPOINTS:
@@ -101,6 +109,7 @@ def openai_admin_source(
                 name=endpoint.table,
                 write_disposition="append",
                 columns=usage_columns(endpoint),
+                parallelized=True,
             )
         )
     # Declared (empty) so it is an asset of the source; its rows come from sync_windows() in a
@@ -131,14 +140,24 @@ def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
         client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
         (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
     )  # fmt: skip
-    for row in _bucket_rows(buckets or [], request, "costs", stats):
+    rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
+    yield from batches_as_arrow(rows, COSTS_COLUMNS)
+
+
+def _flatten_amount(stats: LoadStats):
+    """Turns a costs result's ``amount`` object into ``amount__value``/``amount__currency``
+    (the names dlt's JSON normalizer gave them) and adds it to the day's total."""
+
+    def flatten(row: dict[str, Any]) -> dict[str, Any]:
         amount = row.pop("amount", None) or {}
         value = amount.get("value")
         row["amount__value"] = float(value) if value is not None else None
         row["amount__currency"] = amount.get("currency")
         if row["amount__value"] is not None:
             stats.cost_usd_by_day[row["date"]] += row["amount__value"]
-        yield row
+        return row
+
+    return flatten
 
 
 def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
@@ -148,24 +167,34 @@ def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterat
         client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
         (endpoint.group_by, endpoint.fallback_group_by), required=False,
     )  # fmt: skip
-    yield from _bucket_rows(buckets or [], request, endpoint.table, stats)
+    rows = _bucket_rows(buckets, request, endpoint.table, stats)
+    yield from batches_as_arrow(rows, usage_columns(endpoint))
 
 
-def _pull(client, request, stats, table, path, limit, groupings, *, required):
-    """All buckets of ``path`` for the window, grouped as finely as the API accepts.
+def _pull(client, request, stats, table, path, limit, groupings, *, required) -> Iterator[dict]:
+    """Every bucket of ``path`` for the window, grouped as finely as the API accepts, as pages
+    arrive.
 
-    Collected before any row is yielded, so a retry with a coarser grouping can never duplicate
-    rows. A usage endpoint the API does not have (404) is skipped — and recorded as skipped, so
-    no commit marker claims its days are empty; costs are never skipped.
+    The API refuses a grouping (HTTP 400) on the first page, before any bucket was yielded; only
+    then is the next, coarser grouping tried, so a fallback can never duplicate rows. A refusal
+    after rows were yielded fails the load (and its sync stays invisible: no commit marker).
+    A usage endpoint the API does not have (404) is skipped — and recorded as skipped, so no
+    commit marker claims its days are empty; costs are never skipped.
     """
     groupings = list(dict.fromkeys(groupings))  # the fallback may equal the full grouping
     for i, group_by in enumerate(groupings):
+        yielded = False
         try:
-            return list(
-                client.iter_buckets(path, start=request.window.start, end=request.window.end,
-                                    limit=limit, group_by=group_by)
-            )  # fmt: skip
+            for bucket in client.iter_buckets(
+                path, start=request.window.start, end=request.window.end, limit=limit,
+                group_by=group_by,
+            ):  # fmt: skip
+                yielded = True
+                yield bucket
+            return
         except HttpError as exc:
+            if yielded:
+                raise
             if exc.status == 404 and not required:
                 note = f"{table}: {path} is not available at this API (HTTP 404); skipped"
             elif exc.status == 400 and i + 1 < len(groupings):
@@ -180,8 +209,7 @@ def _pull(client, request, stats, table, path, limit, groupings, *, required):
             stats.notes.append(note)
             if exc.status == 404:
                 stats.skipped.add(table)
-                return None
-    raise AssertionError("unreachable")
+                return
 
 
 def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
@@ -191,7 +219,7 @@ def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
         yield {**project, "connection": request.connection, "loaded_at": request.loaded_at}
 
 
-def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
+def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats, transform=None):
     """Flatten buckets into rows carrying the connection, the UTC day and the load time."""
     for bucket in buckets:
         start_time = int(bucket["start_time"])
@@ -201,7 +229,7 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
             continue
         for result in bucket.get("results") or []:
             stats.rows[table] += 1
-            yield {
+            row = {
                 **result,
                 "connection": request.connection,
                 "date": day,
@@ -210,6 +238,7 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
                 "loaded_at": request.loaded_at,
                 "sync_id": request.sync_id,
             }
+            yield transform(row) if transform else row
 
 
 def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
