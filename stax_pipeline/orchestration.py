@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
 
+from stax_pipeline.lib.dagster_storage import install_fast_event_storage
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
 
@@ -29,6 +30,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
         shutil.copyfile(INSTANCE_TEMPLATE, target)
     os.environ["DAGSTER_HOME"] = str(home)
+    install_fast_event_storage(home)
     return home
 
 

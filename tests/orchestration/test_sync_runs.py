@@ -6,6 +6,7 @@ is re-run, and a restated day must replace (never add to) what was there.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import timedelta
 
@@ -14,6 +15,8 @@ import pytest
 from dagster import AssetKey, DagsterEventType
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.defs.dbt.project import stax_dbt_project
+from stax_pipeline.lib.dbt import KEEP_DBT_RUNS
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.orchestration import dagster_instance, run_sync
 from stax_pipeline.settings import load_settings
@@ -82,7 +85,21 @@ def _assert_ui_metadata(instance, run_id, org):
     assert spend[0].metadata["window_cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6)
 
 
+def _assert_run_state_under_stax_home(settings, runs: int) -> None:
+    """dbt's artifacts live under STAX_HOME (never the checkout), its partial parse carries over
+    from run to run, and every run's phases are timed."""
+    run_dirs = sorted((settings.home / "dbt" / "runs").iterdir())
+    assert len(run_dirs) == min(runs, KEEP_DBT_RUNS)
+    assert (settings.home / "dbt" / "partial_parse.msgpack").exists()
+    # After the first run of a home, dbt re-parses nothing: the window is not a var any more.
+    assert "skipping partial parsing" in (run_dirs[-1] / "dbt.log").read_text()
+    phases = [json.loads(line) for line in (settings.logs_dir / "timings.jsonl").read_text().splitlines()]
+    assert {p["phase"] for p in phases} >= {"fetch", "extract", "normalize", "load", "dbt"}
+    assert len({p["run_id"] for p in phases}) == runs
+
+
 def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simulator):
+    checkout_target = sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir())
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
     instance = dagster_instance(settings)
@@ -111,6 +128,8 @@ def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simu
     _assert_marts_equal_truth(settings, org)
 
     assert ConnectionStore(settings).get("acme").last_synced_at is not None
+    _assert_run_state_under_stax_home(settings, runs=3)
+    assert sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir()) == checkout_target
     # The admin key is nowhere in plaintext under STAX_HOME: dlt state, Dagster logs, warehouse.
     assert files_containing(stax_home, ADMIN_KEY.encode()) == []
     assert files_containing(stax_home, ADMIN_KEY[9:].encode()) == []

@@ -1,7 +1,6 @@
 """Transform assets: the dbt project, run for exactly the window of the Dagster run."""
 
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -21,6 +20,8 @@ from dagster_dbt.dbt_project import DbtProject
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.project import ensure_manifest, stax_dbt_project
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
+from stax_pipeline.lib.dbt import dbt_run_dir, window_in_environment
+from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
 from stax_pipeline.settings import load_settings
@@ -60,18 +61,27 @@ class StaxDbtTranslator(DagsterDbtTranslator):
     pool=WAREHOUSE_POOL,
 )
 def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``dbt build`` of the selected models with the run's window as vars: incremental marts
-    delete and re-insert exactly those (connection, day)s."""
+    """``dbt build`` of the selected models for the run's window (in ``STAX_DBT_WINDOW``):
+    incremental models delete and re-insert exactly those (connection, day)s."""
     settings = load_settings()
     window, connections = window_from_context(context)
-    invocation = dbt.cli(
-        ["build", "--vars", json.dumps(dbt_vars(window, connections))],
-        context=context,
-        raise_on_error=False,
-    )
-    # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
-    # reads the warehouse.
-    events = list(invocation.stream())
+    with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
+        with window_in_environment(dbt_vars(window, connections)):
+            # Unit tests check the SQL, not the data: they run in the test suite, not in syncs.
+            invocation = dbt.cli(
+                ["build", "--exclude-resource-type", "unit_test"],
+                context=context,
+                raise_on_error=False,
+                target_path=target,
+            )
+        # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
+        # reads the warehouse.
+        events = list(invocation.stream())
+    for connection in connections:
+        record_phase(
+            settings, run_id=context.run.run_id, connection=connection, phase="dbt",
+            seconds=elapsed[0],
+        )  # fmt: skip
     checks = sum(isinstance(e, AssetCheckResult) for e in events)
     log.info(
         "dbt build %s: %d models, %d checks, %s", window, len(events) - checks, checks,
