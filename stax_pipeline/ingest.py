@@ -6,6 +6,8 @@ This is the whole ingest use-case as a plain function, so the Dagster asset stay
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -23,6 +25,16 @@ from stax_pipeline.sources.openai_admin import (
     sync_windows,
 )
 from stax_pipeline.sources.openai_admin.settings import DATASET_NAME
+
+
+def _release_memory() -> None:
+    """Hand the extract's freed memory back to the OS before dbt runs beside this process
+    (CPython keeps freed blocks for reuse; glibc's ``malloc_trim`` returns them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
 
 
 @dataclass
@@ -91,6 +103,7 @@ def load_window(
         # The commit marker, written only once the data load succeeded.
         pipeline.run(sync_windows(request, committed))
     seconds["load"] = load[0]
+    _release_memory()
     rows = dict(stats.rows)
     for phase, value in seconds.items():
         record_phase(

@@ -13,7 +13,9 @@ a load that failed half-way stays invisible, and the history of restated days is
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,15 +135,23 @@ def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
     return client, request
 
 
+# The endpoints whose pages are by far the largest (a large organization's 30 days are one
+# page of ~300k cost rows, ~100k completions rows). A parsed page is all in memory at once, so
+# these take turns; the small endpoints still overlap with them.
+_LARGE_PAGES = threading.BoundedSemaphore(1)
+_LARGE_PAGE_TABLES = ("costs", "usage_completions")
+
+
 def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
-    buckets = _pull(
-        client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
-        (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
-    )  # fmt: skip
-    rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
-    yield from batches_as_arrow(rows, COSTS_COLUMNS)
+    with _LARGE_PAGES:
+        buckets = _pull(
+            client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
+            (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
+        )  # fmt: skip
+        rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
+        yield from batches_as_arrow(rows, COSTS_COLUMNS)
 
 
 def _flatten_amount(stats: LoadStats):
@@ -163,12 +173,13 @@ def _flatten_amount(stats: LoadStats):
 def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()
-    buckets = _pull(
-        client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
-        (endpoint.group_by, endpoint.fallback_group_by), required=False,
-    )  # fmt: skip
-    rows = _bucket_rows(buckets, request, endpoint.table, stats)
-    yield from batches_as_arrow(rows, usage_columns(endpoint))
+    with _LARGE_PAGES if endpoint.table in _LARGE_PAGE_TABLES else contextlib.nullcontext():
+        buckets = _pull(
+            client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
+            (endpoint.group_by, endpoint.fallback_group_by), required=False,
+        )  # fmt: skip
+        rows = _bucket_rows(buckets, request, endpoint.table, stats)
+        yield from batches_as_arrow(rows, usage_columns(endpoint))
 
 
 def _pull(client, request, stats, table, path, limit, groupings, *, required) -> Iterator[dict]:

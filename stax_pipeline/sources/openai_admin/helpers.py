@@ -69,7 +69,11 @@ class OpenAIAdminClient:
         while True:
             page = self.api.get_json(path, params + ([("page", cursor)] if cursor else []))
             pages += 1
-            yield from page.get("data") or []
+            # Hand buckets out one by one and drop each once consumed, so a large page's rows
+            # are freed as they become Arrow batches instead of living until the next page.
+            buckets = list(reversed(page.pop("data", None) or []))
+            while buckets:
+                yield buckets.pop()
             cursor = page.get("next_page")
             if not cursor or page.get("has_more") is False:
                 break
