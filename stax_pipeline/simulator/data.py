@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from stax_pipeline.simulator.profiles import SMALL, Profile
@@ -354,7 +355,7 @@ class Organization:
 
         def add(endpoint: str, row: dict[str, Any]) -> None:
             spec = ENDPOINTS[endpoint]
-            key = (*(row[d] for d in spec.dims), row.get("_product"))
+            key = (*[row[d] for d in spec.dims], row.get("_product"))
             if key in usage[endpoint]:
                 for m in spec.metrics:
                     usage[endpoint][key][m] += row[m]
@@ -362,8 +363,9 @@ class Organization:
                 usage[endpoint][key] = row
 
         draws = profile.draws
+        chat_cum_weights = list(accumulate(profile.chat_weights))  # what choices(weights=) computes each call
         for _ in range(rng.randint(*draws["completions"])):
-            model = rng.choices(profile.chat_models, profile.chat_weights)[0]
+            model = rng.choices(profile.chat_models, cum_weights=chat_cum_weights)[0]
             batch = rng.random() < 0.15
             evals = not batch and model == "gpt-4o-mini-2024-07-18" and rng.random() < 0.3
             tier = "default" if batch else rng.choice(("default", "default", "default", "flex", "priority"))
