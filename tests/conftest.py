@@ -40,6 +40,19 @@ def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
         yield sim
 
 
+@pytest.fixture(scope="session")
+def large_simulator() -> Iterator[Simulator]:
+    """A live simulator whose organizations are the large profile (~40 projects, 30 models, 200 API
+    keys, ~10k cost rows a day), at SIMULATOR_NOW.
+
+    Session-scoped because a large day takes ~0.1 s to generate and its rendered buckets stay
+    cached for every later test. A test that changes its faults or clock restores them; one that
+    runs the product against it sets STAX_OPENAI_BASE_URL to ``large_simulator.base_url`` itself.
+    """
+    with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0), profile="large") as sim:
+        yield sim
+
+
 def files_containing(root: Path, needle: bytes) -> list[Path]:
     """Every file under ``root`` whose bytes contain ``needle`` (binary files included)."""
     hits = []

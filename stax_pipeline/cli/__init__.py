@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("simulator", help="run the local OpenAI Admin API simulator")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--profile", choices=("small", "large"), default="small",
+                   help="organization size: large is ~40 projects, 30 models, 200 API keys")
     faults = p.add_argument_group("faults (to watch a sync survive them)")
     faults.add_argument("--page-size", type=_positive, help="at most this many buckets a page")
     faults.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 5xx")

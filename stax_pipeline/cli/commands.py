@@ -267,7 +267,7 @@ def cmd_simulator(args) -> int:
         latency_ms=args.latency_ms,
         revision=args.revision,
     )
-    serve(host=args.host, port=args.port, faults=faults)
+    serve(host=args.host, port=args.port, faults=faults, profile=args.profile)
     return 0
 
 
