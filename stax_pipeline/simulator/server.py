@@ -235,8 +235,12 @@ class Simulator:
             return list(self._requests)
 
     def reset_requests(self) -> None:
+        """Forget the request log, and restart the "N-th request" counts (and any outage)."""
         with self._lock:
             self._requests.clear()
+            self._received = 0
+            self._received_by_path.clear()
+            self._outage_until = None
 
     def revoke(self, key: str) -> None:
         """From now on the key is refused with 401 invalid_api_key."""
