@@ -372,7 +372,7 @@ class ApiClient:
         """The final error of a request whose retries ran out of time: what, why, what to do."""
         if request_left_s <= self.budget.remaining_s:
             limit = (
-                f"still failing after {spent_s:.0f}s of retries, the limit per request "
+                f"still failing after {round(spent_s, 1):g}s of retries, the limit per request "
                 f"(STAX_HTTP_MAX_RETRY_SECONDS={self.retry.max_retry_s:g})"
             )
         else:

@@ -9,6 +9,7 @@ Backoffs are shrunk through the environment (conftest's ``stax_home``), never sl
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,14 +112,31 @@ def test_an_outage_longer_than_the_retry_limit_is_retried_by_dagster_and_repulls
     # assert_marts_equal_truth in _sync.
 
 
-def test_a_permanent_error_is_not_retried_by_dagster(stax_home, simulator):
+@pytest.mark.parametrize(
+    ("scenario", "step_retries", "says"),
+    [
+        ("revoked key", 0, r"failed with HTTP 401: .* reconnect with a valid admin key"),
+        ("endless outage", 2, r"failed with HTTP 503: The server is overloaded or not ready yet\. "
+                              r"\(still failing after [\d.]+s of retries, the limit per request "
+                              r"\(STAX_HTTP_MAX_RETRY_SECONDS=0\.2\); .* run the sync again later\)$"),
+    ],
+)
+def test_what_retries_cannot_fix_fails_with_one_clear_line(stax_home, simulator, monkeypatch,
+                                                           scenario, step_retries, says):
+    monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "0.2")
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
     instance = dagster_instance(settings)
-    simulator.revoke(ADMIN_KEY)
+    if scenario == "revoked key":
+        simulator.revoke(ADMIN_KEY)
+    else:
+        simulator.faults = Faults(outage_at_request=1, outage_seconds=3600)
     outcome = run_sync(instance, "acme", WINDOW)
-    assert not outcome.success and "HTTP 401" in outcome.error
-    assert _step_events(instance, outcome.run_id, DagsterEventType.STEP_UP_FOR_RETRY) == []
+    assert not outcome.success
+    assert re.match(r"GET /organization/\S+ " + says, outcome.error), outcome.error
+    assert "\n" not in outcome.error and ADMIN_KEY not in outcome.error
+    retried = _step_events(instance, outcome.run_id, DagsterEventType.STEP_UP_FOR_RETRY)
+    assert retried == ["openai_admin"] * step_retries
 
 
 # -- the scenario through the command line, as a person (or the harness) runs it ----------
