@@ -303,14 +303,15 @@ class ApiClient:
         """GET ``path`` and return the decoded JSON object, retrying what is worth retrying."""
         endpoint = "/" + path.lstrip("/")
         policy, budget = self.retry, self.budget
-        spent_s = {False: 0.0, True: 0.0}  # this request's seconds on errors / on rate limits
-        retries = {False: 0, True: 0}
+        # Two budgets per request: being rate limited never eats into the one for errors.
+        spent_s = {"errors": 0.0, "rate limits": 0.0}
+        retries = {"errors": 0, "rate limits": 0}
         while True:
             began = time.monotonic()
             outcome = self._attempt(endpoint, params)
             if not isinstance(outcome, _Failure):
                 return outcome
-            kind = outcome.rate_limited
+            kind = "rate limits" if outcome.rate_limited else "errors"
             failing_s = time.monotonic() - began
             spent_s[kind] += failing_s
             budget.spend(failing_s)
@@ -323,9 +324,9 @@ class ApiClient:
                 raise self._gave_up(endpoint, outcome, spent_s[kind], request_left)
             retries[kind] += 1
             log.warning(
-                "GET %s: %s; retry %d in %.1fs (%.0fs of %gs for this request, %.0fs left for the run)",
-                endpoint, outcome.problem, retries[kind], wait, spent_s[kind], policy.max_retry_s,
-                budget.remaining_s,
+                "GET %s: %s; retry %d in %.1fs (%.0fs of %gs of %s for this request, %.0fs left for "
+                "the run)", endpoint, outcome.problem, retries[kind], wait, spent_s[kind],
+                policy.max_retry_s, kind, budget.remaining_s,
             )  # fmt: skip
             self._sleep(wait)
             spent_s[kind] += wait
