@@ -6,6 +6,7 @@ elsewhere without reloading modules.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,39 @@ from stax_pipeline.errors import ConfigError
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOOKBACK_DAYS = 3
 BACKFILL_DAYS = 30
+
+
+@dataclass(frozen=True)
+class HttpRetrySettings:
+    """How long the HTTP client keeps retrying (the policy itself: ``stax_pipeline/lib/http.py``)."""
+
+    max_retry_s: float = 300.0  # STAX_HTTP_MAX_RETRY_SECONDS: per request
+    run_retry_s: float = 1800.0  # STAX_HTTP_RUN_RETRY_SECONDS: all requests of one sync run
+    backoff_floor_s: float = 1.0  # STAX_HTTP_BACKOFF_FLOOR_SECONDS: the shortest wait
+
+
+def load_http_retry_settings() -> HttpRetrySettings:
+    """The retry budgets from the environment; a malformed value is a one-line ConfigError."""
+    defaults = HttpRetrySettings()
+    return HttpRetrySettings(
+        max_retry_s=_seconds("STAX_HTTP_MAX_RETRY_SECONDS", defaults.max_retry_s, zero_ok=True),
+        run_retry_s=_seconds("STAX_HTTP_RUN_RETRY_SECONDS", defaults.run_retry_s, zero_ok=True),
+        backoff_floor_s=_seconds("STAX_HTTP_BACKOFF_FLOOR_SECONDS", defaults.backoff_floor_s),
+    )
+
+
+def _seconds(name: str, default: float, *, zero_ok: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{name} must be a number of seconds {bound}, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,7 @@ def load_settings(*, create: bool = True) -> Settings:
             f"STAX_LOOKBACK_DAYS must be a whole number of days >= 0, got {raw_lookback!r}"
         ) from None
     base_url = (os.environ.get("STAX_OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    load_http_retry_settings()  # a malformed value fails every command before it runs anything
     if create:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["STAX_HOME"] = str(home)

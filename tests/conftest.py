@@ -30,6 +30,10 @@ def stax_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("STAX_NEW_MASTER_KEY", raising=False)
     monkeypatch.delenv("STAX_LOOKBACK_DAYS", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # Retries in milliseconds, at most a couple of seconds a request: no test waits minutes.
+    monkeypatch.setenv("STAX_HTTP_BACKOFF_FLOOR_SECONDS", "0.005")
+    monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "2")
+    monkeypatch.delenv("STAX_HTTP_RUN_RETRY_SECONDS", raising=False)
     return home
 
 

@@ -73,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--rate-limit-burst", type=int, default=0, help="answer the next N requests 429")
     faults.add_argument("--latency-ms", type=int, default=0, help="delay every answer")
     faults.add_argument("--revision", type=int, default=0, help="restate the last 3 closed days (N > 0)")
+    faults.add_argument("--retry-after", type=int, default=1, metavar="S", help="seconds a 429 asks to wait")
+    faults.add_argument("--retry-after-form", choices=["seconds", "http-date", "nan"], default="seconds",
+                        help="how a 429's Retry-After is written ('nan': malformed)")
+    faults.add_argument("--rate-limit-per-endpoint", type=int, default=0, metavar="N",
+                        help="answer the first N requests of each endpoint 429")
+    faults.add_argument("--rate-limit-every", type=int, default=0, metavar="N", help="answer every N-th request 429")
+    faults.add_argument("--outage-at", type=int, default=0, metavar="K",
+                        help="from the K-th request on, fail every request for --outage-seconds")
+    faults.add_argument("--outage-seconds", type=float, default=30.0, metavar="T", help="how long the outage lasts")
+    faults.add_argument("--outage-mode", choices=["503", "drop"], default="503",
+                        help="during the outage answer 503, or close each connection unanswered")
+    faults.add_argument("--drop-mid-response-every", type=int, default=0, metavar="N",
+                        help="stop every N-th answer half-way through its body and close the connection")
+    faults.add_argument("--redirect", type=int, default=0, metavar="N", help="answer the next N requests 301")
+    faults.add_argument("--endless-pages", action="store_true", help="pagination never ends (fresh cursors)")
 
     commands.add_parser("demo", help="simulator + demo connection + 30-day backfill + report")
     return parser

@@ -61,7 +61,8 @@ def check_openai_admin_key(base_url: str, api_key: str) -> None:
     from stax_pipeline.lib.http import HttpError, RetryPolicy
     from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
 
-    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy(max_attempts=3))
+    # a person is waiting: a few seconds of retries, not the sync's minutes
+    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy.from_env().at_most(10))
     try:
         client.check_admin_key()
     except HttpError as exc:
@@ -266,6 +267,16 @@ def cmd_simulator(args) -> int:
         rate_limit_burst=args.rate_limit_burst,
         latency_ms=args.latency_ms,
         revision=args.revision,
+        retry_after=args.retry_after,
+        retry_after_form=args.retry_after_form,
+        rate_limit_per_path=args.rate_limit_per_endpoint,
+        rate_limit_every=args.rate_limit_every,
+        outage_at_request=args.outage_at,
+        outage_seconds=args.outage_seconds,
+        outage_mode=args.outage_mode,
+        drop_mid_response_every=args.drop_mid_response_every,
+        redirect_burst=args.redirect,
+        endless_pages=args.endless_pages,
     )
     serve(host=args.host, port=args.port, faults=faults, profile=args.profile)
     return 0

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import random
 import struct
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from typing import Any
@@ -55,10 +57,22 @@ _FAULTS_LOCK = threading.Lock()  # module-level so Faults stays a plain, copyabl
 
 @dataclass
 class Faults:
-    """Failure modes to inject, mutable at runtime; bursts count down once per request."""
+    """Failure modes to inject, mutable at runtime; bursts count down once per request.
+
+    "The N-th request" counts every request the simulator received, from 1, whatever its path.
+    """
 
     rate_limit_burst: int = 0
+    rate_limit_per_path: int = 0  # the first N requests of each path answer 429
+    rate_limit_every: int = 0  # every N-th request answers 429
     retry_after: int = 1
+    retry_after_form: str = "seconds"  # of the 429's Retry-After: "seconds", "http-date" or "nan"
+    outage_at_request: int = 0  # the K-th request starts an outage: every request fails ...
+    outage_seconds: float = 0.0  # ... for this long ...
+    outage_mode: str = "503"  # ... answered 503, or "drop": the connection closes unanswered
+    drop_mid_response_every: int = 0  # every N-th answer stops half-way: the connection closes
+    redirect_burst: int = 0  # the next N requests answer 301 (with a body that looks like data)
+    endless_pages: bool = False  # the last page still says has_more, with a fresh cursor, forever
     error_5xx_burst: int = 0
     error_5xx_rate: float = 0.0
     latency_ms: int = 0
@@ -88,6 +102,7 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    drop: str | None = None  # "unanswered": close at once; "mid_body": send half the body, close
 
 
 class ApiError(Exception):
@@ -199,6 +214,7 @@ class _Pager:
         self.size = min(size, faults.page_size) if faults.page_size else size
         self.token = (params.get("page") or [""])[0]
         self.loop = faults.cursor_loop
+        self.endless = faults.endless_pages
         self.resume = self._decode(self.token) if self.token else None
 
     def _encode(self, start: int) -> str:
@@ -227,6 +243,9 @@ class _Pager:
         else:
             more = len(buckets) > self.size
             cursor = self._encode(buckets[-1][0]) if more else None
+            if self.endless and not more:  # a broken server: past the end, empty pages, fresh cursors
+                after = shown[-1][1] if shown else (self.resume if self.resume is not None else 2**62) + 1
+                more, cursor = True, self._encode(after)
         parts = [b'{"object": "page", "data": [']
         for i, (a, b) in enumerate(shown):
             head = b'{"object": "bucket", "start_time": %d, "end_time": %d, "results": ' % (a, b)
@@ -253,6 +272,9 @@ class Simulator:
         self._errors_served = 0
         self._error_rng = random.Random(0)
         self._buckets = _BucketCache()
+        self._received = 0  # every request, for the "N-th request" faults
+        self._received_by_path: dict[str, int] = {}
+        self._outage_until: float | None = None  # time.monotonic() when the outage ends
 
     @property
     def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
@@ -261,8 +283,12 @@ class Simulator:
             return list(self._requests)
 
     def reset_requests(self) -> None:
+        """Forget the request log, and restart the "N-th request" counts (and any outage)."""
         with self._lock:
             self._requests.clear()
+            self._received = 0
+            self._received_by_path.clear()
+            self._outage_until = None
 
     def revoke(self, key: str) -> None:
         """From now on the key is refused with 401 invalid_api_key."""
@@ -286,16 +312,31 @@ class Simulator:
         url = urlsplit(target)
         path = url.path.rstrip("/")
         raw = parse_qs(url.query, keep_blank_values=True)
+        faults = self.faults
         with self._lock:
             self._requests.append((path, raw))
-        faults = self.faults
+            self._received += 1
+            nth = self._received
+            nth_of_path = self._received_by_path[path] = self._received_by_path.get(path, 0) + 1
+            if faults.outage_at_request and nth == faults.outage_at_request:
+                self._outage_until = time.monotonic() + faults.outage_seconds
+            in_outage = self._outage_until is not None and time.monotonic() < self._outage_until
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
+        if in_outage:
+            if faults.outage_mode == "drop":
+                return Response(0, b"", drop="unanswered")
+            return ApiError(503, _SERVER_ERRORS[503], kind="server_error").response()
+        if faults.take("redirect_burst"):
+            page = {"object": "page", "data": [], "has_more": False, "next_page": None}
+            return Response(301, json.dumps(page).encode(),
+                            headers={"Location": f"https://api.openai.invalid{url.path}"})
         try:
-            if faults.take("rate_limit_burst"):
+            if (faults.take("rate_limit_burst") or nth_of_path <= faults.rate_limit_per_path
+                    or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)):
                 raise ApiError(429, f"Rate limit reached for requests on organization admin endpoints. "
                                     f"Please try again in {faults.retry_after}s.", kind="requests",
-                               code="rate_limit_exceeded", headers={"Retry-After": str(faults.retry_after)})
+                               code="rate_limit_exceeded", headers={"Retry-After": self._retry_after()})
             failure = self._server_error()
             if failure is not None:
                 return failure
@@ -306,7 +347,18 @@ class Simulator:
             return error.response()
         if faults.take("truncated_body_burst"):
             payload = payload[: len(payload) // 2]
+        if faults.drop_mid_response_every and nth % faults.drop_mid_response_every == 0:
+            return Response(200, payload, drop="mid_body")
         return Response(200, payload)
+
+    def _retry_after(self) -> str:
+        """The 429's ``Retry-After`` in the form the faults ask for."""
+        form, seconds = self.faults.retry_after_form, self.faults.retry_after
+        if form == "nan":
+            return "nan"
+        if form == "http-date":  # real time, read by the client's real clock; whole seconds, rounded up
+            return format_datetime(datetime.fromtimestamp(math.ceil(time.time() + seconds), UTC), usegmt=True)
+        return str(seconds)
 
     def _server_error(self) -> Response | None:
         hit = self.faults.take("error_5xx_burst")
@@ -346,7 +398,7 @@ class Simulator:
         if path == "/v1/organization/costs":
             return self._costs(path, params, org)
         if path == "/v1/organization/projects":
-            return json.dumps(_projects(params, org)).encode()
+            return json.dumps(_projects(params, org, endless=self.faults.endless_pages)).encode()
         prefix, _, endpoint = path.rpartition("/")
         if endpoint in self.faults.missing_usage_endpoints:
             raise ApiError(404, f"Invalid URL (GET {path})")
@@ -480,7 +532,7 @@ class Simulator:
         return pager.page(bounds(), render)
 
 
-def _projects(params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+def _projects(params: dict[str, list[str]], org: Organization, *, endless: bool = False) -> dict[str, Any]:
     limit = _limit(params, 20, 100)
     archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
     after = (params.get("after") or [""])[0]
@@ -489,6 +541,13 @@ def _projects(params: dict[str, list[str]], org: Organization) -> dict[str, Any]
         ids = [p["id"] for p in items]
         items = items[ids.index(after) + 1:] if after in ids else []
     page = items[:limit]
+    if endless and len(items) <= limit:  # a broken server: has_more forever, a made-up project a page
+        if not page:
+            n = int(after.removeprefix("proj_endless_")) + 1 if after.startswith("proj_endless_") else 0
+            page = [{"object": "organization.project", "id": f"proj_endless_{n}", "name": f"Endless {n}",
+                     "created_at": 0, "archived_at": None, "status": "active"}]
+        return {"object": "list", "data": page, "first_id": page[0]["id"], "last_id": page[-1]["id"],
+                "has_more": True}
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
 
@@ -503,12 +562,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
         response = self.server.simulator.handle(self.path, self.headers.get("Authorization"))
+        if response.drop == "unanswered":
+            self.close_connection = True
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if response.drop == "mid_body":  # Content-Length promised the whole body
+            self.wfile.write(response.body[: len(response.body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -346,6 +347,85 @@ def test_5xx_burst_cycles_and_rate(sim: Simulator, client: httpx.Client) -> None
     sim.faults.error_5xx_rate = 0.5
     statuses = [client.get("/organization/projects").status_code for _ in range(40)]
     assert 5 < sum(s >= 500 for s in statuses) < 35 and statuses.count(200) > 5
+
+
+def test_rate_limits_per_endpoint_and_every_nth_request(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.rate_limit_per_path, sim.faults.rate_limit_every = 2, 5
+    costs = {"start_time": ts(TODAY)}
+    statuses = [client.get("/organization/costs", params=costs).status_code for _ in range(3)]
+    statuses += [client.get("/organization/projects").status_code for _ in range(3)]
+    statuses += [client.get("/organization/costs", params=costs).status_code for _ in range(4)]
+    assert statuses == [429, 429, 200, 429, 429, 200, 200, 200, 200, 429]  # requests 5 and 10: every 5th
+
+
+def test_retry_after_forms(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.rate_limit_burst, sim.faults.retry_after = 3, 30
+    for form in ("seconds", "http-date", "nan"):
+        sim.faults.retry_after_form = form
+        header = client.get("/organization/projects").headers["Retry-After"]
+        if form == "seconds":
+            assert header == "30"
+        elif form == "http-date":  # real time, rounded up to the second
+            when = parsedate_to_datetime(header)
+            assert header.endswith(" GMT") and 29 < (when - datetime.now(UTC)).total_seconds() <= 31
+        else:
+            assert header == "nan"
+
+
+@pytest.mark.parametrize("mode", ["503", "drop"])
+def test_outage_from_the_kth_request_for_t_seconds(sim: Simulator, client: httpx.Client, mode: str) -> None:
+    sim.faults.outage_at_request, sim.faults.outage_seconds, sim.faults.outage_mode = 2, 0.5, mode
+    assert client.get("/organization/projects").status_code == 200
+    began = time.monotonic()
+    failures = 0
+    while True:
+        try:
+            response = client.get("/organization/projects")
+        except httpx.RemoteProtocolError:  # "drop": closed without an answer
+            assert mode == "drop"
+            failures += 1
+            continue
+        if response.status_code == 200:
+            break
+        assert mode == "503" and response.status_code == 503
+        failures += 1
+    assert time.monotonic() - began >= 0.5 and failures >= 2
+
+
+def test_drop_mid_response_sends_half_the_promised_body(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.drop_mid_response_every = 2
+    assert client.get("/organization/projects").status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|closed connection"):
+        client.get("/organization/projects")
+    assert client.get("/organization/projects").status_code == 200
+
+
+def test_redirect_answers_301_with_a_body_that_looks_like_data(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.redirect_burst = 1
+    response = client.get("/organization/costs", params={"start_time": ts(TODAY)})
+    assert response.status_code == 301 and response.json()["object"] == "page"
+    assert response.headers["Location"] == "https://api.openai.invalid/v1/organization/costs"
+    assert client.get("/organization/costs", params={"start_time": ts(TODAY)}).status_code == 200
+
+
+def test_endless_pages_hand_out_fresh_cursors(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.endless_pages, sim.faults.page_size = True, 3
+    params = {"start_time": ts(TODAY - timedelta(days=4))}
+    cursors, days = [], []
+    page = get(client, "/organization/costs", **params)
+    for _ in range(5):
+        days += [b["start_time"] for b in page["data"]]
+        assert page["has_more"] and page["next_page"] not in cursors
+        cursors.append(page["next_page"])
+        page = get(client, "/organization/costs", **params, page=page["next_page"])
+    assert days == [ts(TODAY - timedelta(days=n)) for n in (4, 3, 2, 1, 0)]  # the real data once
+    projects, after = [], None
+    for _ in range(3):
+        listing = get(client, "/organization/projects", limit=100, **({"after": after} if after else {}))
+        assert listing["has_more"] and listing["data"]
+        projects += [p["id"] for p in listing["data"]]
+        after = listing["last_id"]
+    assert len(projects) == len(set(projects))
 
 
 def test_latency(sim: Simulator, client: httpx.Client) -> None:

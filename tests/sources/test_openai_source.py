@@ -10,7 +10,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stax_pipeline.lib.http import RetryPolicy
 from stax_pipeline.lib.warehouse import dlt_pipeline
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import load_settings
@@ -32,7 +31,7 @@ def _load(sim, *, key: str = ADMIN_KEY, start: date = START, end: date = END):
     settings = load_settings()
     request = SyncRequest("acme", SyncWindow(start, end), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
-    client = OpenAIAdminClient(sim.base_url, key, retry=RetryPolicy(6, 0.001, 0.01))
+    client = OpenAIAdminClient(sim.base_url, key)  # stax_home: fast retries
     pipeline = dlt_pipeline(settings, "raw_openai")
     pipeline.run(openai_admin_source(client, request, stats))
     pipeline.run(sync_windows(request, ["costs", *(e.table for e in USAGE_ENDPOINTS)]))
@@ -135,7 +134,7 @@ def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulato
     settings = load_settings()
     request = SyncRequest("acme", SyncWindow(START, END), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
-    client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=RetryPolicy(3, 0.001, 0.01))
+    client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY)  # stax_home: fast retries
     dlt_pipeline(settings, "raw_openai").run(openai_admin_source(client, request, stats))
     assert stats.skipped == {"usage_web_search_calls"}
     assert any("HTTP 404" in note for note in stats.notes)

@@ -18,6 +18,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
+from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
@@ -81,6 +82,7 @@ _describe_pipeline = dlt.pipeline(
     backfill_policy=single_run,
     pool=WAREHOUSE_POOL,
 )
+@retry_step_after_outages
 def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """Load the run's window for each of its connections (:func:`load_window`), then report
     rows, spend and timings as metadata: one materialization per table, and each day's spend as

@@ -12,6 +12,7 @@ from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_PATH,
     PROJECTS_MAX_LIMIT,
+    PROJECTS_MAX_PAGES,
     PROJECTS_PATH,
 )
 
@@ -26,6 +27,12 @@ def unix_midnight(day: date) -> int:
 def bucket_day(start_time: int) -> date:
     """The UTC day a bucket belongs to (the day of its start)."""
     return datetime.fromtimestamp(start_time, tz=UTC).date()
+
+
+def max_bucket_pages(start: date, end: date) -> int:
+    """The most pages a window of 1d buckets can take: one a day, plus a margin for an empty last
+    page. Past it the API is paging forever (a fresh cursor every time) and the sync stops."""
+    return max((end - start).days, 1) + 2
 
 
 class OpenAIAdminClient:
@@ -53,7 +60,8 @@ class OpenAIAdminClient:
         """Yield every 1d bucket of ``path`` for UTC days [start, end), following ``next_page``.
 
         Every page request resends all the original parameters plus ``page``. A cursor the API
-        hands out twice would loop forever, so it fails instead.
+        hands out twice would loop forever, so it fails instead; so does paging past the bound
+        (:func:`max_bucket_pages`: a page holds at least one of the window's days).
         """
         params: list[tuple[str, str]] = [
             ("start_time", str(unix_midnight(start))),
@@ -66,7 +74,15 @@ class OpenAIAdminClient:
         seen_cursors: set[str] = set()
         cursor: str | None = None
         pages = 0
+        max_pages = max_bucket_pages(start, end)
         while True:
+            if pages == max_pages:
+                raise ProviderError(
+                    f"GET {path} was still paging after {pages} pages for a "
+                    f"{(end - start).days}-day window (a page holds at least one day); stopping "
+                    "instead of paging forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
             page = self.api.get_json(path, params + ([("page", cursor)] if cursor else []))
             pages += 1
             # Hand buckets out one by one and drop each once consumed, so a large page's rows
@@ -87,10 +103,21 @@ class OpenAIAdminClient:
         log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
 
     def iter_projects(self) -> Iterator[dict[str, Any]]:
-        """Yield every project, archived ones included, following ``after`` cursors."""
+        """Yield every project, archived ones included, following ``after`` cursors.
+
+        Stops with an error instead of looping on a repeated cursor or past
+        :data:`PROJECTS_MAX_PAGES` pages.
+        """
         after: str | None = None
-        seen: set[str] = set()
+        seen: set[str] = set()  # the cursors followed: one per page fetched
         while True:
+            if len(seen) == PROJECTS_MAX_PAGES:
+                raise ProviderError(
+                    f"GET {PROJECTS_PATH} was still paging after {PROJECTS_MAX_PAGES} pages of "
+                    f"{PROJECTS_MAX_LIMIT} projects; stopping instead of paging forever. The API "
+                    "misbehaved: run the sync again later.",
+                    endpoint=PROJECTS_PATH,
+                )
             params = [("limit", str(PROJECTS_MAX_LIMIT)), ("include_archived", "true")]
             page = self.api.get_json(PROJECTS_PATH, params + ([("after", after)] if after else []))
             data = page.get("data") or []

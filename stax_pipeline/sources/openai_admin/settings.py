@@ -12,6 +12,7 @@ PROJECTS_PATH = "/organization/projects"
 COSTS_MAX_LIMIT = 180  # buckets per page at 1d
 USAGE_MAX_LIMIT_1D = 31
 PROJECTS_MAX_LIMIT = 100
+PROJECTS_MAX_PAGES = 1000  # 100,000 projects: past that, the API is paging forever
 
 # Costs attribute spend by project, line item and API key. Older API versions refuse
 # api_key_id; the source then retries without it (usage endpoints likewise fall back to
