@@ -20,7 +20,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.warehouse import dlt_pipeline
+from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin import (
@@ -87,6 +87,7 @@ _describe_pipeline = dlt.pipeline(
 def openai_admin_assets(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
     """Pull the run's window for each of its connections, then record the sync's windows."""
     settings = load_settings()
+    wait_for_warehouse(settings)
     store = ConnectionStore(settings)
     window, connections = window_from_context(context)
     pipeline = dlt_pipeline(settings, DATASET_NAME)
