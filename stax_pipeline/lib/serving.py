@@ -33,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.warehouse import STORAGE_COMPATIBILITY, read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -112,7 +113,15 @@ def read_marts(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         with read_warehouse(settings) as con:
             yield con
         return
-    con = duckdb.connect(str(settings.marts_path), read_only=True)
+    try:
+        con = duckdb.connect(str(settings.marts_path), read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise StaxError(
+            f"{settings.marts_path} is open for writing in another process; BI tools must open it "
+            "read-only (it is replaced after every sync, and written only by Stax)"
+        ) from None
     try:
         yield con
     finally:
@@ -123,9 +132,7 @@ def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str
     """Every relation of the warehouse's marts schema (views too, as tables) into ``database``
     (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``; returns rows per name."""
     exports.mkdir(mode=0o755)
-    con = duckdb.connect(
-        str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}
-    )
+    con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     rows: dict[str, int] = {}
     try:
         con.execute(f"attach {_literal(settings.warehouse_path)} as warehouse (read_only)")

@@ -112,7 +112,8 @@ def wait_for_warehouse(settings: Settings) -> None:
     """
     if not settings.warehouse_path.exists():
         return  # nothing to wait for: the pipeline creates it
-    deadline = time.monotonic() + settings.warehouse_lock_timeout_s
+    timeout = settings.warehouse_lock_timeout_s
+    deadline = time.monotonic() + timeout
     announced = False
     while True:
         try:
@@ -122,14 +123,10 @@ def wait_for_warehouse(settings: Settings) -> None:
             if not _LOCK_ERROR.search(str(exc)):
                 raise
             if time.monotonic() >= deadline:
-                raise WarehouseBusyError(
-                    warehouse_busy_message(settings, str(exc), waited_s=settings.warehouse_lock_timeout_s)
-                ) from None
+                raise WarehouseBusyError(warehouse_busy_message(settings, str(exc), waited_s=timeout)) from None
             if not announced:
-                log.warning(
-                    "%s is held by %s; waiting up to %g s for it",
-                    settings.warehouse_path, _holder(str(exc)), settings.warehouse_lock_timeout_s,
-                )
+                log.warning("%s is held by %s; waiting up to %g s for it", settings.warehouse_path,
+                            _holder(str(exc)), timeout)  # fmt: skip
                 announced = True
         time.sleep(min(_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
 

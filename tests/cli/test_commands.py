@@ -81,8 +81,9 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
     served = duckdb.connect(str(settings.marts_path), read_only=True)
     try:
         for table in ("fct_spend_daily", "fct_model_spend_daily", "dim_projects"):
-            assert served.execute(f"select count(*) from marts.{table} where connection = 'acme'").fetchall() == [(0,)]
             parquet = settings.exports_dir / f"{table}.parquet"
-            assert served.execute(f"select count(*) from '{parquet}' where connection = 'acme'").fetchall() == [(0,)]
+            for relation in (f"marts.{table}", f"'{parquet}'"):
+                count = f"select count(*) from {relation} where connection = 'acme'"
+                assert served.execute(count).fetchall() == [(0,)], relation
     finally:
         served.close()
