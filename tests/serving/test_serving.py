@@ -15,9 +15,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.cli.report import spend_report
+from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.serving import publish_marts, read_marts
 from stax_pipeline.lib.warehouse import ensure_warehouse
 from stax_pipeline.lib.window import SyncWindow, range_run_tags
 from stax_pipeline.orchestration import _first_failure, dagster_instance, register_connection, run_sync
@@ -29,12 +33,13 @@ from tests.conftest import ADMIN_KEY, TODAY
 # Closed days inside the simulator's revision window, so a revision changes them.
 WINDOW = SyncWindow(TODAY - timedelta(days=4), TODAY - timedelta(days=1))
 
-# A DuckDB client in its own process, as a BI tool is: it opens the file read-only, says
+# A DuckDB client in its own process, as a BI tool is: it opens the file (read-only unless told
+# otherwise), says
 # "ready", then answers each SQL line on stdin with one JSON line, on the SAME connection,
 # until stdin closes.
 _CLIENT = r"""
 import json, sys, duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read-only")
 print(json.dumps("ready"), flush=True)
 for sql in sys.stdin:
     print(json.dumps(con.execute(sql).fetchall(), default=str), flush=True)
@@ -44,9 +49,9 @@ for sql in sys.stdin:
 class Client:
     """A DuckDB client process holding ``path`` open until :meth:`close`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, mode: str = "read-only"):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _CLIENT, str(path)],
+            [sys.executable, "-c", _CLIENT, str(path), mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert self._answer() == "ready"
@@ -248,3 +253,90 @@ def test_lock_lost_after_the_wait_still_reads_as_one_busy_line(stax_home, simula
     assert error.startswith("the warehouse is busy:"), error
     assert f"(PID {bi_tool.pid}," in error and str(settings.marts_path) in error
     assert "\n" not in error and "credentials" not in error
+
+
+def _small_warehouse(settings) -> None:
+    """A warehouse as dbt leaves it, in miniature: marts (a table, a view), and what must never be
+    published (raw tables, other schemas, anything named like credentials)."""
+    ensure_warehouse(settings)
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("""
+            create schema marts; create schema raw_openai; create schema intermediate;
+            create table marts.fct_model_spend_daily as
+                select 'acme' as connection, date '2026-11-18' as date, 'gpt-4o' as model,
+                       12.345678 ::double as cost_usd, 1000 as input_tokens, 200 as output_tokens,
+                       3 as num_model_requests;
+            create view marts.rpt_models as select distinct model from marts.fct_model_spend_daily;
+            create table raw_openai.costs as select 'acme' as connection, 12.345678 as amount_value;
+            create table intermediate.int_x as select 1 as x;
+            create table main.credentials as select 'sk-admin-secret' as api_key;
+        """)  # fmt: skip
+    finally:
+        con.close()
+
+
+def test_publish_copies_exactly_the_marts_schema_views_as_tables(stax_home):
+    settings = load_settings()
+    _small_warehouse(settings)
+    result = publish_marts(settings)
+    assert result.relations == ("fct_model_spend_daily", "rpt_models")
+    assert result.rows == 2 and result.metadata()["published_relations"] == 2
+    tables = _query_once(settings.marts_path, "select table_name, table_type from information_schema.tables")
+    assert sorted(tables) == [["fct_model_spend_daily", "BASE TABLE"], ["rpt_models", "BASE TABLE"]]
+    assert b"sk-admin-secret" not in settings.marts_path.read_bytes()
+    assert _query_once(settings.marts_path, "select model, cost_usd from marts.fct_model_spend_daily") == [
+        ["gpt-4o", 12.345678]
+    ]
+    assert _storage_version(settings.marts_path) == 64
+    assert sorted(p.name for p in settings.exports_dir.iterdir()) == [
+        "fct_model_spend_daily.parquet",
+        "rpt_models.parquet",
+    ]
+
+
+def test_publish_takes_over_a_real_exports_dir_and_clears_what_a_crashed_publish_left(stax_home):
+    settings = load_settings()
+    _small_warehouse(settings)
+    settings.exports_dir.mkdir()
+    (settings.exports_dir / "stale.parquet").write_bytes(b"old")
+    crashed = [
+        stax_home / ".marts-dead.duckdb",
+        stax_home / ".exports-dead",
+        stax_home / ".exports-link-dead",
+    ]
+    crashed[0].write_bytes(b"half a file")
+    crashed[1].mkdir()
+    crashed[2].symlink_to(crashed[1].name)
+    # A WAL beside marts.duckdb belongs to the file it replaces: replayed into the new one, it
+    # would corrupt it.
+    (stax_home / "marts.duckdb.wal").write_bytes(b"not ours")
+
+    publish_marts(settings)
+    first = os.readlink(settings.exports_dir)
+    publish_marts(settings)
+
+    assert settings.exports_dir.is_symlink() and os.readlink(settings.exports_dir) != first
+    assert not (settings.exports_dir / "stale.parquet").exists()
+    assert [p for p in crashed if p.exists() or p.is_symlink()] == []
+    assert [p.name for p in stax_home.glob(".exports-*")] == [os.readlink(settings.exports_dir)]
+    assert not (stax_home / "marts.duckdb.wal").exists()
+    assert _query_once(settings.marts_path, "select count(*) from marts.rpt_models") == [[1]]
+
+
+def test_report_reads_the_published_copy_while_a_writer_holds_the_warehouse(stax_home):
+    settings = load_settings()
+    with pytest.raises(StaxError, match="no warehouse"):  # nothing synced, nothing published
+        with read_marts(settings):
+            pass
+    _small_warehouse(settings)
+    publish_marts(settings)
+    with Client(settings.warehouse_path, mode="read-write") as sync:  # as dlt or dbt hold it
+        report = spend_report(settings, "acme", 30, TODAY)
+        sync.close()
+    assert "gpt-4o" in report and "12.35" in report
+    # A BI tool that opened the published copy for writing gets one line, not a traceback.
+    with Client(settings.marts_path, mode="read-write") as careless:
+        with pytest.raises(StaxError, match="must open it read-only"):
+            spend_report(settings, "acme", 30, TODAY)
+        careless.close()
