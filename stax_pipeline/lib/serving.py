@@ -80,18 +80,13 @@ def publish_marts(settings: Settings) -> PublishResult:
     """
     started = time.monotonic()
     with _publish_lock(settings):
-        _remove_leftovers(settings)
+        _remove_leftovers(settings)  # of a publish that failed or was killed half-way
         token = uuid.uuid4().hex
         new_database = settings.home / f"{_STAGING_PREFIX}{token}.duckdb"
         new_exports = settings.home / f"{_EXPORTS_PREFIX}{token}"
-        try:
-            relations = _write_copies(settings, new_database, new_exports)
-            _replace_database(settings, new_database)
-            _point_exports_at(settings, new_exports)
-        except BaseException:
-            _remove_quietly(new_database)
-            shutil.rmtree(new_exports, ignore_errors=True)
-            raise
+        relations = _write_copies(settings, new_database, new_exports)
+        _replace_database(settings, new_database)
+        _point_exports_at(settings, new_exports)
         _remove_leftovers(settings)  # the previous export directories
     result = PublishResult(
         path=settings.marts_path,
