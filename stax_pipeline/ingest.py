@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from stax_pipeline.lib.timings import record_phase, timed
-from stax_pipeline.lib.warehouse import dlt_pipeline
+from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import Settings
 from stax_pipeline.sources.openai_admin import (
@@ -94,6 +94,9 @@ def load_window(
         requests = dict(client.api.requests_by_path)
     finally:
         client.close()
+    # A BI tool may have opened the warehouse while the API was being read: wait for it (or
+    # fail with the one clear line) before dlt tries to write.
+    wait_for_warehouse(settings)
     with timed() as normalize:
         pipeline.normalize()
     seconds["normalize"] = normalize[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance
 
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
+from stax_pipeline.lib.warehouse import warehouse_lock_failure
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
 
@@ -90,6 +91,8 @@ def _first_failure(result) -> str:
     for event in result.all_events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
+            if busy := warehouse_lock_failure(load_settings(), error):
+                return busy  # dlt's "check your credentials" or dbt's summary hides the lock
             while error is not None and error.cause is not None:
                 error = error.cause  # the user-code error, not Dagster's wrapper
             if error is not None:

@@ -154,6 +154,7 @@ def cmd_connections(args) -> int:
 
 
 def cmd_disconnect(args) -> int:
+    from stax_pipeline.lib.serving import publish_marts
     from stax_pipeline.lib.warehouse import purge_connection
     from stax_pipeline.orchestration import dagster_instance, unregister_connection
 
@@ -161,6 +162,8 @@ def cmd_disconnect(args) -> int:
     store = ConnectionStore(settings)
     store.get(args.name)  # unknown → one-line error before anything changes
     purged = purge_connection(settings, args.name) if args.purge else None
+    if purged is not None and settings.warehouse_path.exists():
+        publish_marts(settings)  # the served copy must lose the purged rows too
     store.remove(args.name)
     unregister_connection(dagster_instance(settings), args.name)
     print(f"Disconnected {args.name!r}: its key is deleted.")

@@ -40,7 +40,7 @@ def run_demo() -> int:
     print()
     print(f"Warehouse: {settings.warehouse_path}")
     print("Open the Dagster UI on it:  make ui   (then http://127.0.0.1:3000)")
-    print(f"Query it:                   duckdb {settings.warehouse_path} "
+    print(f"Query it (BI tools too):    duckdb -readonly {settings.marts_path} "
           "\"select * from marts.fct_model_spend_daily limit 10\"")  # fmt: skip
     print("To sync the demo connection again, run `stax simulator` and set "
           "STAX_OPENAI_BASE_URL=http://127.0.0.1:8765/v1.")  # fmt: skip

@@ -1,11 +1,12 @@
-"""`stax report`: per-model spend for the last N closed days, read from the marts."""
+"""`stax report`: per-model spend for the last N closed days, read from the published marts
+(so it never waits for, or blocks, a sync)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
 from stax_pipeline.cli.table import format_table
-from stax_pipeline.lib.warehouse import read_warehouse
+from stax_pipeline.lib.serving import read_marts
 from stax_pipeline.settings import Settings
 
 NON_MODEL = "(not a model: tools, storage, …)"
@@ -14,7 +15,7 @@ NON_MODEL = "(not a model: tools, storage, …)"
 def spend_report(settings: Settings, connection: str | None, days: int, today: date) -> str:
     """A readable table: model, cost, share, tokens, requests, cost per 1M tokens."""
     start, end = today - timedelta(days=days), today
-    with read_warehouse(settings) as con:
+    with read_marts(settings) as con:
         rows = con.execute(
             """
             select model,

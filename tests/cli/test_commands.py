@@ -77,3 +77,13 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
             assert con.execute(f"select count(*) from {table} where connection = 'acme'").fetchall() == [(0,)]
     finally:
         con.close()
+    # The published copy BI tools read loses them too.
+    served = duckdb.connect(str(settings.marts_path), read_only=True)
+    try:
+        for table in ("fct_spend_daily", "fct_model_spend_daily", "dim_projects"):
+            parquet = settings.exports_dir / f"{table}.parquet"
+            for relation in (f"marts.{table}", f"'{parquet}'"):
+                count = f"select count(*) from {relation} where connection = 'acme'"
+                assert served.execute(count).fetchall() == [(0,)], relation
+    finally:
+        served.close()

@@ -21,8 +21,9 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.project import ensure_manifest, stax_dbt_project
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.lib.dbt import dbt_run_dir, window_in_environment
+from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
-from stax_pipeline.lib.warehouse import read_warehouse
+from stax_pipeline.lib.warehouse import read_warehouse, wait_for_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
 from stax_pipeline.settings import load_settings
 
@@ -64,6 +65,7 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
     """``dbt build`` of the selected models for the run's window (in ``STAX_DBT_WINDOW``):
     incremental models delete and re-insert exactly those (connection, day)s."""
     settings = load_settings()
+    wait_for_warehouse(settings)
     window, connections = window_from_context(context)
     with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
         with window_in_environment(dbt_vars(window, connections)):
@@ -88,13 +90,21 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
         "ok" if invocation.is_successful() else "FAILED",
     )
     spend = _window_spend(settings, window, connections) if invocation.is_successful() else None
+    if spend is not None:  # BI tools read this published copy, never the warehouse
+        published = publish_marts(settings)
+        spend.update(published.metadata())
+        for connection in connections:
+            record_phase(
+                settings, run_id=context.run.run_id, connection=connection, phase="publish",
+                seconds=published.seconds,
+            )  # fmt: skip
     for event in events:
         key = getattr(event, "asset_key", None) or _output_key(context, event)
         if spend is not None and key == SPEND_MART and isinstance(event, (Output, MaterializeResult)):
             event = event.with_metadata({**(event.metadata or {}), **spend})
         yield event
     if not invocation.is_successful():
-        invocation.wait()  # raises with dbt's own error summary
+        raise invocation.get_error()  # dbt's own error summary (wait() does not raise here)
     store = ConnectionStore(settings)
     for connection in connections:
         store.mark_synced(connection, datetime.now(UTC))

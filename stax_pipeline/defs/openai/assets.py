@@ -20,6 +20,7 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.ingest import load_window
+from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin import openai_admin_source
@@ -88,6 +89,7 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     rows, spend and timings as metadata: one materialization per table, and each day's spend as
     an observation of that day's ``raw_openai/costs`` partition."""
     settings = load_settings()
+    wait_for_warehouse(settings)
     store = ConnectionStore(settings)
     window, connections = window_from_context(context)
     rows: dict[str, int] = defaultdict(int)
