@@ -87,7 +87,7 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
         invocation.wait()  # raises with dbt's own error summary
     store = ConnectionStore(settings)
     for connection in connections:
-        store.mark_synced(connection, datetime.now(UTC))
+        store.mark_synced(connection, datetime.now(UTC), window)
 
 
 def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
