@@ -136,15 +136,15 @@ def test_a_claim_no_sensor_settled_is_settled_by_the_backfill_sensor(stax_home, 
     store.add("acme", "openai", ADMIN_KEY)
     backfill = Ticks(instance, "new_connection_backfill")
     [request] = _backfill_requests(backfill)
-    if launched:  # its run ended while the run-status sensors were off
+    if launched:  # its worker died; the run was marked failed while the run-status sensors were off
         register_connection(instance, "acme")
         job = defs.resolve_job_def(SYNC_JOB_NAME)
         run = instance.create_run_for_job(job, tags=request.tags)
-        instance.report_run_canceled(run)
+        instance.report_run_failed(run, message="Run worker process 4242 is gone\n(details)")
     assert _backfill_requests(backfill) == [] and store.get("acme").backfill_state == "running"
     _as_if_later(settings, "backfill_claimed_at", "acme", timedelta(minutes=11))
     assert _backfill_requests(backfill) == []  # released, with a retry time
     released = store.get("acme")
     assert released.backfill_state == "failed" and released.backfill_attempts == 1
     assert released.backfill_error == (
-        "the run was canceled" if launched else "no run was launched for the backfill")
+        "Run worker process 4242 is gone" if launched else "no run was launched for the backfill")
