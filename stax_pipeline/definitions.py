@@ -10,7 +10,7 @@ from stax_pipeline.defs.dbt.project import stax_dbt_project
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.defs.openai.assets import openai_admin_assets
 from stax_pipeline.defs.schedules import nightly_sync
-from stax_pipeline.defs.sensors import new_connection_backfill
+from stax_pipeline.defs.sensors import backfill_run_sensors, new_connection_backfill
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
 from stax_pipeline.lib.dbt import StaxDbtCliResource, dbt_executable
 
@@ -22,7 +22,7 @@ defs = Definitions(
     assets=[openai_admin_assets, stax_dbt_assets],
     jobs=[sync_job],
     schedules=[nightly_sync],
-    sensors=[new_connection_backfill],
+    sensors=[new_connection_backfill, *backfill_run_sensors],
     resources={
         "dbt": StaxDbtCliResource(project_dir=stax_dbt_project, dbt_executable=dbt_executable()),
     },

@@ -60,8 +60,11 @@ class RunOutcome:
     error: str | None = None
 
 
-def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> RunOutcome:
-    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process."""
+def run_sync(
+    instance: DagsterInstance, connection: str, window: SyncWindow, tags: dict[str, str] | None = None
+) -> RunOutcome:
+    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process
+    (``tags`` added to the run's, e.g. a backfill's claim)."""
     from stax_pipeline.definitions import defs
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
 
@@ -74,7 +77,7 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
     with open(settings.logs_dir / "sync.log", "a") as log_file, redirect_stdout(log_file):
         result = job.execute_in_process(
             instance=instance,
-            tags=range_run_tags(connection, window),
+            tags={**range_run_tags(connection, window), **(tags or {})},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
@@ -83,12 +86,13 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
         window=window,
         success=result.success,
         run_id=result.run_id,
-        error=None if result.success else _first_failure(result),
+        error=None if result.success else run_failure_reason(result.all_events),
     )
 
 
-def _first_failure(result) -> str:
-    for event in result.all_events:
+def run_failure_reason(events) -> str:
+    """The first failed step's own error, in one line, from a run's events."""
+    for event in events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
             if busy := warehouse_lock_failure(load_settings(), error):

@@ -9,12 +9,18 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from stax_pipeline.cli.table import format_table
-from stax_pipeline.credentials import ADMIN_KEY_PREFIX, ConnectionStore, validate_connection_name
+from stax_pipeline.credentials import (
+    ADMIN_KEY_PREFIX,
+    Connection,
+    ConnectionStore,
+    validate_connection_name,
+)
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
 
 if TYPE_CHECKING:
     from stax_pipeline.lib.window import SyncWindow
+    from stax_pipeline.orchestration import RunOutcome
 
 # Heavy modules (dlt, Dagster) are imported inside the commands that need them, so
 # `stax connections` and argument errors answer at once.
@@ -106,23 +112,41 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     register_connection(instance, name)
     print(f"Connected {name!r} (openai, key {connection.key_hint}).")
     if not backfill:
-        print(f"No backfill now; run `stax sync --connection {name}` (or let the daemon do it).")
+        from stax_pipeline.lib.window import backfill_window
+
+        window = backfill_window(_today())
+        print(f"No backfill now. To backfill its last {window.num_days} days, run (or let the "
+              "Dagster daemon do it):")  # fmt: skip
+        print(f"  stax sync --connection {name} --start {window.start} --end {window.last}")
         return 0
     return run_backfill(instance, store, name)
 
 
 def run_backfill(instance, store: ConnectionStore, name: str) -> int:
-    """The 30-day backfill of a connection, claimed first so the sensor never runs it too."""
+    """The 30-day backfill of a connection, claimed first so the sensor never runs it too.
+
+    A failure (or an interruption) releases the claim with its reason, so the daemon retries it
+    after a backoff; the run carries the claim, so a run that dies with this process is settled
+    by the backfill sensor once it is marked failed.
+    """
+    from stax_pipeline.defs.sensors import backfill_run_tags
     from stax_pipeline.lib.window import backfill_window
 
-    if not store.claim_backfill(name, "cli"):
+    claim = store.claim_backfill(name, "cli")
+    if claim is None:
         print("Its backfill is already done or being run by the Dagster daemon.")
         return 0
     window = backfill_window(_today())
-    if _sync_one(instance, store, name, window, verb="backfilling"):
-        store.mark_backfilled(name, datetime.now(UTC))
+    tags = backfill_run_tags(store.get(name).id, claim)
+    try:
+        outcome = _sync_one(instance, store, name, window, verb="backfilling", tags=tags)
+    except BaseException:
+        store.fail_backfill(claim, "interrupted", datetime.now(UTC))
+        raise
+    if outcome.success:
+        store.finish_backfill(claim, datetime.now(UTC))
         return 0
-    store.release_backfill(name)
+    store.fail_backfill(claim, outcome.error or "the run failed", datetime.now(UTC))
     print(
         f"stax: the connection is saved but its backfill failed; retry with "
         f"`stax sync --connection {name} --start {window.start} --end {window.last}`",
@@ -139,16 +163,30 @@ def _fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
+def _backfill_text(connection: Connection) -> str:
+    """``pending``, ``running (cli|sensor)``, ``done`` or ``failed: <reason> (retry …)``."""
+    state = connection.backfill_state
+    if state == "running":
+        return f"running ({connection.backfill_claimed_by})"
+    if state == "failed":
+        reason = (connection.backfill_error or "").strip().splitlines()[0][:120]
+        retry = connection.backfill_retry_at
+        retry_text = f", retry after {retry:%Y-%m-%d %H:%M UTC}" if retry else ""
+        return f"failed: {reason} (attempt {connection.backfill_attempts}{retry_text})"
+    return state
+
+
 def cmd_connections(args) -> int:
     connections = ConnectionStore(load_settings(create=False)).list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
         return 0
-    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC")]
+    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at))
+        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at),
+         str(c.last_synced_day or "-"), _backfill_text(c))
         for c in connections
-    ]
+    ]  # fmt: skip
     print("\n".join(format_table(rows)))
     return 0
 
@@ -175,14 +213,18 @@ def cmd_disconnect(args) -> int:
 # --- sync ---------------------------------------------------------------------------------------
 
 
-def resolve_sync_window(start: date | None, end: date | None, lookback_days: int) -> SyncWindow:
-    """The days `stax sync` covers: the nightly window unless told otherwise."""
+def resolve_sync_window(
+    start: date | None, end: date | None, lookback_days: int, synced_days: list[date], today: date
+) -> SyncWindow:
+    """The days `stax sync` covers for a connection that has synced ``synced_days``: its
+    catch-up window (from the first day it is missing to yesterday) unless told otherwise."""
     from stax_pipeline.defs.partitions import FIRST_DAY
-    from stax_pipeline.lib.window import SyncWindow, nightly_window
+    from stax_pipeline.lib.window import SyncWindow, catch_up_window
 
-    today = _today()
-    default = nightly_window(today, lookback_days)
-    first = start or (default.start if end is None else min(default.start, end))
+    default = catch_up_window(today, synced_days, lookback_days)
+    if start is None and end is None:
+        return default
+    first = start or min(default.start, end)
     last = end or max(default.last, first)
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")
@@ -193,16 +235,31 @@ def resolve_sync_window(start: date | None, end: date | None, lookback_days: int
     return SyncWindow.inclusive(first, last)
 
 
-def _sync_one(instance, store: ConnectionStore, name: str, window: SyncWindow, verb: str) -> bool:
+def plan_sync(
+    store: ConnectionStore, names: list[str], start: date | None, end: date | None,
+    lookback_days: int, today: date,
+) -> dict[str, SyncWindow]:  # fmt: skip
+    """Each connection's own window (its catch-up window unless told otherwise), all resolved —
+    and every argument error raised — before anything runs."""
+    return {
+        name: resolve_sync_window(start, end, lookback_days, store.synced_days(name), today)
+        for name in names
+    }
+
+
+def _sync_one(
+    instance, store: ConnectionStore, name: str, window: SyncWindow, verb: str,
+    tags: dict[str, str] | None = None,
+) -> RunOutcome:  # fmt: skip
     from stax_pipeline.orchestration import run_sync
 
     print(f"{name}: {verb} {window} ({window.num_days} days)…", flush=True)
-    outcome = run_sync(instance, name, window)
+    outcome = run_sync(instance, name, window, tags)
     if outcome.success:
         print(f"{name}: done ({window.num_days} days, run {outcome.run_id[:8]}).", flush=True)
     else:
         print(f"stax: {name}: sync of {window} failed: {outcome.error}", file=sys.stderr)
-    return outcome.success
+    return outcome
 
 
 def cmd_sync(args) -> int:
@@ -216,9 +273,10 @@ def cmd_sync(args) -> int:
         names = [c.name for c in store.list()]
         if not names:
             raise UsageError("no connections to sync; run `stax connect openai --name NAME` first")
-    window = resolve_sync_window(args.start, args.end, settings.lookback_days)
+    windows = plan_sync(store, names, args.start, args.end, settings.lookback_days, _today())
     instance = dagster_instance(settings)
-    results = [_sync_one(instance, store, name, window, verb="syncing") for name in names]
+    results = [_sync_one(instance, store, name, window, verb="syncing").success
+               for name, window in windows.items()]  # fmt: skip
     return 0 if all(results) else 1
 
 

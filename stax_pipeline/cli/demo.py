@@ -33,7 +33,8 @@ def run_demo() -> int:
                 return 1
         else:  # a demo that already ran: refresh its last 30 days
             window = backfill_window(datetime.now(UTC).date())
-            if not _sync_one(dagster_instance(settings), store, DEMO_CONNECTION, window, "re-syncing"):
+            instance = dagster_instance(settings)
+            if not _sync_one(instance, store, DEMO_CONNECTION, window, "re-syncing").success:
                 return 1
         print()
         print(spend_report(settings, DEMO_CONNECTION, 30, datetime.now(UTC).date()))

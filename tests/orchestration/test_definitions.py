@@ -75,21 +75,31 @@ def _connect(store: ConnectionStore, *names: str):
     return instance
 
 
-def test_nightly_schedule_requests_one_range_run_per_connection(stax_home, monkeypatch):
+def test_nightly_schedule_runs_each_connection_over_its_own_catch_up_window(stax_home, monkeypatch):
     monkeypatch.setenv("STAX_LOOKBACK_DAYS", "3")
     store = ConnectionStore(load_settings())
-    instance = _connect(store, "acme", "globex")
+    instance = _connect(store, "acme", "globex", "initech")
+    synced_at = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    # acme is up to date, globex stopped syncing on 2026-11-10, initech never synced.
+    store.mark_synced("acme", synced_at, SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 24)))
+    store.mark_synced("globex", synced_at, SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 10)))
     tick = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     schedule = defs.get_schedule_def("nightly_sync")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     context = build_schedule_context(instance=instance, scheduled_execution_time=tick)
     requests = list(schedule.evaluate_tick(context).run_requests)
-    assert len(requests) == 2
     by_connection = {r.tags["stax/connection"]: r for r in requests}
-    for name in ("acme", "globex"):
-        tags = by_connection[name].tags
-        assert tags[ASSET_PARTITION_RANGE_START_TAG] == f"{name}|2026-11-21"
-        assert tags[ASSET_PARTITION_RANGE_END_TAG] == f"{name}|2026-11-24"
+    assert len(requests) == 3
+    windows = {
+        name: (r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
+        for name, r in by_connection.items()
+    }
+    assert windows == {
+        "acme": ("acme|2026-11-21", "acme|2026-11-24"),  # yesterday and the 3 lookback days
+        "globex": ("globex|2026-11-11", "globex|2026-11-24"),  # the missed nights too
+        "initech": ("initech|2026-10-26", "initech|2026-11-24"),  # its first 30 days
+    }
+    assert {r.run_key for r in requests} == {f"nightly:{n}:2026-11-25" for n in windows}
 
 
 def test_sensor_backfills_a_new_connection_once(stax_home):

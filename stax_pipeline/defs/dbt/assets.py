@@ -107,7 +107,7 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
         raise invocation.get_error()  # dbt's own error summary (wait() does not raise here)
     store = ConnectionStore(settings)
     for connection in connections:
-        store.mark_synced(connection, datetime.now(UTC))
+        store.mark_synced(connection, datetime.now(UTC), window)
 
 
 def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
