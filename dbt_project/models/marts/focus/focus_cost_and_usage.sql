@@ -6,8 +6,9 @@
     export".
 
     A view: it costs the nightly sync nothing, it can never disagree with fct_spend_daily (a
-    restated or purged day changes here too), and a filter on x_ChargeDate or x_Connection
-    reaches fct_spend_daily's scan. The published marts.duckdb holds it as a table. -#}
+    restated or purged day changes here too), and a filter on x_ChargeDate reaches the scans of
+    fct_spend_daily and stg_openai__costs, so a sync's windowed check reads only its window. The
+    published marts.duckdb holds it as a table. -#}
 {{ config(materialized='view') }}
 
 with spend as (
@@ -24,11 +25,12 @@ projects as (
 
 organizations as (
 
-    -- One key connects one organization, so a connection has one organization id. The API
-    -- sends it on cost rows, undocumented (it may be missing: see BillingAccountId).
-    select connection, max(organization_id) as organization_id
+    -- The organization the day's costs were billed to, as the API sends it on cost rows
+    -- (undocumented: it may be missing, see BillingAccountId). Per day, not per connection, so
+    -- a filter on the day reaches this scan too and a query of a few days reads only those.
+    select connection, date, max(organization_id) as organization_id
     from {{ ref('stg_openai__costs') }}
-    group by connection
+    group by connection, date
 
 ),
 
@@ -57,6 +59,7 @@ described as (
         on spend.provider = providers.provider
     left join organizations
         on spend.connection = organizations.connection
+        and spend.date = organizations.date
     left join projects
         on spend.provider = projects.provider
         and spend.connection = projects.connection
