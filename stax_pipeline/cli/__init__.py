@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection")
 
     p = commands.add_parser("export", help="write a dataset for other tools")
-    datasets = p.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
+    datasets = p.add_subparsers(
+        dest="dataset", metavar="DATASET (focus)", required=True, parser_class=_Parser
+    )
     p = datasets.add_parser("focus", help="FOCUS 1.3 cost and usage (FinOps Foundation) for some days")
     p.add_argument("--connection", help="only this connection (default: all)")
     p.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")

@@ -68,7 +68,8 @@ def test_parquet_export_holds_every_charge_with_focus_columns_and_the_api_total(
     truth = sum(synced["truth"].values())
     con = duckdb.connect()
     try:
-        types = dict(con.execute(f"select column_name, column_type from (describe select * from '{path}')").fetchall())
+        types = dict(con.execute(
+            f"select column_name, column_type from (describe select * from '{path}')").fetchall())
         rows, billed, days, accounts = con.execute(
             f"select count(*), sum(BilledCost), list(distinct x_ChargeDate order by x_ChargeDate), "
             f"list(distinct BillingAccountId) from '{path}'").fetchall()[0]  # fmt: skip
