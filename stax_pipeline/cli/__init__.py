@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from datetime import date
+from pathlib import Path
 
 from stax_pipeline.errors import StaxError, UsageError
 
@@ -59,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("doctor", help="diagnostics for 'my sync looks low'")
     p.add_argument("--connection")
+
+    p = commands.add_parser("export", help="write a dataset for other tools")
+    datasets = p.add_subparsers(
+        dest="dataset", metavar="DATASET (focus)", required=True, parser_class=_Parser
+    )
+    p = datasets.add_parser("focus", help="FOCUS 1.3 cost and usage (FinOps Foundation) for some days")
+    p.add_argument("--connection", help="only this connection (default: all)")
+    p.add_argument("--start", type=_day, required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--end", type=_day, required=True, help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write the file into")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
 
     commands.add_parser("rotate-master-key", help="re-encrypt stored keys under a new master key")
 

@@ -305,6 +305,16 @@ def cmd_doctor(args) -> int:
     return 0 if healthy else 1
 
 
+def cmd_export(args) -> int:
+    from stax_pipeline.cli.export import export_focus
+
+    print(export_focus(
+        load_settings(), connection=args.connection, first=args.start, last=args.end,
+        out_dir=args.out, file_format=args.format,
+    ).summary())  # fmt: skip
+    return 0
+
+
 # --- keys, simulator, demo ----------------------------------------------------------------------
 
 

@@ -43,6 +43,9 @@ def run_demo() -> int:
     print("Open the Dagster UI on it:  make ui   (then http://127.0.0.1:3000)")
     print(f"Query it (BI tools too):    duckdb -readonly {settings.marts_path} "
           "\"select * from marts.fct_model_spend_daily limit 10\"")  # fmt: skip
+    window = backfill_window(datetime.now(UTC).date())
+    print(f"Export it as FOCUS 1.3:     stax export focus --start {window.start} --end {window.last} "
+          f"--out {settings.home / 'focus'}")  # fmt: skip
     print("To sync the demo connection again, run `stax simulator` and set "
           "STAX_OPENAI_BASE_URL=http://127.0.0.1:8765/v1.")  # fmt: skip
     return 0
