@@ -18,6 +18,7 @@ from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import Settings
 from stax_pipeline.sources.openai_admin import (
     DATA_RESOURCES,
+    LISTING_RESOURCES,
     LoadStats,
     OpenAIAdminClient,
     SyncRequest,
@@ -97,7 +98,7 @@ def load_window(
     with timed() as normalize:
         pipeline.normalize()
     seconds["normalize"] = normalize[0]
-    committed = [t for t in DATA_RESOURCES if t != "projects" and t not in stats.skipped]
+    committed = [t for t in DATA_RESOURCES if t not in LISTING_RESOURCES and t not in stats.skipped]
     with timed() as load:
         pipeline.load()
         # The commit marker, written only once the data load succeeded.
