@@ -40,8 +40,8 @@ def _release_memory() -> None:
 
 @dataclass
 class WindowLoad:
-    """What loading one connection's window did: rows per table, spend per day, the tables whose
-    days were committed, notes for the user, and where the time went."""
+    """What loading one connection's window did: rows per table, spend and cost rows per day, the
+    tables whose days were committed, notes for the user, and where the time went."""
 
     connection: str
     window: SyncWindow
@@ -50,6 +50,7 @@ class WindowLoad:
     cost_usd_by_day: dict[date, float]
     committed_tables: list[str]
     notes: list[str]
+    cost_rows_by_day: dict[date, int] = field(default_factory=dict)
     requests_by_path: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -119,6 +120,7 @@ def load_window(
         cost_usd_by_day=dict(stats.cost_usd_by_day),
         committed_tables=committed,
         notes=list(stats.notes),
+        cost_rows_by_day=dict(stats.cost_rows_by_day),
         requests_by_path=requests,
         seconds=seconds,
     )

@@ -54,6 +54,7 @@ class LoadStats:
 
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
+    cost_rows_by_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     notes: list[str] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
 
@@ -167,13 +168,15 @@ def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
 
 def _flatten_amount(stats: LoadStats):
     """Turns a costs result's ``amount`` object into ``amount__value``/``amount__currency``
-    (the names dlt's JSON normalizer gave them) and adds it to the day's total."""
+    (the names dlt's JSON normalizer gave them) and counts the row and its amount in its day's
+    totals."""
 
     def flatten(row: dict[str, Any]) -> dict[str, Any]:
         amount = row.pop("amount", None) or {}
         value = amount.get("value")
         row["amount__value"] = float(value) if value is not None else None
         row["amount__currency"] = amount.get("currency")
+        stats.cost_rows_by_day[row["date"]] += 1
         if row["amount__value"] is not None:
             stats.cost_usd_by_day[row["date"]] += row["amount__value"]
         return row
