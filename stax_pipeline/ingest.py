@@ -18,6 +18,7 @@ from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import Settings
 from stax_pipeline.sources.openai_admin import (
     DATA_RESOURCES,
+    LISTING_RESOURCES,
     LoadStats,
     OpenAIAdminClient,
     SyncRequest,
@@ -39,8 +40,8 @@ def _release_memory() -> None:
 
 @dataclass
 class WindowLoad:
-    """What loading one connection's window did: rows per table, spend per day, the tables whose
-    days were committed, notes for the user, and where the time went."""
+    """What loading one connection's window did: rows per table, spend and cost rows per day, the
+    tables whose days were committed, notes for the user, and where the time went."""
 
     connection: str
     window: SyncWindow
@@ -49,6 +50,7 @@ class WindowLoad:
     cost_usd_by_day: dict[date, float]
     committed_tables: list[str]
     notes: list[str]
+    cost_rows_by_day: dict[date, int] = field(default_factory=dict)
     requests_by_path: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -100,7 +102,7 @@ def load_window(
     with timed() as normalize:
         pipeline.normalize()
     seconds["normalize"] = normalize[0]
-    committed = [t for t in DATA_RESOURCES if t != "projects" and t not in stats.skipped]
+    committed = [t for t in DATA_RESOURCES if t not in LISTING_RESOURCES and t not in stats.skipped]
     with timed() as load:
         pipeline.load()
         # The commit marker, written only once the data load succeeded.
@@ -121,6 +123,7 @@ def load_window(
         cost_usd_by_day=dict(stats.cost_usd_by_day),
         committed_tables=committed,
         notes=list(stats.notes),
+        cost_rows_by_day=dict(stats.cost_rows_by_day),
         requests_by_path=requests,
         seconds=seconds,
     )

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from datetime import date
 from pathlib import Path
 
 from stax_pipeline.errors import StaxError, UsageError
+
+# `stax report`'s choices, named here so --help needs no warehouse imports
+REPORT_DIMENSIONS = ("model", "project", "api-key", "line-item")
+REPORT_FORMATS = ("table", "csv", "json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,9 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_day, help="first day, YYYY-MM-DD")
     p.add_argument("--end", type=_day, help="last day, YYYY-MM-DD (inclusive)")
 
-    p = commands.add_parser("report", help="per-model spend for the last N days")
-    p.add_argument("--connection")
-    p.add_argument("--days", type=_positive, default=30)
+    p = commands.add_parser("report", help="spend for the last N days by model, project, API key or line item",
+                            description="Spend for the last N closed UTC days (yesterday back), read from the marts.")
+    p.add_argument("--connection", metavar="NAME", help="only this connection (default: all connections)")
+    p.add_argument("--days", type=_positive, default=30, metavar="N",
+                   help="how many closed days, counting back from yesterday (default: 30)")
+    p.add_argument("--by", choices=REPORT_DIMENSIONS, default="model",
+                   help="one row per model (non-model spend per SKU), project, API key (by name) or "
+                        "billed line item (default: model)")
+    p.add_argument("--format", choices=REPORT_FORMATS, default="table", dest="output_format",
+                   help="a table to read, or CSV/JSON with every figure at full precision for scripts "
+                        "(default: table)")
 
     p = commands.add_parser("doctor", help="diagnostics for 'my sync looks low'")
     p.add_argument("--connection")
@@ -125,7 +138,15 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
     try:
-        return handler(args) or 0
+        code = handler(args) or 0
+        sys.stdout.flush()  # inside the try: a reader that went away is a BrokenPipeError here
+        return code
+    except BrokenPipeError:
+        # `stax report | head`: the reader has what it wanted. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain, and end quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except StaxError as exc:
         print(f"stax: {exc}", file=sys.stderr)
         return exc.exit_code

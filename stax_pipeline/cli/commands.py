@@ -289,7 +289,8 @@ def cmd_report(args) -> int:
     settings = load_settings()
     if args.connection:
         ConnectionStore(settings).get(args.connection)
-    print(spend_report(settings, args.connection, args.days, _today()))
+    print(spend_report(settings, args.connection, args.days, _today(), by=args.by,
+                       output_format=args.output_format))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dagster import AssetExecutionContext, AssetKey, AssetObservation, AssetSpec, MaterializeResult
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
@@ -86,8 +86,10 @@ _describe_pipeline = dlt.pipeline(
 @retry_step_after_outages
 def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """Load the run's window for each of its connections (:func:`load_window`), then report
-    rows, spend and timings as metadata: one materialization per table, and each day's spend as
-    an observation of that day's ``raw_openai/costs`` partition."""
+    rows, spend and requests as metadata. Each table's materialization of every (connection, day)
+    partition carries the window's figures; those of ``raw_openai/costs`` carry the day's own
+    ``cost_usd`` and ``cost_rows`` too (the window's total is ``window_cost_usd``), so the UI's
+    plot of the asset by partition is the daily spend curve."""
     settings = load_settings()
     wait_for_warehouse(settings)
     store = ConnectionStore(settings)
@@ -120,12 +122,13 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
         rows[SYNC_WINDOWS_TABLE] += len(loaded.committed_tables) * window.num_days
         if COSTS_KEY in context.selected_asset_keys:
             for day in window.days():
-                context.log_event(
-                    AssetObservation(
-                        asset_key=COSTS_KEY,
-                        partition=partition_key(connection, day),
-                        metadata={"cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0))},
-                    )
+                context.add_asset_metadata(
+                    {
+                        "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
+                        "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
+                    },
+                    asset_key=COSTS_KEY,
+                    partition_key=partition_key(connection, day),
                 )
         cost_usd += loaded.cost_usd
     common = {
@@ -137,7 +140,7 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
         table = key.path[-1]
         metadata: dict[str, Any] = {"rows_loaded": rows.get(table, 0), **common}
         if table == "costs":
-            metadata["cost_usd"] = float(cost_usd)
+            metadata["window_cost_usd"] = float(cost_usd)
         if table == SYNC_WINDOWS_TABLE:
             metadata["tables"] = ", ".join(sorted(committed))
         path = _PATHS.get(table)
