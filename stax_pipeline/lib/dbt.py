@@ -5,18 +5,22 @@ import sys
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
+
+from stax_pipeline.lib.processes import mark_as_parent
 
 
 def dbt_executable() -> str:
     """The dbt installed in this Python environment, so PATH does not matter (a Dagster code
-    server may run with a PATH that lacks .venv/bin)."""
-    for candidate in (Path(sys.prefix) / "bin" / "dbt", Path(sys.executable).parent / "dbt"):
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("dbt") or "dbt"
+    server may run with a PATH that lacks .venv/bin), started as ``stax-dbt``: it dies with
+    the process that runs it (see ``lib/processes.py``)."""
+    for bin_dir in (Path(sys.prefix) / "bin", Path(sys.executable).parent):
+        if (bin_dir / "stax-dbt").exists():
+            return str(bin_dir / "stax-dbt")
+    return shutil.which("stax-dbt") or "stax-dbt"
 
 
 class StaxDbtCliResource(DbtCliResource):
@@ -27,3 +31,7 @@ class StaxDbtCliResource(DbtCliResource):
     @cached_property
     def _cli_version(self) -> version.Version:
         return version.parse(installed_version("dbt-core"))
+
+    def cli(self, *args: Any, **kwargs: Any) -> DbtCliInvocation:
+        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
+        return super().cli(*args, **kwargs)
