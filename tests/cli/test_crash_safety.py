@@ -119,7 +119,8 @@ def run_of(instance: DagsterInstance, pid: int):
 def pool_users(instance: DagsterInstance) -> tuple[set[str], set[str]]:
     """Run ids holding a slot of the warehouse pool, and run ids queued for one."""
     info = instance.event_log_storage.get_concurrency_info(POOL)
-    return {s.run_id for s in info.claimed_slots}, {s.run_id for s in info.pending_steps}
+    return ({s.run_id for s in info.claimed_slots},
+            {s.run_id for s in info.pending_steps if s.assigned_timestamp is None})
 
 
 def blocked_runs(instance: DagsterInstance) -> set[str]:
