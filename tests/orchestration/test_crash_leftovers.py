@@ -17,7 +17,7 @@ import uuid
 import duckdb
 import psutil
 import pytest
-from dagster import DagsterRun, DagsterRunStatus
+from dagster import DagsterRun, DagsterRunStatus, DefaultSensorStatus, build_sensor_context
 from dagster._core.events import EngineEventData
 
 from stax_pipeline.lib.processes import ProcessIdentity
@@ -154,3 +154,17 @@ def test_a_load_package_left_by_a_killed_sync_is_dropped_not_loaded(stax_home):
     finally:
         con.close()
     assert loaded == [("first",), ("next",)]
+
+
+def test_the_daemon_recovers_dead_runs_too(instance):
+    """Runs the daemon launches would otherwise queue forever behind a killed `stax sync`."""
+    from stax_pipeline.definitions import defs
+
+    dead = dead_process()
+    crashed = add_run(instance, owned_by(dead))
+    sensor = defs.get_sensor_def("dead_run_recovery")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    result = sensor.evaluate_tick(build_sensor_context(instance=instance))
+    assert f"run {crashed[:8]}, pid {dead.pid}) died without finishing" in result.skip_message
+    assert status(instance, crashed) == DagsterRunStatus.FAILURE
+    assert pool(instance) == (set(), set())
