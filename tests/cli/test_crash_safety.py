@@ -200,7 +200,9 @@ def test_kill_during_dbt_takes_dbt_down_then_rerun(stax_home, acme, start_sync):
     assert_rerun_recovers(stax_home, acme, sync.pid)
 
 
-def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_a_running_one(stax_home, acme, start_sync):
+def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_running_dbt(
+    stax_home, acme, start_sync
+):
     acme.faults.latency_ms = 3000  # 12 requests: whoever gets the pool holds it for half a minute
     instance = dagster_instance(load_settings())
     syncs = {sync.pid: sync for sync in (start_sync(), start_sync())}
@@ -213,15 +215,27 @@ def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_a_running_one(stax_
     # Waiting for the pool is sleeping, not spinning a core (it did: 60-100% of one).
     assert psutil.Process(queued.pid).cpu_percent(interval=1.0) < 20
 
-    for process, signo, run_id in ((queued, signal.SIGTERM, queued_run), (holder, signal.SIGINT, holder_run)):
-        asked = time.monotonic()
-        process.send_signal(signo)
-        _, stderr = process.communicate(timeout=60)
-        assert time.monotonic() - asked < 15, f"{signo!r} took {time.monotonic() - asked:.1f} s"
-        assert process.returncode == 130, stderr
-        assert stderr.rstrip().splitlines()[-1] == "stax: interrupted"
-        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
-        claimed, pending = pool_users(instance)
-        assert run_id not in claimed | pending
-        wait_for(lambda p=process: not group_members(p.pid), "the command's processes to end", timeout=10)
+    assert_stops(instance, queued, signal.SIGTERM, queued_run)
+    assert holder_run in pool_users(instance)[0]  # the other sync goes on
+
+    acme.faults.latency_ms = 0
+    dbt = wait_for(lambda: alive(holder) and dbt_writing(holder.pid, stax_home / "warehouse.duckdb"),
+                   "dbt to write")
+    assert_stops(instance, holder, signal.SIGINT, holder_run)
+    assert not any(map(running, dbt))
     assert pool_users(instance) == (set(), set())
+
+
+def assert_stops(instance, process: subprocess.Popen, signo: signal.Signals, run_id: str) -> None:
+    """``signo`` stops the command promptly: exit 130, "interrupted", its run failed, its slot
+    free, none of its processes left."""
+    asked = time.monotonic()
+    process.send_signal(signo)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - asked < 15, f"{signo!r} took {time.monotonic() - asked:.1f} s"
+    assert process.returncode == 130, stderr
+    assert stderr.rstrip().splitlines()[-1] == "stax: interrupted"
+    assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+    claimed, pending = pool_users(instance)
+    assert run_id not in claimed | pending
+    wait_for(lambda: not group_members(process.pid), "the command's processes to end", timeout=10)
