@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,17 +68,25 @@ def run_sync(
     (``tags`` added to the run's, e.g. a backfill's claim)."""
     from stax_pipeline.definitions import defs
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+    from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run
 
+    recover_dead_runs(instance)  # else a killed run's warehouse slot blocks this one forever
     register_connection(instance, connection)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     settings = load_settings()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     # Our progress lines go through Python logging (stderr); Dagster's console is muted and the
     # dbt output dagster-dbt echoes to stdout goes to a log file (the UI keeps it per run too).
-    with open(settings.logs_dir / "sync.log", "a") as log_file, redirect_stdout(log_file):
+    run_id = str(uuid.uuid4())
+    with (
+        open(settings.logs_dir / "sync.log", "a") as log_file,
+        redirect_stdout(log_file),
+        stoppable_run(instance, run_id),
+    ):
         result = job.execute_in_process(
             instance=instance,
-            tags={**range_run_tags(connection, window), **(tags or {})},
+            run_id=run_id,
+            tags={**range_run_tags(connection, window), **owner_tags(), **(tags or {})},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import warnings
 from datetime import date
@@ -134,6 +135,7 @@ def _configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops us like Ctrl-C
     from stax_pipeline.cli import commands
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))

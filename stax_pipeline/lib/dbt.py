@@ -4,16 +4,18 @@ import json
 import os
 import shutil
 import sys
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
+from stax_pipeline.lib.processes import mark_as_parent
 from stax_pipeline.settings import Settings
 
 # The environment variable the dbt project's `sync_window()` macro reads the window from.
@@ -22,11 +24,12 @@ WINDOW_ENV = "STAX_DBT_WINDOW"
 
 def dbt_executable() -> str:
     """The dbt installed in this Python environment, so PATH does not matter (a Dagster code
-    server may run with a PATH that lacks .venv/bin)."""
-    for candidate in (Path(sys.prefix) / "bin" / "dbt", Path(sys.executable).parent / "dbt"):
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("dbt") or "dbt"
+    server may run with a PATH that lacks .venv/bin), started as ``stax-dbt``: it dies with
+    the process that runs it (see ``lib/processes.py``)."""
+    for bin_dir in (Path(sys.prefix) / "bin", Path(sys.executable).parent):
+        if (bin_dir / "stax-dbt").exists():
+            return str(bin_dir / "stax-dbt")
+    return shutil.which("stax-dbt") or "stax-dbt"
 
 
 class StaxDbtCliResource(DbtCliResource):
@@ -44,6 +47,10 @@ class StaxDbtCliResource(DbtCliResource):
         """dagster-dbt loads dbt's adapter in-process on every run, only for column and row-count
         metadata we do not fetch; skipping it saves importing and configuring dbt twice."""
         return None
+
+    def cli(self, *args: Any, **kwargs: Any) -> DbtCliInvocation:
+        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
+        return super().cli(*args, **kwargs)
 
 
 # dbt's artifacts of the last few runs are kept for debugging; older ones are removed.

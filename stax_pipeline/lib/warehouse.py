@@ -48,18 +48,27 @@ def ensure_warehouse(settings: Settings) -> None:
 
 
 def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
-    """The dlt pipeline that loads one provider's raw tables into the warehouse."""
+    """The dlt pipeline that loads one provider's raw tables into the warehouse.
+
+    A sync killed mid-load leaves its load package pending, and dlt's ``run()`` would load that
+    package *instead of* the new data. Each sync re-pulls its whole window and staging reads only
+    syncs whose commit marker landed, so a leftover package is dropped, never finished.
+    (dagster-dlt's ``run`` drops the local state too; a plain ``pipeline.run`` would not.)
+    """
     ensure_warehouse(settings)
     credentials = DuckDbCredentials(
         str(settings.warehouse_path),
         global_config={"memory_limit": LOAD_MEMORY_LIMIT, "threads": 2},
     )
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=f"stax_{dataset_name}",
         destination=dlt.destinations.duckdb(credentials),
         dataset_name=dataset_name,
         pipelines_dir=str(settings.dlt_pipelines_dir),
     )
+    if pipeline.has_pending_data:
+        pipeline.abort_packages()
+    return pipeline
 
 
 @contextmanager
