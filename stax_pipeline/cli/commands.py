@@ -118,7 +118,12 @@ def run_backfill(instance, store: ConnectionStore, name: str) -> int:
         print("Its backfill is already done or being run by the Dagster daemon.")
         return 0
     window = backfill_window(_today())
-    if _sync_one(instance, store, name, window, verb="backfilling"):
+    try:
+        synced = _sync_one(instance, store, name, window, verb="backfilling")
+    except KeyboardInterrupt:
+        store.release_backfill(name)  # stopped, not failed: the next try runs it
+        raise
+    if synced:
         store.mark_backfilled(name, datetime.now(UTC))
         return 0
     store.release_backfill(name)

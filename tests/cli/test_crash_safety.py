@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import psutil
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
+from stax_pipeline.cli.commands import run_backfill
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.runs import PID_TAG
 from stax_pipeline.orchestration import dagster_instance, run_sync
@@ -239,3 +241,23 @@ def assert_stops(instance, process: subprocess.Popen, signo: signal.Signals, run
     claimed, pending = pool_users(instance)
     assert run_id not in claimed | pending
     wait_for(lambda: not group_members(process.pid), "the command's processes to end", timeout=10)
+
+
+def test_an_interrupted_backfill_fails_its_run_and_is_released_for_the_next_try(stax_home, acme):
+    """In-process, as `stax connect` runs it, with a real SIGINT: here while Dagster still plans
+    the run, before it handles signals itself (stops during the run are tested above)."""
+    settings = load_settings()
+    store = ConnectionStore(settings)
+    instance = dagster_instance(settings)
+
+    def interrupt_once_the_run_exists() -> None:
+        wait_for(lambda: instance.get_runs(), "the run to be created")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_the_run_exists, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_backfill(instance, store, "acme")
+    assert [c.name for c in store.pending_backfills()] == ["acme"]  # not claimed forever
+    (run,) = instance.get_runs()
+    assert run.status == DagsterRunStatus.FAILURE
+    assert pool_users(instance) == (set(), set())
