@@ -9,7 +9,7 @@ export STAX_HOME
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install demo test ui manifest clean
+.PHONY: install demo test ui manifest clean bench
 
 install: $(BIN)/.installed $(MANIFEST)
 
@@ -32,6 +32,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The benchmark (benchmarks/README.md): minutes of the whole machine. Options through
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--only product,baseline".
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 ui: install
 	$(BIN)/python -c "from stax_pipeline.orchestration import prepare_dagster_home as p; from stax_pipeline.settings import load_settings as s; p(s())"

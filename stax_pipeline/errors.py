@@ -27,6 +27,8 @@ class CredentialError(StaxError):
 class ProviderError(StaxError):
     """A provider API refused a request or could not be reached after retries."""
 
+    retryable = False  # True when the same request may succeed later (an outage outlasted retries)
+
     def __init__(self, message: str, *, status: int | None = None, endpoint: str | None = None):
         super().__init__(message)
         self.status = status

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
 
+from stax_pipeline.lib.dagster_storage import install_fast_event_storage
+from stax_pipeline.lib.warehouse import warehouse_lock_failure
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
 
@@ -30,6 +32,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
         shutil.copyfile(INSTANCE_TEMPLATE, target)
     os.environ["DAGSTER_HOME"] = str(home)
+    install_fast_event_storage(home)
     return home
 
 
@@ -58,8 +61,11 @@ class RunOutcome:
     error: str | None = None
 
 
-def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> RunOutcome:
-    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process."""
+def run_sync(
+    instance: DagsterInstance, connection: str, window: SyncWindow, tags: dict[str, str] | None = None
+) -> RunOutcome:
+    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process
+    (``tags`` added to the run's, e.g. a backfill's claim)."""
     from stax_pipeline.definitions import defs
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
     from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run
@@ -80,7 +86,7 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
         result = job.execute_in_process(
             instance=instance,
             run_id=run_id,
-            tags={**range_run_tags(connection, window), **owner_tags()},
+            tags={**range_run_tags(connection, window), **owner_tags(), **(tags or {})},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
@@ -89,14 +95,17 @@ def run_sync(instance: DagsterInstance, connection: str, window: SyncWindow) -> 
         window=window,
         success=result.success,
         run_id=result.run_id,
-        error=None if result.success else _first_failure(result),
+        error=None if result.success else run_failure_reason(result.all_events),
     )
 
 
-def _first_failure(result) -> str:
-    for event in result.all_events:
+def run_failure_reason(events) -> str:
+    """The first failed step's own error, in one line, from a run's events."""
+    for event in events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             error = event.step_failure_data.error
+            if busy := warehouse_lock_failure(load_settings(), error):
+                return busy  # dlt's "check your credentials" or dbt's summary hides the lock
             while error is not None and error.cause is not None:
                 error = error.cause  # the user-code error, not Dagster's wrapper
             if error is not None:

@@ -6,6 +6,7 @@ elsewhere without reloading modules.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,41 @@ from stax_pipeline.errors import ConfigError
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOOKBACK_DAYS = 3
+DEFAULT_WAREHOUSE_LOCK_TIMEOUT_S = 60.0
 BACKFILL_DAYS = 30
+
+
+@dataclass(frozen=True)
+class HttpRetrySettings:
+    """How long the HTTP client keeps retrying (the policy itself: ``stax_pipeline/lib/http.py``)."""
+
+    max_retry_s: float = 300.0  # STAX_HTTP_MAX_RETRY_SECONDS: per request
+    run_retry_s: float = 1800.0  # STAX_HTTP_RUN_RETRY_SECONDS: all requests of one sync run
+    backoff_floor_s: float = 1.0  # STAX_HTTP_BACKOFF_FLOOR_SECONDS: the shortest wait
+
+
+def load_http_retry_settings() -> HttpRetrySettings:
+    """The retry budgets from the environment; a malformed value is a one-line ConfigError."""
+    defaults = HttpRetrySettings()
+    return HttpRetrySettings(
+        max_retry_s=_seconds("STAX_HTTP_MAX_RETRY_SECONDS", defaults.max_retry_s, zero_ok=True),
+        run_retry_s=_seconds("STAX_HTTP_RUN_RETRY_SECONDS", defaults.run_retry_s, zero_ok=True),
+        backoff_floor_s=_seconds("STAX_HTTP_BACKOFF_FLOOR_SECONDS", defaults.backoff_floor_s),
+    )
+
+
+def _seconds(name: str, default: float, *, zero_ok: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{name} must be a number of seconds {bound}, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -24,11 +59,22 @@ class Settings:
     home: Path
     openai_base_url: str
     lookback_days: int
+    warehouse_lock_timeout_s: float = DEFAULT_WAREHOUSE_LOCK_TIMEOUT_S
 
     @property
     def warehouse_path(self) -> Path:
-        """The DuckDB file BI tools and SQL users read."""
+        """The pipeline's own DuckDB file (dlt and dbt write it); it may be busy."""
         return self.home / "warehouse.duckdb"
+
+    @property
+    def marts_path(self) -> Path:
+        """The published copy of the marts that BI tools and SQL users open (lib/serving.py)."""
+        return self.home / "marts.duckdb"
+
+    @property
+    def exports_dir(self) -> Path:
+        """The marts as Parquet, one file per relation (a symlink swapped on every publish)."""
+        return self.home / "exports"
 
     @property
     def app_db_path(self) -> Path:
@@ -68,8 +114,29 @@ def load_settings(*, create: bool = True) -> Settings:
         raise ConfigError(
             f"STAX_LOOKBACK_DAYS must be a whole number of days >= 0, got {raw_lookback!r}"
         ) from None
+    lock_timeout = _seconds_from_env("STAX_WAREHOUSE_LOCK_TIMEOUT", DEFAULT_WAREHOUSE_LOCK_TIMEOUT_S)
     base_url = (os.environ.get("STAX_OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    load_http_retry_settings()  # a malformed value fails every command before it runs anything
     if create:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["STAX_HOME"] = str(home)
-    return Settings(home=home, openai_base_url=base_url, lookback_days=lookback)
+    return Settings(
+        home=home,
+        openai_base_url=base_url,
+        lookback_days=lookback,
+        warehouse_lock_timeout_s=lock_timeout,
+    )
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    """A finite number of seconds >= 0 from ``name``, or a one-line ConfigError."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return seconds

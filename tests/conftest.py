@@ -30,6 +30,10 @@ def stax_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("STAX_NEW_MASTER_KEY", raising=False)
     monkeypatch.delenv("STAX_LOOKBACK_DAYS", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # Retries in milliseconds, at most a couple of seconds a request: no test waits minutes.
+    monkeypatch.setenv("STAX_HTTP_BACKOFF_FLOOR_SECONDS", "0.005")
+    monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "2")
+    monkeypatch.delenv("STAX_HTTP_RUN_RETRY_SECONDS", raising=False)
     return home
 
 
@@ -37,6 +41,19 @@ def stax_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as sim:
         monkeypatch.setenv("STAX_OPENAI_BASE_URL", sim.base_url)
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def large_simulator() -> Iterator[Simulator]:
+    """A live simulator whose organizations are the large profile (~40 projects, 30 models, 200 API
+    keys, ~10k cost rows a day), at SIMULATOR_NOW.
+
+    Session-scoped because a large day takes ~0.1 s to generate and its rendered buckets stay
+    cached for every later test. A test that changes its faults or clock restores them; one that
+    runs the product against it sets STAX_OPENAI_BASE_URL to ``large_simulator.base_url`` itself.
+    """
+    with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0), profile="large") as sim:
         yield sim
 
 

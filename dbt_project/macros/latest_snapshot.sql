@@ -5,12 +5,17 @@
     it covered, even days the API returned nothing for. For each (connection, date) only the rows
     of the latest RECORDED sync count: a row the API stopped returning disappears, nothing is
     counted twice, a day re-pulled empty is empty, and a sync that failed half-way is invisible.
-    Returns a select of the raw table's columns plus the window's `is_final`. -#}
+    Returns a select of the raw table's columns plus the window's `is_final`. On an incremental
+    run only the run's window is read, so a staging table (which holds the latest snapshot of
+    every day, materialized) costs the same to refresh whatever the history length. -#}
 {% macro latest_snapshot(resource, source_name='raw_openai') %}
 select
     snapshot.*,
     latest_window.is_final
-from {{ source_or_empty(source_name, resource) }} as snapshot
+from (
+    select * from {{ source_or_empty(source_name, resource) }}
+    {{ where_in_sync_window('date', 'connection') }}
+) as snapshot
 inner join (
     select
         connection,
@@ -19,6 +24,9 @@ inner join (
         is_final
     from {{ source_or_empty(source_name, 'sync_windows') }}
     where resource = '{{ resource }}'
+    {%- if is_incremental() %}
+        and {{ in_sync_window('date', 'connection') }}
+    {%- endif %}
     qualify row_number() over (
         partition by connection, date
         order by loaded_at desc, sync_id desc

@@ -14,6 +14,5 @@
         is_final,
         loaded_at,
         sync_id,
-        _dlt_load_id as dlt_load_id,
-        _dlt_id as dlt_id
+        _dlt_load_id as dlt_load_id
 {%- endmacro %}

@@ -1,14 +1,27 @@
 {#- The one place that knows the sync window.
 
-    Dagster runs `dbt build --vars '{"start_date": "2026-10-01", "end_date": "2026-10-31",
-    "connections": ["acme"]}'`: start inclusive, end exclusive, UTC dates. Every var is optional;
-    a missing one does not restrict. -#}
+    Dagster passes the window in the environment variable STAX_DBT_WINDOW, e.g.
+    '{"start_date": "2026-10-01", "end_date": "2026-10-31", "connections": ["acme"]}': start
+    inclusive, end exclusive, UTC dates. It is read only while executing, never while parsing, so
+    a new window does not invalidate dbt's partial parse (`--vars` would: dbt re-parses the whole
+    project whenever vars change). `--vars` with the same keys still work, and win, for a person
+    running dbt by hand. Every key is optional; a missing one does not restrict. -#}
 
 {% macro sync_window() %}
     {%- set date_pattern = modules.re.compile('^[0-9]{4}-[0-9]{2}-[0-9]{2}$') -%}
+    {%- set from_env = {} -%}
+    {%- if execute -%}
+        {%- set text = env_var('STAX_DBT_WINDOW', '') -%}
+        {%- if text | trim -%}
+            {%- do from_env.update(fromjson(text)) -%}
+        {%- endif -%}
+    {%- endif -%}
     {%- set window = {} -%}
     {%- for name in ['start_date', 'end_date'] -%}
         {%- set value = var(name, none) -%}
+        {%- if value is none -%}
+            {%- set value = from_env.get(name) -%}
+        {%- endif -%}
         {%- if value is none or (value | string | trim) == '' -%}
             {%- do window.update({name: none}) -%}
         {%- elif date_pattern.match(value | string | trim) -%}
@@ -24,6 +37,9 @@
             ~ "); end_date is exclusive") }}
     {%- endif -%}
     {%- set connections = var('connections', none) -%}
+    {%- if connections is none -%}
+        {%- set connections = from_env.get('connections') -%}
+    {%- endif -%}
     {%- if connections is string -%}
         {%- set connections = [connections] -%}
     {%- endif -%}

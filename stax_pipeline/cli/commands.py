@@ -9,12 +9,18 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from stax_pipeline.cli.table import format_table
-from stax_pipeline.credentials import ADMIN_KEY_PREFIX, ConnectionStore, validate_connection_name
+from stax_pipeline.credentials import (
+    ADMIN_KEY_PREFIX,
+    Connection,
+    ConnectionStore,
+    validate_connection_name,
+)
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
 
 if TYPE_CHECKING:
     from stax_pipeline.lib.window import SyncWindow
+    from stax_pipeline.orchestration import RunOutcome
 
 # Heavy modules (dlt, Dagster) are imported inside the commands that need them, so
 # `stax connections` and argument errors answer at once.
@@ -61,7 +67,8 @@ def check_openai_admin_key(base_url: str, api_key: str) -> None:
     from stax_pipeline.lib.http import HttpError, RetryPolicy
     from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
 
-    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy(max_attempts=3))
+    # a person is waiting: a few seconds of retries, not the sync's minutes
+    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy.from_env().at_most(10))
     try:
         client.check_admin_key()
     except HttpError as exc:
@@ -105,28 +112,41 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     register_connection(instance, name)
     print(f"Connected {name!r} (openai, key {connection.key_hint}).")
     if not backfill:
-        print(f"No backfill now; run `stax sync --connection {name}` (or let the daemon do it).")
+        from stax_pipeline.lib.window import backfill_window
+
+        window = backfill_window(_today())
+        print(f"No backfill now. To backfill its last {window.num_days} days, run (or let the "
+              "Dagster daemon do it):")  # fmt: skip
+        print(f"  stax sync --connection {name} --start {window.start} --end {window.last}")
         return 0
     return run_backfill(instance, store, name)
 
 
 def run_backfill(instance, store: ConnectionStore, name: str) -> int:
-    """The 30-day backfill of a connection, claimed first so the sensor never runs it too."""
+    """The 30-day backfill of a connection, claimed first so the sensor never runs it too.
+
+    A failure (or an interruption) releases the claim with its reason, so the daemon retries it
+    after a backoff; the run carries the claim, so a run that dies with this process is settled
+    by the backfill sensor once it is marked failed.
+    """
+    from stax_pipeline.defs.sensors import backfill_run_tags
     from stax_pipeline.lib.window import backfill_window
 
-    if not store.claim_backfill(name, "cli"):
+    claim = store.claim_backfill(name, "cli")
+    if claim is None:
         print("Its backfill is already done or being run by the Dagster daemon.")
         return 0
     window = backfill_window(_today())
+    tags = backfill_run_tags(store.get(name).id, claim)
     try:
-        synced = _sync_one(instance, store, name, window, verb="backfilling")
-    except KeyboardInterrupt:
-        store.release_backfill(name)  # stopped, not failed: the next try runs it
+        outcome = _sync_one(instance, store, name, window, verb="backfilling", tags=tags)
+    except BaseException:
+        store.fail_backfill(claim, "interrupted", datetime.now(UTC))
         raise
-    if synced:
-        store.mark_backfilled(name, datetime.now(UTC))
+    if outcome.success:
+        store.finish_backfill(claim, datetime.now(UTC))
         return 0
-    store.release_backfill(name)
+    store.fail_backfill(claim, outcome.error or "the run failed", datetime.now(UTC))
     print(
         f"stax: the connection is saved but its backfill failed; retry with "
         f"`stax sync --connection {name} --start {window.start} --end {window.last}`",
@@ -143,21 +163,36 @@ def _fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
 
 
+def _backfill_text(connection: Connection) -> str:
+    """``pending``, ``running (cli|sensor)``, ``done`` or ``failed: <reason> (retry …)``."""
+    state = connection.backfill_state
+    if state == "running":
+        return f"running ({connection.backfill_claimed_by})"
+    if state == "failed":
+        reason = (connection.backfill_error or "").strip().splitlines()[0][:120]
+        retry = connection.backfill_retry_at
+        retry_text = f", retry after {retry:%Y-%m-%d %H:%M UTC}" if retry else ""
+        return f"failed: {reason} (attempt {connection.backfill_attempts}{retry_text})"
+    return state
+
+
 def cmd_connections(args) -> int:
     connections = ConnectionStore(load_settings(create=False)).list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
         return 0
-    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC")]
+    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at))
+        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at),
+         str(c.last_synced_day or "-"), _backfill_text(c))
         for c in connections
-    ]
+    ]  # fmt: skip
     print("\n".join(format_table(rows)))
     return 0
 
 
 def cmd_disconnect(args) -> int:
+    from stax_pipeline.lib.serving import publish_marts
     from stax_pipeline.lib.warehouse import purge_connection
     from stax_pipeline.orchestration import dagster_instance, unregister_connection
 
@@ -165,6 +200,8 @@ def cmd_disconnect(args) -> int:
     store = ConnectionStore(settings)
     store.get(args.name)  # unknown → one-line error before anything changes
     purged = purge_connection(settings, args.name) if args.purge else None
+    if purged is not None and settings.warehouse_path.exists():
+        publish_marts(settings)  # the served copy must lose the purged rows too
     store.remove(args.name)
     unregister_connection(dagster_instance(settings), args.name)
     print(f"Disconnected {args.name!r}: its key is deleted.")
@@ -176,14 +213,18 @@ def cmd_disconnect(args) -> int:
 # --- sync ---------------------------------------------------------------------------------------
 
 
-def resolve_sync_window(start: date | None, end: date | None, lookback_days: int) -> SyncWindow:
-    """The days `stax sync` covers: the nightly window unless told otherwise."""
+def resolve_sync_window(
+    start: date | None, end: date | None, lookback_days: int, synced_days: list[date], today: date
+) -> SyncWindow:
+    """The days `stax sync` covers for a connection that has synced ``synced_days``: its
+    catch-up window (from the first day it is missing to yesterday) unless told otherwise."""
     from stax_pipeline.defs.partitions import FIRST_DAY
-    from stax_pipeline.lib.window import SyncWindow, nightly_window
+    from stax_pipeline.lib.window import SyncWindow, catch_up_window
 
-    today = _today()
-    default = nightly_window(today, lookback_days)
-    first = start or (default.start if end is None else min(default.start, end))
+    default = catch_up_window(today, synced_days, lookback_days)
+    if start is None and end is None:
+        return default
+    first = start or min(default.start, end)
     last = end or max(default.last, first)
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")
@@ -194,16 +235,31 @@ def resolve_sync_window(start: date | None, end: date | None, lookback_days: int
     return SyncWindow.inclusive(first, last)
 
 
-def _sync_one(instance, store: ConnectionStore, name: str, window: SyncWindow, verb: str) -> bool:
+def plan_sync(
+    store: ConnectionStore, names: list[str], start: date | None, end: date | None,
+    lookback_days: int, today: date,
+) -> dict[str, SyncWindow]:  # fmt: skip
+    """Each connection's own window (its catch-up window unless told otherwise), all resolved —
+    and every argument error raised — before anything runs."""
+    return {
+        name: resolve_sync_window(start, end, lookback_days, store.synced_days(name), today)
+        for name in names
+    }
+
+
+def _sync_one(
+    instance, store: ConnectionStore, name: str, window: SyncWindow, verb: str,
+    tags: dict[str, str] | None = None,
+) -> RunOutcome:  # fmt: skip
     from stax_pipeline.orchestration import run_sync
 
     print(f"{name}: {verb} {window} ({window.num_days} days)…", flush=True)
-    outcome = run_sync(instance, name, window)
+    outcome = run_sync(instance, name, window, tags)
     if outcome.success:
         print(f"{name}: done ({window.num_days} days, run {outcome.run_id[:8]}).", flush=True)
     else:
         print(f"stax: {name}: sync of {window} failed: {outcome.error}", file=sys.stderr)
-    return outcome.success
+    return outcome
 
 
 def cmd_sync(args) -> int:
@@ -217,9 +273,10 @@ def cmd_sync(args) -> int:
         names = [c.name for c in store.list()]
         if not names:
             raise UsageError("no connections to sync; run `stax connect openai --name NAME` first")
-    window = resolve_sync_window(args.start, args.end, settings.lookback_days)
+    windows = plan_sync(store, names, args.start, args.end, settings.lookback_days, _today())
     instance = dagster_instance(settings)
-    results = [_sync_one(instance, store, name, window, verb="syncing") for name in names]
+    results = [_sync_one(instance, store, name, window, verb="syncing").success
+               for name, window in windows.items()]  # fmt: skip
     return 0 if all(results) else 1
 
 
@@ -232,7 +289,8 @@ def cmd_report(args) -> int:
     settings = load_settings()
     if args.connection:
         ConnectionStore(settings).get(args.connection)
-    print(spend_report(settings, args.connection, args.days, _today()))
+    print(spend_report(settings, args.connection, args.days, _today(), by=args.by,
+                       output_format=args.output_format))
     return 0
 
 
@@ -246,6 +304,16 @@ def cmd_doctor(args) -> int:
         raise UsageError("no connections yet; run `stax connect openai --name NAME` first")
     healthy = diagnose(settings, store, connections, _today())
     return 0 if healthy else 1
+
+
+def cmd_export(args) -> int:
+    from stax_pipeline.cli.export import export_focus
+
+    print(export_focus(
+        load_settings(), connection=args.connection, first=args.start, last=args.end,
+        out_dir=args.out, file_format=args.format,
+    ).summary())  # fmt: skip
+    return 0
 
 
 # --- keys, simulator, demo ----------------------------------------------------------------------
@@ -271,8 +339,18 @@ def cmd_simulator(args) -> int:
         rate_limit_burst=args.rate_limit_burst,
         latency_ms=args.latency_ms,
         revision=args.revision,
+        retry_after=args.retry_after,
+        retry_after_form=args.retry_after_form,
+        rate_limit_per_path=args.rate_limit_per_endpoint,
+        rate_limit_every=args.rate_limit_every,
+        outage_at_request=args.outage_at,
+        outage_seconds=args.outage_seconds,
+        outage_mode=args.outage_mode,
+        drop_mid_response_every=args.drop_mid_response_every,
+        redirect_burst=args.redirect,
+        endless_pages=args.endless_pages,
     )
-    serve(host=args.host, port=args.port, faults=faults)
+    serve(host=args.host, port=args.port, faults=faults, profile=args.profile)
     return 0
 
 

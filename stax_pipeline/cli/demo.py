@@ -33,15 +33,19 @@ def run_demo() -> int:
                 return 1
         else:  # a demo that already ran: refresh its last 30 days
             window = backfill_window(datetime.now(UTC).date())
-            if not _sync_one(dagster_instance(settings), store, DEMO_CONNECTION, window, "re-syncing"):
+            instance = dagster_instance(settings)
+            if not _sync_one(instance, store, DEMO_CONNECTION, window, "re-syncing").success:
                 return 1
         print()
         print(spend_report(settings, DEMO_CONNECTION, 30, datetime.now(UTC).date()))
     print()
     print(f"Warehouse: {settings.warehouse_path}")
     print("Open the Dagster UI on it:  make ui   (then http://127.0.0.1:3000)")
-    print(f"Query it:                   duckdb {settings.warehouse_path} "
+    print(f"Query it (BI tools too):    duckdb -readonly {settings.marts_path} "
           "\"select * from marts.fct_model_spend_daily limit 10\"")  # fmt: skip
+    window = backfill_window(datetime.now(UTC).date())
+    print(f"Export it as FOCUS 1.3:     stax export focus --start {window.start} --end {window.last} "
+          f"--out {settings.home / 'focus'}")  # fmt: skip
     print("To sync the demo connection again, run `stax simulator` and set "
           "STAX_OPENAI_BASE_URL=http://127.0.0.1:8765/v1.")  # fmt: skip
     return 0

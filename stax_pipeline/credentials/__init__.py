@@ -15,6 +15,7 @@ from stax_pipeline.credentials.store import (
     PROVIDERS,
     Connection,
     ConnectionStore,
+    backfill_retry_delay,
     key_hint,
     validate_connection_name,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Connection",
     "ConnectionStore",
     "MasterKey",
+    "backfill_retry_delay",
     "decrypt",
     "encode_master_key",
     "encrypt",

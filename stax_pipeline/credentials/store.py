@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from stax_pipeline.credentials.crypto import (
     MASTER_KEY_ENV,
@@ -29,6 +29,7 @@ from stax_pipeline.credentials.crypto import (
     write_key_file,
 )
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.lib.window import SyncWindow, backfill_window
 from stax_pipeline.settings import Settings
 
 PROVIDERS = ("openai",)
@@ -48,11 +49,38 @@ CREATE TABLE IF NOT EXISTS connections (
     backfill_claimed_by TEXT,
     backfilled_at TEXT
 )"""
+# Schema version 2: which days each connection has synced, and the state of its backfill. Stores
+# of version 1 are migrated in place on first open (columns added, nothing rewritten).
+_SCHEMA_VERSION = 2
+_ADDED_COLUMNS = {
+    # A token per claim: its run carries it, so a late outcome never settles a newer claim.
+    "backfill_claim": "TEXT",
+    "backfill_claimed_at": "TEXT",
+    "backfill_attempts": "INTEGER NOT NULL DEFAULT 0",  # failed attempts so far
+    "backfill_error": "TEXT",  # why the last attempt failed
+    "backfill_retry_at": "TEXT",  # when the daemon may claim it again
+}
+_SYNCED_DAYS = """
+CREATE TABLE IF NOT EXISTS synced_days (
+    connection_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    PRIMARY KEY (connection_id, day)
+) WITHOUT ROWID"""
 _SECRET_COLUMNS = "id, name, provider, key_nonce, key_ciphertext, key_version"
 _COLUMNS = (
     "id, name, provider, key_hint, key_version, created_at, last_synced_at, "
-    "backfill_claimed_by, backfilled_at"
+    "backfill_claimed_by, backfilled_at, backfill_claim, backfill_claimed_at, backfill_attempts, "
+    "backfill_error, backfill_retry_at, "
+    "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id)"
 )
+_BACKFILL_DONE = (
+    "backfilled_at = ?, backfill_claimed_by = NULL, backfill_claim = NULL, backfill_claimed_at = NULL,"
+    " backfill_error = NULL, backfill_retry_at = NULL"
+)
+# A failed backfill is retried after 1 minute, then 2, 4, … up to an hour between attempts.
+BACKFILL_RETRY_FIRST = timedelta(minutes=1)
+BACKFILL_RETRY_MAX = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,24 @@ class Connection:
     last_synced_at: datetime | None
     backfill_claimed_by: str | None
     backfilled_at: datetime | None
+    backfill_claim: str | None = None
+    backfill_claimed_at: datetime | None = None
+    backfill_attempts: int = 0
+    backfill_error: str | None = None
+    backfill_retry_at: datetime | None = None
+    last_synced_day: date | None = None
+
+    @property
+    def backfill_state(self) -> str:
+        """``done``, ``running`` (claimed by the CLI or the daemon), ``failed`` (waiting for its
+        retry) or ``pending`` (the daemon's sensor takes it on its next tick)."""
+        if self.backfilled_at is not None:
+            return "done"
+        if self.backfill_claim is not None:
+            return "running"
+        if self.backfill_error is not None:
+            return "failed"
+        return "pending"
 
 
 def validate_connection_name(name: str) -> str:
@@ -123,12 +169,46 @@ def _other_master_key(name: str) -> CredentialError:
     )
 
 
+def backfill_retry_delay(failed_attempts: int) -> timedelta:
+    """How long the daemon waits before retrying a backfill that failed ``failed_attempts`` times."""
+    doublings = min(max(failed_attempts - 1, 0), 32)
+    return min(BACKFILL_RETRY_FIRST * 2**doublings, BACKFILL_RETRY_MAX)
+
+
 def _to_connection(row: tuple) -> Connection:
-    conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled = row
+    (conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled, claim,
+     claimed_at, attempts, error, retry_at, last_day) = row  # fmt: skip
     return Connection(
         conn_id, name, provider, hint, version,
         _parse(created), _parse(synced), claimed_by, _parse(backfilled),
+        claim, _parse(claimed_at), attempts, error, _parse(retry_at),
+        date.fromisoformat(last_day) if last_day else None,
     )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store of an older version to :data:`_SCHEMA_VERSION` (idempotent, concurrent-safe)."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")  # another process may be migrating: take turns
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(connections)")}
+        for column, decl in _ADDED_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE connections ADD COLUMN {column} {decl}")
+        db.execute(_SYNCED_DAYS)
+        # A claim from version 1 has no token and may have been left by a run that died: give it
+        # one, so the backfill sensor releases it if no run carries it.
+        db.execute(
+            "UPDATE connections SET backfill_claim = lower(hex(randomblob(16))), backfill_claimed_at = ?"
+            " WHERE backfill_claimed_by IS NOT NULL AND backfill_claim IS NULL AND backfilled_at IS NULL",
+            (_iso(datetime.now(UTC)),),
+        )
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
 
 class ConnectionStore:
@@ -151,6 +231,7 @@ class ConnectionStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA secure_delete=ON")  # don't leave old ciphertexts in free pages
             db.execute(_SCHEMA)
+            _migrate(db)
             yield db
         finally:
             db.close()
@@ -292,47 +373,111 @@ class ConnectionStore:
     def remove(self, name: str) -> Connection:
         """Delete a connection and its stored key; return what was removed."""
         conn = self.get(name)
-        with self._db() as db:
+        with self._transaction() as db:
             if db.execute("DELETE FROM connections WHERE id = ?", (conn.id,)).rowcount == 0:
                 raise _unknown(name)
+            db.execute("DELETE FROM synced_days WHERE connection_id = ?", (conn.id,))
         return conn
 
-    def _update(self, name: str, assignments: str, params: tuple) -> None:
-        with self._db() as db:
-            cursor = db.execute(f"UPDATE connections SET {assignments} WHERE name = ?", (*params, name))
-            if cursor.rowcount == 0:
+    def mark_synced(self, name: str, at: datetime, window: SyncWindow | None = None) -> None:
+        """Record a successful sync at ``at`` of the days of ``window``.
+
+        Once a connection's first days (the backfill window of the day it was connected) are all
+        synced, by whichever path, its backfill is done: the daemon will not pull them again.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT id, created_at FROM connections WHERE name = ?", (name,)).fetchone()
+            if row is None:
                 raise _unknown(name)
+            conn_id, created = row
+            db.execute("UPDATE connections SET last_synced_at = ? WHERE id = ?", (_iso(at), conn_id))
+            if window is None:
+                return
+            db.executemany(
+                "INSERT OR REPLACE INTO synced_days (connection_id, day, synced_at) VALUES (?, ?, ?)",
+                [(conn_id, day.isoformat(), _iso(at)) for day in window.days()],
+            )
+            first = backfill_window(_parse(created).date())
+            (synced,) = db.execute(
+                "SELECT count(*) FROM synced_days WHERE connection_id = ? AND day >= ? AND day < ?",
+                (conn_id, first.start.isoformat(), first.end.isoformat()),
+            ).fetchone()
+            if synced == first.num_days:
+                db.execute(
+                    f"UPDATE connections SET {_BACKFILL_DONE} WHERE id = ? AND backfilled_at IS NULL",
+                    (_iso(at), conn_id),
+                )
 
-    def mark_synced(self, name: str, at: datetime) -> None:
-        """Record the time of the last successful sync."""
-        self._update(name, "last_synced_at = ?", (_iso(at),))
+    def synced_days(self, name: str) -> list[date]:
+        """The days ``name`` has synced successfully, in order (what its catch-up window needs)."""
+        conn = self.get(name)
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT day FROM synced_days WHERE connection_id = ? ORDER BY day", (conn.id,)
+            ).fetchall()
+        return [date.fromisoformat(day) for (day,) in rows]
 
-    def claim_backfill(self, name: str, by: str) -> bool:
-        """Claim the initial backfill for ``by`` (e.g. 'cli', 'sensor'); True iff this call won it."""
+    def claim_backfill(self, name: str, by: str, *, now: datetime | None = None) -> str | None:
+        """Claim the initial backfill for ``by`` ('cli' or 'sensor'); the claim's token iff this
+        call won it. With ``now`` (the daemon) a failed backfill is claimed only once its retry
+        time has come; a person at the CLI may retry at once."""
+        token = uuid.uuid4().hex
+        due = "" if now is None else " AND (backfill_retry_at IS NULL OR backfill_retry_at <= ?)"
         with self._db() as db:
             claimed = db.execute(
-                "UPDATE connections SET backfill_claimed_by = ? WHERE name = ?"
-                " AND backfill_claimed_by IS NULL AND backfilled_at IS NULL",
-                (by, name),
+                "UPDATE connections SET backfill_claimed_by = ?, backfill_claim = ?,"
+                " backfill_claimed_at = ? WHERE name = ? AND backfill_claim IS NULL"
+                f" AND backfilled_at IS NULL{due}",
+                (by, token, _iso(datetime.now(UTC)), name, *(() if now is None else (_iso(now),))),
             ).rowcount
         if not claimed and not self.exists(name):
             raise _unknown(name)
-        return bool(claimed)
+        return token if claimed else None
 
-    def release_backfill(self, name: str) -> None:
-        """Give up a backfill claim (the backfill failed) so it can be claimed again."""
-        self._update(name, "backfill_claimed_by = NULL", ())
+    def finish_backfill(self, claim: str, at: datetime) -> bool:
+        """Mark done the backfill of this claim; False if the claim is no longer current."""
+        with self._db() as db:
+            return bool(db.execute(
+                f"UPDATE connections SET {_BACKFILL_DONE} WHERE backfill_claim = ?", (_iso(at), claim)
+            ).rowcount)  # fmt: skip
 
-    def mark_backfilled(self, name: str, at: datetime) -> None:
-        """Record that the initial backfill finished."""
-        self._update(name, "backfilled_at = ?", (_iso(at),))
+    def fail_backfill(self, claim: str, reason: str, at: datetime) -> bool:
+        """Release this claim after a failed (or canceled, or lost) attempt, keeping ``reason``
+        and when the daemon may retry (:func:`backfill_retry_delay`); False if the claim is no
+        longer current (already settled), so reporting one outcome twice changes nothing."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT backfill_attempts FROM connections WHERE backfill_claim = ?", (claim,)
+            ).fetchone()
+            if row is None:
+                return False
+            attempts = row[0] + 1
+            db.execute(
+                "UPDATE connections SET backfill_claimed_by = NULL, backfill_claim = NULL,"
+                " backfill_claimed_at = NULL, backfill_attempts = ?, backfill_error = ?,"
+                " backfill_retry_at = ? WHERE backfill_claim = ?",
+                (attempts, reason, _iso(at + backfill_retry_delay(attempts)), claim),
+            )
+            return True
 
-    def pending_backfills(self) -> list[Connection]:
-        """Return the connections whose backfill is neither claimed nor done, oldest first."""
+    def due_backfills(self, now: datetime) -> list[Connection]:
+        """The connections whose backfill is neither done nor claimed and whose retry time (if
+        an attempt failed) has come, oldest first."""
         with self._db() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM connections WHERE backfill_claimed_by IS NULL"
-                " AND backfilled_at IS NULL ORDER BY created_at, name"
+                f"SELECT {_COLUMNS} FROM connections WHERE backfill_claim IS NULL"
+                " AND backfilled_at IS NULL AND (backfill_retry_at IS NULL OR backfill_retry_at <= ?)"
+                " ORDER BY created_at, name",
+                (_iso(now),),
+            ).fetchall()
+        return [_to_connection(row) for row in rows]
+
+    def claimed_backfills(self) -> list[Connection]:
+        """The connections whose backfill is claimed (running), oldest claim first."""
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM connections WHERE backfill_claim IS NOT NULL"
+                " AND backfilled_at IS NULL ORDER BY backfill_claimed_at, name"
             ).fetchall()
         return [_to_connection(row) for row in rows]
 

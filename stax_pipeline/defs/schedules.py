@@ -1,10 +1,11 @@
-"""Nightly sync at 02:00 UTC: yesterday plus the lookback days, one range run per connection."""
+"""Nightly sync at 02:00 UTC: one range run per connection, each over its own catch-up window —
+yesterday plus the lookback days, or from the first day it is missing if nights were missed."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.jobs import sync_job
-from stax_pipeline.lib.window import CONNECTION_DIM, nightly_window, range_run_tags
+from stax_pipeline.lib.window import CONNECTION_DIM, catch_up_window, range_run_tags
 from stax_pipeline.settings import load_settings
 
 
@@ -13,18 +14,19 @@ from stax_pipeline.settings import load_settings
     cron_schedule="0 2 * * *",
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Every night: yesterday plus STAX_LOOKBACK_DAYS closed days (providers revise "
-    "recent days), as one range run per connection.",
+    description="Every night, per connection: from the first day it is missing (at the latest "
+    "yesterday minus STAX_LOOKBACK_DAYS: providers revise recent days) to yesterday, as one range run.",
 )
 def nightly_sync(context: ScheduleEvaluationContext):
     settings = load_settings()
     today = context.scheduled_execution_time.date()
-    window = nightly_window(today, settings.lookback_days)
     registered = set(context.instance.get_dynamic_partitions(CONNECTION_DIM))
-    for connection in ConnectionStore(settings).list():
+    store = ConnectionStore(settings)
+    for connection in store.list():
         if connection.name not in registered:
             context.log.warning(f"{connection.name}: not a partition yet; the sensor adds it")
             continue
+        window = catch_up_window(today, store.synced_days(connection.name), settings.lookback_days)
         yield RunRequest(
             run_key=f"nightly:{connection.name}:{today.isoformat()}",
             tags=range_run_tags(connection.name, window),

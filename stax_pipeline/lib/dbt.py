@@ -1,7 +1,12 @@
 """Which dbt to run, and a DbtCliResource that does not ask it its version on every run."""
 
+import json
+import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -11,6 +16,10 @@ from dagster_dbt import DbtCliInvocation, DbtCliResource
 from packaging import version
 
 from stax_pipeline.lib.processes import mark_as_parent
+from stax_pipeline.settings import Settings
+
+# The environment variable the dbt project's `sync_window()` macro reads the window from.
+WINDOW_ENV = "STAX_DBT_WINDOW"
 
 
 def dbt_executable() -> str:
@@ -24,7 +33,9 @@ def dbt_executable() -> str:
 
 
 class StaxDbtCliResource(DbtCliResource):
-    """dagster-dbt runs ``dbt --version`` once per run to learn the version; that costs seconds
+    """A DbtCliResource without per-run overheads we do not need.
+
+    dagster-dbt runs ``dbt --version`` once per run to learn the version; that costs seconds
     (dbt also tries to look up the newest release online). Our dbt is dbt-core installed in this
     same environment, so its version is known without a subprocess."""
 
@@ -32,6 +43,59 @@ class StaxDbtCliResource(DbtCliResource):
     def _cli_version(self) -> version.Version:
         return version.parse(installed_version("dbt-core"))
 
+    def _initialize_dbt_core_adapter(self, args):  # type: ignore[override]
+        """dagster-dbt loads dbt's adapter in-process on every run, only for column and row-count
+        metadata we do not fetch; skipping it saves importing and configuring dbt twice."""
+        return None
+
     def cli(self, *args: Any, **kwargs: Any) -> DbtCliInvocation:
         mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
         return super().cli(*args, **kwargs)
+
+
+# dbt's artifacts of the last few runs are kept for debugging; older ones are removed.
+KEEP_DBT_RUNS = 5
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+@contextmanager
+def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
+    """The target folder of one dbt invocation, under ``$STAX_HOME/dbt/runs/`` (never in the
+    code checkout, so two checkouts or two STAX_HOMEs never share run state).
+
+    dbt's partial-parse file is carried from run to run through ``$STAX_HOME/dbt/``: with the
+    window passed in the environment (not ``--vars``), a run re-parses nothing that did not
+    change. Only the last :data:`KEEP_DBT_RUNS` run folders are kept.
+    """
+    root = settings.home / "dbt"
+    runs = root / "runs"
+    target = runs / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{run_id[:8]}"
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    saved = root / PARTIAL_PARSE_FILE
+    if saved.exists():
+        shutil.copyfile(saved, target / PARTIAL_PARSE_FILE)
+    try:
+        yield target
+    finally:
+        fresh = target / PARTIAL_PARSE_FILE
+        if fresh.exists():
+            tmp = root / f".{PARTIAL_PARSE_FILE}.{os.getpid()}"
+            shutil.copyfile(fresh, tmp)
+            os.replace(tmp, saved)
+        for old in sorted(p for p in runs.iterdir() if p.is_dir())[:-KEEP_DBT_RUNS]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def window_in_environment(dbt_window: dict) -> Iterator[None]:
+    """Put the run's window in ``STAX_DBT_WINDOW`` for the dbt subprocess started in the block
+    (dagster-dbt hands dbt a copy of this process's environment)."""
+    previous = os.environ.get(WINDOW_ENV)
+    os.environ[WINDOW_ENV] = json.dumps(dbt_window)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(WINDOW_ENV, None)
+        else:
+            os.environ[WINDOW_ENV] = previous

@@ -1,30 +1,55 @@
 """The one HTTP client Stax uses to talk to provider APIs, with its one retry policy.
 
-GET only. Retries 429 (honouring ``Retry-After``), 500/502/503/504, timeouts, connection
-errors and bodies that are not JSON, with exponential backoff and full jitter, a bounded number
-of times. Any other error status fails at once. The final error names the endpoint, the status
-and what to do; it never contains the API key.
+GET only. What a later attempt can fix is retried, budgeted by time rather than by a count of
+attempts, because an API outage lasts minutes and a nightly sync has hours:
+
+- **429** waits what ``Retry-After`` asks (delta-seconds or an HTTP date). A missing, malformed
+  (``nan``), negative or absurd (over an hour) value falls back to the backoff below. Being rate
+  limited is the API working as designed, so this time does not consume the error budget: it is
+  counted against a rate-limit budget of the same length instead.
+- **Any 5xx, 408, timeouts, dropped connections and bodies that are not a JSON object** back off
+  exponentially with jitter and a floor: retry ``n`` (from 0) waits ``uniform(floor,
+  min(cap, floor * 2**(n + 1)))`` — never less than the floor, never 0 s.
+
+Every failed attempt and every wait is charged to the request's budget (``max_retry_s``, default
+300 s, ``STAX_HTTP_MAX_RETRY_SECONDS``) and to the run's (``run_retry_s``, default 30 min,
+``STAX_HTTP_RUN_RETRY_SECONDS``), which every request of one sync run shares (see
+:func:`run_retry_budget`). The last wait is cut to what is left; when less than the floor is left,
+the request fails with an error that names the endpoint, the problem and what to do, and is marked
+``retryable`` so the Dagster step can try again later (``stax_pipeline/defs/retries.py``).
+
+Anything else fails at once: a 3xx (redirects are not followed; a redirect's body is never taken
+for data), any other 4xx. No message ever contains the API key.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from stax_pipeline.errors import ProviderError
+from stax_pipeline.settings import HttpRetrySettings, load_http_retry_settings
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 QueryParams = Sequence[tuple[str, str]]
+
+# A Retry-After longer than this is not believed (a bug or a unit mix-up): the backoff applies.
+RETRY_AFTER_MAX_S = 3600.0
 
 _SECRET_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
 
@@ -34,27 +59,110 @@ def redact(text: str) -> str:
     return _SECRET_PATTERN.sub("sk-…", text)
 
 
+def is_retryable_status(status: int) -> bool:
+    """Statuses a later attempt can fix: rate limiting, request timeout, any server error."""
+    return status in (408, 429) or status >= 500
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a request is retried."""
+    """How long and how patiently a request is retried (defaults: ``HttpRetrySettings``)."""
 
-    max_attempts: int = 6
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    retry_after_max_s: float = 120.0
+    max_retry_s: float = HttpRetrySettings.max_retry_s
+    run_retry_s: float = HttpRetrySettings.run_retry_s
+    backoff_floor_s: float = HttpRetrySettings.backoff_floor_s
+    backoff_cap_s: float = 60.0
 
-    def delay(self, attempt: int, retry_after_s: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.retry_after_max_s)
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        """The policy ``STAX_HTTP_*`` configures (a malformed value raises ConfigError)."""
+        settings = load_http_retry_settings()
+        return cls(
+            max_retry_s=settings.max_retry_s,
+            run_retry_s=settings.run_retry_s,
+            backoff_floor_s=settings.backoff_floor_s,
+        )
+
+    def at_most(self, max_retry_s: float) -> RetryPolicy:
+        """The same policy with the per-request limit lowered to ``max_retry_s`` (if higher)."""
+        return replace(self, max_retry_s=min(self.max_retry_s, max_retry_s))
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry ``retry`` (from 0): jittered, growing, never below the floor."""
+        floor = self.backoff_floor_s
+        ceiling = min(self.backoff_cap_s, floor * 2.0 ** min(retry + 1, 64))
+        return random.uniform(floor, max(floor, ceiling))
+
+
+class RunRetryBudget:
+    """The seconds of failing and waiting that one sync run may spend, shared by its requests."""
+
+    def __init__(self, limit_s: float):
+        self.limit_s = limit_s
+        self._spent_s = 0.0
+        self._lock = threading.Lock()  # dlt may extract resources from several threads
+
+    @property
+    def remaining_s(self) -> float:
+        with self._lock:
+            return max(0.0, self.limit_s - self._spent_s)
+
+    def spend(self, seconds: float) -> None:
+        with self._lock:
+            self._spent_s += seconds
+
+
+_RUN_BUDGET: ContextVar[RunRetryBudget | None] = ContextVar("stax_run_retry_budget", default=None)
+
+
+@contextmanager
+def run_retry_budget(limit_s: float | None = None) -> Iterator[RunRetryBudget]:
+    """One run budget for every :class:`ApiClient` created inside the block (one sync run).
+
+    ``limit_s`` defaults to ``STAX_HTTP_RUN_RETRY_SECONDS``. A client created outside any such
+    block gets a run budget of its own.
+    """
+    limit = load_http_retry_settings().run_retry_s if limit_s is None else limit_s
+    budget = RunRetryBudget(limit)
+    token = _RUN_BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _RUN_BUDGET.reset(token)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait, or None when there is none worth believing.
+
+    Both forms of RFC 9110 §10.2.3: delta-seconds (``120``) and an HTTP date (``Wed, 21 Oct 2026
+    07:28:00 GMT``; one in the past means "now"). Anything else, or a negative, non-finite
+    (``nan``, ``inf``) or absurd (over :data:`RETRY_AFTER_MAX_S`) value, gives None: the caller
+    falls back to its own backoff.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    if not math.isfinite(seconds) or not 0 <= seconds <= RETRY_AFTER_MAX_S:
+        return None
+    return seconds
 
 
 def error_details(response: httpx.Response) -> tuple[str, str | None]:
     """The provider's own words from an error body, and the ``param`` it blames (if any).
 
     Error bodies come in two shapes: ``{"error": {"message": ..., "param": ...}}`` (documented)
-    and ``{"error": "text"}`` (seen live); anything else falls back to the start of the body.
+    and ``{"error": "text"}`` (seen live); anything else falls back to the start of the body, or
+    to the status's reason for an HTML page (a proxy's "502 Bad Gateway").
     """
     try:
         body = response.json()
@@ -66,7 +174,9 @@ def error_details(response: httpx.Response) -> tuple[str, str | None]:
     elif err is not None:
         text, param = str(err), None
     else:
-        text = response.text.strip().replace("\n", " ")[:200] or response.reason_phrase
+        text = response.text.strip().replace("\n", " ")[:200]
+        if not text or text.startswith("<"):
+            text = response.reason_phrase
         param = None
     return redact(text), param
 
@@ -78,13 +188,30 @@ _WHAT_TO_DO = {
     404: "the endpoint does not exist at this base URL; check STAX_OPENAI_BASE_URL",
     429: "the API kept rate limiting; run the sync again later",
 }
+_REDIRECT_HINT = (
+    "Stax does not follow redirects, so nothing was read; check STAX_OPENAI_BASE_URL "
+    "(https, and the /v1 suffix)"
+)
 
 
 class HttpError(ProviderError):
     """A final HTTP error status from the provider (after retries, if it was retryable)."""
 
-    def __init__(self, *, endpoint: str, status: int, message: str, param: str | None):
-        hint = _WHAT_TO_DO.get(status, "the API is failing; run the sync again later")
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        status: int,
+        message: str,
+        param: str | None,
+        gave_up: str | None = None,
+    ):
+        if 300 <= status < 400:
+            hint = _REDIRECT_HINT
+        else:
+            hint = _WHAT_TO_DO.get(status, "the API is failing; run the sync again later")
+        if gave_up:
+            hint = f"{gave_up}; {hint}"
         super().__init__(
             f"GET {endpoint} failed with HTTP {status}: {message} ({hint})",
             status=status,
@@ -92,15 +219,46 @@ class HttpError(ProviderError):
         )
         self.api_message = message
         self.param = param
+        self.retryable = is_retryable_status(status)
 
     @classmethod
-    def from_response(cls, endpoint: str, response: httpx.Response) -> HttpError:
-        message, param = error_details(response)
-        return cls(endpoint=endpoint, status=response.status_code, message=message, param=param)
+    def from_response(
+        cls, endpoint: str, response: httpx.Response, *, gave_up: str | None = None
+    ) -> HttpError:
+        if response.is_redirect or 300 <= response.status_code < 400:
+            location = response.headers.get("Location", "").split("?")[0]
+            message, param = f"redirected to {redact(location) or 'nowhere'}", None
+        else:
+            message, param = error_details(response)
+        return cls(
+            endpoint=endpoint, status=response.status_code, message=message, param=param,
+            gave_up=gave_up,
+        )  # fmt: skip
+
+
+class RetriesExhausted(ProviderError):
+    """A request kept failing without an HTTP status (timeouts, dropped connections, bad bodies)."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """One attempt that a later attempt may fix."""
+
+    problem: str  # for the log and the final error, e.g. "HTTP 503: overloaded", "timed out"
+    rate_limited: bool = False
+    retry_after_s: float | None = None
+    response: httpx.Response | None = None
 
 
 class ApiClient:
-    """A small JSON-over-HTTPS GET client bound to one base URL and one bearer token."""
+    """A small JSON-over-HTTPS GET client bound to one base URL and one bearer token.
+
+    ``budget`` is the run's shared :class:`RunRetryBudget`; by default the one of the enclosing
+    :func:`run_retry_budget` block, else a budget of this client's own. ``sleep`` is injectable so
+    tests can record the waits instead of sleeping them.
+    """
 
     def __init__(
         self,
@@ -108,11 +266,14 @@ class ApiClient:
         token: str,
         *,
         retry: RetryPolicy | None = None,
+        budget: RunRetryBudget | None = None,
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.base_url = base_url.rstrip("/")
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.from_env()
+        self.budget = budget or _RUN_BUDGET.get() or RunRetryBudget(self.retry.run_retry_s)
+        self.timeout_s = timeout_s
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -122,8 +283,12 @@ class ApiClient:
                 "User-Agent": "stax-pipeline",
             },
             timeout=timeout_s,
+            follow_redirects=False,  # a 3xx is an error (see HttpError), never data
         )
         self.requests_made = 0
+        # Requests and seconds spent waiting on each path (network and server), for timings.
+        self.requests_by_path: dict[str, int] = {}
+        self.seconds_by_path: dict[str, float] = {}
 
     def __repr__(self) -> str:  # never show the token
         return f"ApiClient({self.base_url!r})"
@@ -140,51 +305,94 @@ class ApiClient:
     def get_json(self, path: str, params: QueryParams = ()) -> dict[str, Any]:
         """GET ``path`` and return the decoded JSON object, retrying what is worth retrying."""
         endpoint = "/" + path.lstrip("/")
-        problem = ""
-        for attempt in range(self.retry.max_attempts):
-            retry_after: float | None = None
-            try:
-                self.requests_made += 1
-                response = self._http.get(endpoint, params=list(params))
-            except httpx.TimeoutException:
-                problem = "timed out"
-            except httpx.TransportError as exc:
-                problem = f"could not connect to {self.base_url} ({type(exc).__name__})"
-            else:
-                status = response.status_code
-                if status >= 400:
-                    last_attempt = attempt == self.retry.max_attempts - 1
-                    if status not in RETRYABLE_STATUSES or last_attempt:
-                        raise HttpError.from_response(endpoint, response)
-                    problem = f"HTTP {status}: {error_details(response)[0]}"
-                    retry_after = _retry_after_seconds(response)
-                else:
-                    try:
-                        body = json.loads(response.content)
-                        if not isinstance(body, dict):
-                            raise ValueError("not a JSON object")
-                        return body
-                    except ValueError:
-                        problem = f"HTTP {status} with a body that is not valid JSON"
-            if attempt < self.retry.max_attempts - 1:
-                wait = self.retry.delay(attempt, retry_after)
-                log.warning(
-                    "GET %s: %s; retrying in %.1fs (attempt %d of %d)",
-                    endpoint, problem, wait, attempt + 2, self.retry.max_attempts,
-                )
-                self._sleep(wait)
-        raise ProviderError(
-            f"GET {endpoint} failed after {self.retry.max_attempts} attempts: {problem}. "
-            f"Check that {self.base_url} is reachable (STAX_OPENAI_BASE_URL) and run again later.",
+        policy, budget = self.retry, self.budget
+        # Two budgets per request: being rate limited never eats into the one for errors.
+        spent_s = {"errors": 0.0, "rate limits": 0.0}
+        retries = {"errors": 0, "rate limits": 0}
+        while True:
+            began = time.monotonic()
+            outcome = self._attempt(endpoint, params)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            kind = "rate limits" if outcome.rate_limited else "errors"
+            failing_s = time.monotonic() - began
+            spent_s[kind] += failing_s
+            budget.spend(failing_s)
+            wait = outcome.retry_after_s
+            if wait is None:
+                wait = policy.backoff(retries[kind])
+            request_left = policy.max_retry_s - spent_s[kind]
+            wait = min(max(wait, policy.backoff_floor_s), request_left, budget.remaining_s)
+            if wait < policy.backoff_floor_s:
+                raise self._gave_up(endpoint, outcome, spent_s[kind], request_left)
+            retries[kind] += 1
+            log.warning(
+                "GET %s: %s; retry %d in %.1fs (%.0fs of %gs of %s for this request, %.0fs left for "
+                "the run)", endpoint, outcome.problem, retries[kind], wait, spent_s[kind],
+                policy.max_retry_s, kind, budget.remaining_s,
+            )  # fmt: skip
+            self._sleep(wait)
+            spent_s[kind] += wait
+            budget.spend(wait)
+
+    def _attempt(self, endpoint: str, params: QueryParams) -> dict[str, Any] | _Failure:
+        """One request: the JSON object, a failure worth retrying, or a final error (raised)."""
+        self.requests_made += 1
+        self.requests_by_path[endpoint] = self.requests_by_path.get(endpoint, 0) + 1
+        started = time.perf_counter()
+        try:
+            response = self._http.get(endpoint, params=list(params))
+        except httpx.TimeoutException:
+            return _Failure(f"timed out after {self.timeout_s:g}s")
+        except httpx.ConnectError:
+            return _Failure(f"could not connect to {self.base_url}")
+        except httpx.UnsupportedProtocol:
+            raise ProviderError(
+                f"{self.base_url} is not an http(s) URL; check STAX_OPENAI_BASE_URL",
+                endpoint=endpoint,
+            ) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # RemoteProtocolError (closed mid-body, or before answering), ReadError (reset), …
+            return _Failure(f"the connection dropped before the whole answer arrived ({type(exc).__name__})")
+        finally:
+            waited = time.perf_counter() - started
+            self.seconds_by_path[endpoint] = self.seconds_by_path.get(endpoint, 0.0) + waited
+        status = response.status_code
+        if is_retryable_status(status):
+            return _Failure(
+                f"HTTP {status}: {error_details(response)[0]}",
+                rate_limited=status == 429,
+                retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
+                response=response,
+            )
+        if status >= 300:  # a redirect's body is never data
+            raise HttpError.from_response(endpoint, response)
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _Failure(f"HTTP {status} with a body that is not a JSON object")
+        return body
+
+    def _gave_up(
+        self, endpoint: str, failure: _Failure, spent_s: float, request_left_s: float
+    ) -> ProviderError:
+        """The final error of a request whose retries ran out of time: what, why, what to do."""
+        if request_left_s <= self.budget.remaining_s:
+            limit = (
+                f"still failing after {round(spent_s, 1):g}s of retries, the limit per request "
+                f"(STAX_HTTP_MAX_RETRY_SECONDS={self.retry.max_retry_s:g})"
+            )
+        else:
+            limit = (
+                f"the sync run's retry budget is used up "
+                f"(STAX_HTTP_RUN_RETRY_SECONDS={self.budget.limit_s:g})"
+            )
+        if failure.response is not None:
+            return HttpError.from_response(endpoint, failure.response, gave_up=limit)
+        return RetriesExhausted(
+            f"GET {endpoint} failed: {failure.problem}; {limit}. Check that {self.base_url} is "
+            "reachable (STAX_OPENAI_BASE_URL) and run the sync again later.",
             endpoint=endpoint,
         )
-
-
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff

@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.pipeline import Pipeline
 
 from stax_pipeline.errors import StaxError
 from stax_pipeline.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # No network but the package registries: dlt must not try to send telemetry.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# Sources yield Arrow tables; tag their rows with the dlt load like JSON rows are.
+os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+# At most this many endpoints are pulled at once (dlt's extract pool for parallelized
+# resources): enough to overlap the network waits, few enough that 429s stay rare.
+os.environ.setdefault("EXTRACT__WORKERS", "4")
 
 # DuckDB 2.x files are unreadable by 1.x drivers (many BI tools) unless created compatible.
 STORAGE_COMPATIBILITY = "v1.1.0"
+
+# DuckDB's default memory limit is 80% of RAM, and it uses it. A load is a bulk append of
+# Parquet files, which streams; a cap keeps the sync's footprint what a container can give.
+LOAD_MEMORY_LIMIT = "512MB"
 
 
 def ensure_warehouse(settings: Settings) -> None:
@@ -40,9 +56,13 @@ def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     (dagster-dlt's ``run`` drops the local state too; a plain ``pipeline.run`` would not.)
     """
     ensure_warehouse(settings)
+    credentials = DuckDbCredentials(
+        str(settings.warehouse_path),
+        global_config={"memory_limit": LOAD_MEMORY_LIMIT, "threads": 2},
+    )
     pipeline = dlt.pipeline(
         pipeline_name=f"stax_{dataset_name}",
-        destination=dlt.destinations.duckdb(str(settings.warehouse_path)),
+        destination=dlt.destinations.duckdb(credentials),
         dataset_name=dataset_name,
         pipelines_dir=str(settings.dlt_pipelines_dir),
     )
@@ -93,14 +113,87 @@ def purge_connection(settings: Settings, connection: str) -> int:
         con.close()
 
 
+class WarehouseBusyError(StaxError):
+    """Another process holds the warehouse file, so DuckDB will not let this one write it."""
+
+
+# DuckDB: 'Could not set lock on file "…": Conflicting lock is held in /usr/bin/python3 (PID 1234)'
+_LOCK_ERROR = re.compile(r"Could not set lock on file|Conflicting lock is held", re.IGNORECASE)
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+_LOCK_POLL_S = 0.25
+
+
+def wait_for_warehouse(settings: Settings) -> None:
+    """Return once this process could write the warehouse; wait at most
+    ``settings.warehouse_lock_timeout_s`` (``STAX_WAREHOUSE_LOCK_TIMEOUT``) for another process
+    (a BI tool, a shell) to let go of it, then raise :class:`WarehouseBusyError`.
+
+    Called before dlt and dbt open the file, so the user gets this one line instead of dlt's
+    "check your credentials" text after its own retries. Waiting is bounded because a client
+    that keeps the file open (dashboards do) never lets go: the run must fail, saying who holds
+    it and that readers belong on the published ``marts.duckdb``.
+    """
+    if not settings.warehouse_path.exists():
+        return  # nothing to wait for: the pipeline creates it
+    timeout = settings.warehouse_lock_timeout_s
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            duckdb.connect(str(settings.warehouse_path)).close()
+            return
+        except duckdb.IOException as exc:
+            if not _LOCK_ERROR.search(str(exc)):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(warehouse_busy_message(settings, str(exc), waited_s=timeout)) from None
+            if not announced:
+                log.warning("%s is held by %s; waiting up to %g s for it", settings.warehouse_path,
+                            _holder(str(exc)), timeout)  # fmt: skip
+                announced = True
+        time.sleep(min(_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def warehouse_busy_message(settings: Settings, lock_error: str, *, waited_s: float | None = None) -> str:
+    """The one line for "another process holds the warehouse", from DuckDB's lock error."""
+    waited = f" (waited {waited_s:g} s, STAX_WAREHOUSE_LOCK_TIMEOUT)" if waited_s is not None else ""
+    return (
+        f"the warehouse is busy: {_holder(lock_error)} has {settings.warehouse_path} open{waited}. "
+        f"BI tools and SQL clients belong on {settings.marts_path} (or the Parquet files in "
+        f"{settings.exports_dir}/), which every sync replaces without waiting for its readers; "
+        "close that client and try again."
+    )
+
+
+def warehouse_lock_failure(settings: Settings, error: Any) -> str | None:
+    """The busy line if ``error`` (Dagster's ``SerializableErrorInfo`` of a failed step) or any
+    error in its chain is DuckDB's lock error on the warehouse, as dlt (inside its "check your
+    credentials" text) or dbt (inside its summary) raise it when a client grabbed the file
+    after :func:`wait_for_warehouse` returned; None otherwise."""
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        text = current.message or ""
+        if _LOCK_ERROR.search(text) and settings.warehouse_path.name in text:
+            return warehouse_busy_message(settings, text)
+        pending += [current.cause, current.context]
+    return None
+
+
+def _holder(lock_error: str) -> str:
+    match = _LOCK_HOLDER.search(lock_error)
+    if match is None:
+        return "another process"
+    return f"another process (PID {match['pid']}, {match['program']})"
+
+
 def _connect(settings: Settings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """A connection, or a clear error when another process holds DuckDB's file lock."""
     try:
         return duckdb.connect(str(settings.warehouse_path), read_only=read_only)
     except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StaxError(
-                "the warehouse is busy: another process (a sync, or a client holding it open) "
-                "is using it; try again when it has finished"
-            ) from None
+        if _LOCK_ERROR.search(str(exc)):
+            raise WarehouseBusyError(warehouse_busy_message(settings, str(exc))) from None
         raise

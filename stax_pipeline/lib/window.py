@@ -64,6 +64,25 @@ def backfill_window(today: date, days: int = BACKFILL_DAYS) -> SyncWindow:
     return SyncWindow(today - timedelta(days=days), today)
 
 
+def catch_up_window(today: date, synced_days: Iterable[date], lookback_days: int) -> SyncWindow:
+    """The days a plain sync of one connection covers: from the earliest day it is missing to
+    yesterday, so nights the daemon or the laptop was off are filled by the next run.
+
+    A connection that never synced a closed day gets its first days (:func:`backfill_window`).
+    Otherwise the window starts at the first day missing since its first synced day — the day
+    after its last synced day when its history has no hole — or at the nightly window's start
+    (yesterday minus the lookback: providers revise recent days), whichever is earlier.
+    """
+    nightly = nightly_window(today, lookback_days)
+    synced = {day for day in synced_days if day < today}  # today is still open: never "synced"
+    if not synced:
+        return backfill_window(today)
+    first_missing = next(
+        (day for day in SyncWindow(min(synced), today).days() if day not in synced), nightly.start
+    )
+    return SyncWindow(min(first_missing, nightly.start), today)
+
+
 def partition_key(connection: str, day: date) -> str:
     """The multi-partition key of one connection's day, e.g. ``acme|2026-10-01``."""
     from dagster import MultiPartitionKey

@@ -1,7 +1,9 @@
 """Deterministic organization data behind the OpenAI Admin API simulator, and its ground truth.
 
-Each admin key maps to one organization seeded from sha256(key). Usage for a UTC day is a pure
-function of (seed, day, revision), generated at the finest grain each endpoint can group by.
+Each admin key maps to one organization seeded from sha256(key), sized by a
+:class:`~stax_pipeline.simulator.profiles.Profile` (small by default, or large). Usage for a UTC
+day is a pure function of (seed, day, revision), generated at the finest grain each endpoint can
+group by, and cached.
 Costs are derived from that usage through a price table, as line items in the real grammar
 ``[<product> | ]<model-or-sku>[, <charge>]``. Only the simulator prices usage; the pipeline must
 read costs from the API.
@@ -13,13 +15,20 @@ and the current partial day carries ``v*elapsed//DAY``.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 import string
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 from typing import Any
+
+from stax_pipeline.simulator.profiles import SMALL, Profile
 
 DAY = 86400
 _EPOCH = date(1970, 1, 1)
@@ -86,10 +95,6 @@ ENDPOINTS: dict[str, EndpointSpec] = {
                                      {"context_levels": CONTEXT_LEVELS}),
 }
 
-FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::Ab12Cd34"
-_CHAT_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "gpt-4.1-2025-04-14",
-                "gpt-4.1-mini-2025-04-14", "o3-mini-2025-01-31", FINE_TUNED)
-_CHAT_WEIGHTS = (5, 3, 2, 3, 1, 1)
 # USD per 1M tokens: (input, cached input, output), keyed by the model as line items name it.
 _TOKEN_PRICES = {
     "gpt-4o-2024-08-06": (2.5, 1.25, 10.0),
@@ -100,14 +105,54 @@ _TOKEN_PRICES = {
     "ft-gpt-4o-mini-2024-07-18": (0.3, 0.15, 1.2),
     "text-embedding-3-small": (0.02, 0.0, 0.0),
     "text-embedding-3-large": (0.13, 0.0, 0.0),
+    # the large profile's extra models
+    "gpt-4o-2024-11-20": (2.5, 1.25, 10.0),
+    "gpt-4o-2024-05-13": (5.0, 5.0, 15.0),
+    "gpt-4.1-nano-2025-04-14": (0.1, 0.025, 0.4),
+    "o3-2025-04-16": (2.0, 0.5, 8.0),
+    "o4-mini-2025-04-16": (1.1, 0.275, 4.4),
+    "o1-2024-12-17": (15.0, 7.5, 60.0),
+    "o1-mini-2024-09-12": (1.1, 0.55, 4.4),
+    "gpt-4-turbo-2024-04-09": (10.0, 10.0, 30.0),
+    "gpt-3.5-turbo-0125": (0.5, 0.5, 1.5),
+    "gpt-4o-audio-preview-2024-12-17": (2.5, 2.5, 10.0),
+    "gpt-4o-search-preview-2025-03-11": (2.5, 2.5, 10.0),
+    "chatgpt-4o-latest": (5.0, 5.0, 15.0),
+    "gpt-5-2025-08-07": (1.25, 0.125, 10.0),
+    "gpt-5-mini-2025-08-07": (0.25, 0.025, 2.0),
+    "gpt-5-nano-2025-08-07": (0.05, 0.005, 0.4),
+    "codex-mini-latest": (1.5, 0.375, 6.0),
+    "gpt-4.5-preview-2025-02-27": (75.0, 37.5, 150.0),
+    "ft-gpt-4.1-mini-2025-04-14": (0.8, 0.2, 3.2),
+    "text-embedding-ada-002": (0.1, 0.0, 0.0),
 }
+# What each usage endpoint that names a model contributes to that model's row of
+# marts.fct_model_spend_daily: usage field -> mart column.
+MODEL_USAGE_UNITS: dict[str, dict[str, str]] = {
+    "completions": {"input_tokens": "input_tokens", "output_tokens": "output_tokens",
+                    "input_cached_tokens": "input_cached_tokens", "num_model_requests": "num_model_requests"},
+    "embeddings": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
+    "moderations": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
+    "images": {"images": "images", "num_model_requests": "num_model_requests"},
+    "audio_speeches": {"characters": "characters", "num_model_requests": "num_model_requests"},
+    "audio_transcriptions": {"seconds": "seconds", "num_model_requests": "num_model_requests"},
+    "web_search_calls": {"num_requests": "web_search_calls", "num_model_requests": "num_model_requests"},
+}
+MODEL_SPEND_COLUMNS = ("cost_usd", *dict.fromkeys(c for units in MODEL_USAGE_UNITS.values() for c in units.values()))
+
+_KEY_NAMES = ("production", "staging", "ci pipeline", "analytics notebook", "batch jobs", "eval harness",
+              "local dev", "backend", "support bot", "ingest worker", "prototype", "load test")
+_FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim",
+                "Margaret", "Dennis", "Katherine", "Linus", "Sophie", "John")
+_LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman",
+               "Berners-Lee", "Hamilton", "Ritchie", "Johnson", "Torvalds", "Wilson", "McCarthy")
+_SERVICE_ACCOUNTS = ("etl-service", "ci-bot", "support-automation", "nightly-batch", "search-indexer")
+
 _IMAGE_PRICES = {"gpt-image-1": (0.042, 0.063), "dall-e-3": (0.04, 0.08)}  # USD/image: square, other
 _WEB_SEARCH_PRICES = {"low": 0.025, "medium": 0.0275, "high": 0.03}  # USD per call
-_PROJECT_NAMES = ("Support Bot", "Search", "Data Labeling", "Marketing Copy", "Internal Tools",
-                  "Voice Agent", "Research Sandbox", "Evals")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a large organization holds ~10k of these a day
 class CostFact:
     """One cost line item of one day at the finest grain: (project_id, api_key_id, line_item).
 
@@ -123,6 +168,12 @@ class CostFact:
     amount: float
     quantity: float | None
     quantity_unit: str | None
+
+
+def billed_model(model: str) -> str:
+    """The model as cost line items name it: usage names a fine-tune ``ft:<base>:<org>:<suffix>:<id>``,
+    costs bill it as ``ft-<base>``."""
+    return "ft-" + model.split(":")[1] if model.startswith("ft:") else model
 
 
 def day_start(day: date) -> int:
@@ -154,6 +205,34 @@ def _complete_totals(row: dict[str, Any]) -> None:
     row["output_tokens"] = sum(row[f] for f in _OUTPUT)
 
 
+_gc_pauses = 0
+_gc_pauses_lock = threading.Lock()
+_gc_was_enabled = True
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block (reentrant, thread-safe).
+
+    Generating a large day or rendering its buckets builds some 100k short, acyclic objects next
+    to millions of long-lived ones; the collector's passes over them double the time. Reference
+    counting still frees everything; the collector resumes when the last block ends.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_pauses_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_pauses_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _rid(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(_ALNUM) for _ in range(n))
 
@@ -162,24 +241,26 @@ class Organization:
     """One simulated organization: projects, keys, users, daily usage and costs, and truth helpers.
 
     ``now`` and ``revision`` are read on every call, so a test can move the clock or restate days.
+    ``profile`` sets its size (:mod:`.profiles`); a day is generated once per revision and cached.
     """
 
     def __init__(self, seed: str, now: Callable[[], datetime],
-                 revision: Callable[[], tuple[int, int]] = lambda: (0, 3)) -> None:
+                 revision: Callable[[], tuple[int, int]] = lambda: (0, 3), profile: Profile = SMALL) -> None:
         rng = random.Random(seed)
         self.seed = seed
+        self.profile = profile
         self._now = now
         self._revision = revision
         self.org_id = "org-" + _rid(rng, 24)
-        n = rng.randint(3, 6)
-        names = ["Default project", *rng.sample(_PROJECT_NAMES, n - 1)]
+        n = rng.randint(*profile.projects)
+        names = ["Default project", *rng.sample(profile.project_names, n - 1)]
         archived = rng.randrange(1, n)  # never the default project
         created = datetime(2024, 1, 8, tzinfo=UTC).timestamp() + rng.randint(0, 30 * DAY)
         self.projects: list[dict[str, Any]] = []
         self._archived_day: dict[str, date] = {}
         for i, name in enumerate(names):
             pid = "proj_" + _rid(rng, 24)
-            created += rng.randint(DAY, 60 * DAY)
+            created += rng.randint(DAY, profile.project_spacing_days * DAY)
             archived_at = None
             if i == archived:
                 archived_at = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp()) + rng.randint(0, 120 * DAY)
@@ -189,12 +270,13 @@ class Organization:
                 "archived_at": archived_at, "status": "archived" if archived_at else "active",
                 "external_key_id": None, "residency": "GLOBAL",
             })
-        self._keys = {p["id"]: ["key_" + _rid(rng, 16) for _ in range(rng.randint(1, 3))]
+        self._keys = {p["id"]: ["key_" + _rid(rng, 16) for _ in range(rng.randint(*profile.keys_per_project))]
                       for p in self.projects}
-        self._users = ["user-" + _rid(rng, 24) for _ in range(rng.randint(3, 8))]
+        self._users = ["user-" + _rid(rng, 24) for _ in range(rng.randint(*profile.users))]
         self._vector_stores = {p["id"]: ["vs_" + _rid(rng, 24) for _ in range(rng.randint(1, 2))]
                                for p in self.projects if rng.random() < 0.6}
         self._cache: dict[tuple[date, int], tuple[dict[str, list[dict[str, Any]]], list[CostFact]]] = {}
+        self._generating = threading.Lock()  # one thread generates a day; the others wait for it
 
     # -- what the API shows at the simulator's "now" --------------------------------------------
 
@@ -207,8 +289,14 @@ class Organization:
         return max(0, min(DAY, self.now_ts() - day_start(day)))
 
     def usage_slice(self, endpoint: str, day: date, a: int, b: int) -> list[dict[str, Any]]:
-        """Finest-grain usage of ``endpoint`` in seconds [a, b) of ``day`` (rows with private ``_`` keys)."""
+        """Finest-grain usage of ``endpoint`` in seconds [a, b) of ``day`` (rows with private ``_`` keys).
+
+        The whole day is the generated rows themselves (shared: read them, never change them).
+        """
         rows = self._day(day)[0][endpoint]
+        if a == 0 and b == DAY:
+            metrics = ENDPOINTS[endpoint].metrics
+            return [r for r in rows if any(r[m] for m in metrics)]
         return [s for r in rows if (s := slice_fact(endpoint, r, a, b)) is not None]
 
     def usage_facts(self, endpoint: str, day: date) -> list[dict[str, Any]]:
@@ -248,30 +336,114 @@ class Organization:
         keys = ("input_tokens", "output_tokens", "input_cached_tokens", "num_model_requests")
         out: dict[tuple[date, str], dict[str, int]] = {}
         for d in self._days(start, end):
-            for r in self.usage_facts("completions", d):
+            for r in self.usage_slice("completions", d, 0, self._seen_seconds(d)):
                 acc = out.setdefault((d, r["model"]), dict.fromkeys(keys, 0))
                 for k in keys:
                     acc[k] += r[k]
         return out
 
+    def model_spend_by_day(self, start: date, end: date, *, by_api_key: bool = False
+                           ) -> dict[tuple[Any, ...], dict[str, float]]:
+        """What one row of ``marts.fct_model_spend_daily`` should hold, keyed
+        ``(day, project_id, model, sku)`` (with ``api_key_id`` after ``project_id`` when
+        ``by_api_key``): the cost of the model's line items and its usage in every unit
+        (:data:`MODEL_USAGE_UNITS`), fine-tunes under their billed ``ft-<base>`` name. Spend that
+        bills no model has ``model`` None and its line item as ``sku`` (no simulated SKU line item
+        has a charge part); moderations are free, so their rows have usage and no cost.
+        """
+        out: dict[tuple[Any, ...], dict[str, float]] = {}
+
+        def row(day: date, project_id: str, api_key_id: str | None, model: str | None,
+                sku: str | None) -> dict[str, float]:
+            key = (day, project_id, api_key_id, model, sku) if by_api_key else (day, project_id, model, sku)
+            return out.setdefault(key, dict.fromkeys(MODEL_SPEND_COLUMNS, 0))
+
+        for d in self._days(start, end):
+            for f in self.cost_facts(d):
+                row(d, f.project_id, f.api_key_id, f.model, None if f.model else f.line_item)["cost_usd"] += f.amount
+            for endpoint, units in MODEL_USAGE_UNITS.items():
+                for r in self.usage_slice(endpoint, d, 0, self._seen_seconds(d)):
+                    acc = row(d, r["project_id"], r["api_key_id"], billed_model(r["model"]), None)
+                    for field_name, column in units.items():
+                        acc[column] += r[field_name]
+        return out
+
+    # -- API keys: names and owners from a random stream of their own ---------------------------
+
+    @cached_property
+    def _api_keys(self) -> tuple[dict[str, list[dict[str, Any]]], frozenset[str]]:
+        """Every project's keys as ``GET /organization/projects/{id}/api_keys`` lists them, and the
+        ids of deleted keys (used in costs and usage, listed nowhere).
+
+        Drawn from their own stream, so the usage and cost streams (which tests fingerprint) stay
+        exactly as they were. At least one key of an organization is deleted when it has two or more.
+        """
+        rng = random.Random(f"{self.seed}/api_keys")
+        people = {u: f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}" for u in self._users}
+        deleted = {k for keys in self._keys.values() for k in keys if rng.random() < 0.15}
+        all_keys = [k for keys in self._keys.values() for k in keys]
+        if not deleted and len(all_keys) > 1:
+            deleted.add(rng.choice(all_keys))
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for project in self.projects:
+            listed[project["id"]] = []
+            for key_id in self._keys[project["id"]]:
+                created = project["created_at"] + rng.randint(0, 30 * DAY)
+                if rng.random() < 0.7:
+                    user = rng.choice(self._users)
+                    owner = {"type": "user", "user": {
+                        "object": "organization.project.user", "id": user, "name": people[user],
+                        "email": people[user].lower().replace(" ", ".") + "@example.com",
+                        "role": rng.choice(("owner", "member")), "added_at": project["created_at"]}}
+                else:
+                    owner = {"type": "service_account", "service_account": {
+                        "object": "organization.project.service_account", "id": "svc_acct_" + _rid(rng, 24),
+                        "name": rng.choice(_SERVICE_ACCOUNTS), "role": "member", "created_at": created}}
+                key = {"object": "organization.project.api_key", "id": key_id,
+                       "name": f"{rng.choice(_KEY_NAMES)} {rng.randint(1, 99)}",
+                       "redacted_value": f"sk-proj-{_rid(rng, 2)}***...{_rid(rng, 4)}",
+                       "created_at": created, "_last_used_hours": rng.randint(1, 72), "owner": owner}
+                if key_id not in deleted:
+                    listed[project["id"]].append(key)
+        return listed, frozenset(deleted)
+
+    def api_keys(self, project_id: str) -> list[dict[str, Any]]:
+        """The keys of a project as the API lists them now (deleted keys left out)."""
+        today = day_start(day_of(self.now_ts()))
+        return [{**{k: v for k, v in key.items() if not k.startswith("_")},
+                 "last_used_at": today - key["_last_used_hours"] * 3600}
+                for key in self._api_keys[0][project_id]]
+
+    @property
+    def deleted_api_keys(self) -> frozenset[str]:
+        """Ids of keys that appear in costs and usage but are no longer listed."""
+        return self._api_keys[1]
+
     # -- generation -----------------------------------------------------------------------------
 
-    def _effective_revision(self, day: date) -> int:
+    def revision_of(self, day: date) -> int:
+        """Which revision of ``day`` the API shows now (0: the original; > 0: restated)."""
         revision, revised_days = self._revision()
         today = day_of(self.now_ts())
         return revision if revision > 0 and today - timedelta(days=revised_days) <= day < today else 0
 
     def _day(self, day: date) -> tuple[dict[str, list[dict[str, Any]]], list[CostFact]]:
-        key = (day, self._effective_revision(day))
-        if key not in self._cache:  # a race only computes the same pure value twice
-            usage = self._generate_usage(*key)
-            self._cache[key] = (usage, self._restate(day, key[1], self._derive_costs(day, usage)))
-        return self._cache[key]
+        key = (day, self.revision_of(day))
+        cached = self._cache.get(key)
+        if cached is None:
+            with self._generating, paused_gc():  # a large day takes a while: generate it once
+                cached = self._cache.get(key)
+                if cached is None:
+                    usage = self._generate_usage(*key)
+                    cached = (usage, self._restate(day, key[1], self._derive_costs(day, usage)))
+                    self._cache[key] = cached
+        return cached
 
     def _generate_usage(self, day: date, revision: int) -> dict[str, list[dict[str, Any]]]:
         rng = random.Random(f"{self.seed}/{day.isoformat()}")
+        profile = self.profile
         usage: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {ep: {} for ep in ENDPOINTS}
-        if rng.random() < 0.12:  # a quiet day: no traffic, no cost
+        if profile.quiet_day_rate and rng.random() < profile.quiet_day_rate:  # no traffic, no cost
             return {ep: [] for ep in ENDPOINTS}
         # A restatement scales volumes but draws the same structure from the same random stream.
         volume = (0.4 if day.weekday() >= 5 else 1.0) * (
@@ -289,31 +461,33 @@ class Organization:
 
         def add(endpoint: str, row: dict[str, Any]) -> None:
             spec = ENDPOINTS[endpoint]
-            key = (*(row[d] for d in spec.dims), row.get("_product"))
+            key = (*[row[d] for d in spec.dims], row.get("_product"))
             if key in usage[endpoint]:
                 for m in spec.metrics:
                     usage[endpoint][key][m] += row[m]
             else:
                 usage[endpoint][key] = row
 
-        for _ in range(rng.randint(4, 14)):
-            model = rng.choices(_CHAT_MODELS, _CHAT_WEIGHTS)[0]
+        draws = profile.draws
+        chat_cum_weights = list(accumulate(profile.chat_weights))  # what choices(weights=) computes each call
+        for _ in range(rng.randint(*draws["completions"])):
+            model = rng.choices(profile.chat_models, cum_weights=chat_cum_weights)[0]
             batch = rng.random() < 0.15
             evals = not batch and model == "gpt-4o-mini-2024-07-18" and rng.random() < 0.3
             tier = "default" if batch else rng.choice(("default", "default", "default", "flex", "priority"))
             add("completions", {**who(), "model": model, "batch": batch, "service_tier": tier,
                                 "_product": "evals" if evals else None,
                                 **self._completion_metrics(rng, model, n(5, 400))})
-        for _ in range(rng.randint(0, 4)):
+        for _ in range(rng.randint(*draws["embeddings"])):
             req = n(2, 300)
-            model = rng.choice(("text-embedding-3-small",) * 3 + ("text-embedding-3-large",))
+            model = rng.choice(profile.embedding_models)
             add("embeddings", {**who(), "model": model, "input_tokens": req * rng.randint(50, 2000),
                                "num_model_requests": req})
-        for _ in range(rng.randint(0, 3)):
+        for _ in range(rng.randint(*draws["moderations"])):
             req = n(5, 500)
             add("moderations", {**who(), "model": "omni-moderation-latest",
                                 "input_tokens": req * rng.randint(20, 400), "num_model_requests": req})
-        for _ in range(rng.randint(0, 3)):
+        for _ in range(rng.randint(*draws["images"])):
             if rng.random() < 0.5:
                 model, size = "gpt-image-1", rng.choice(("1024x1024", "1024x1792"))
                 source = rng.choice(("image.generation", "image.edit"))
@@ -322,11 +496,11 @@ class Organization:
             req = n(1, 30)
             add("images", {**who(), "model": model, "size": size, "source": source,
                            "images": req * rng.randint(1, 2), "num_model_requests": req})
-        for _ in range(rng.randint(0, 2)):
+        for _ in range(rng.randint(*draws["audio_speeches"])):
             req = n(1, 60)
             add("audio_speeches", {**who(), "model": "tts-1", "characters": req * rng.randint(100, 2000),
                                    "num_model_requests": req})
-        for _ in range(rng.randint(0, 2)):
+        for _ in range(rng.randint(*draws["audio_transcriptions"])):
             req = n(1, 40)
             add("audio_transcriptions", {**who(), "model": "whisper-1", "seconds": req * rng.randint(10, 600),
                                          "num_model_requests": req})
@@ -334,15 +508,15 @@ class Organization:
             size = int.from_bytes(hashlib.sha256(f"{self.seed}/{p}".encode()).digest()[:3], "big") * 8
             size += day.toordinal() % 97 * 20_000
             add("vector_stores", {"project_id": p, "usage_bytes": int(size * volume)})
-        for _ in range(rng.randint(0, 2)):
+        for _ in range(rng.randint(*draws["code_interpreter_sessions"])):
             add("code_interpreter_sessions", {"project_id": rng.choice(active), "num_sessions": n(1, 20)})
-        for _ in range(rng.randint(0, 3) if with_vs else 0):
+        for _ in range(rng.randint(*draws["file_search_calls"]) if with_vs else 0):
             row = who(with_vs)
             store = rng.choice(self._vector_stores[row["project_id"]])
             add("file_search_calls", {**row, "vector_store_id": store, "num_requests": n(1, 300)})
-        for _ in range(rng.randint(0, 3)):
+        for _ in range(rng.randint(*draws["web_search_calls"])):
             calls = n(1, 100)
-            model = rng.choice(("gpt-4o-2024-08-06", "gpt-4.1-mini-2025-04-14"))
+            model = rng.choice(profile.web_search_models)
             add("web_search_calls", {**who(), "model": model, "context_level": rng.choice(CONTEXT_LEVELS),
                                      "num_model_requests": calls,
                                      "num_requests": calls + rng.randint(0, calls)})
@@ -371,7 +545,9 @@ class Organization:
 
     def _derive_costs(self, day: date, usage: dict[str, list[dict[str, Any]]]) -> list[CostFact]:
         """Price usage into line items, summed per (project_id, api_key_id, line_item)."""
-        acc: dict[tuple[str, str | None, str], CostFact] = {}
+        # (project_id, api_key_id, line_item) -> [model, charge_type, amount, quantity, quantity_unit];
+        # plain lists while summing, as a large day charges ~75k times into ~10k line items
+        acc: dict[tuple[str, str | None, str], list[Any]] = {}
         legacy_images = random.Random(f"{self.seed}/{day}/legacy").random() < 0.25
 
         def charge(row: dict[str, Any], line_item: str, model: str | None, charge_type: str | None,
@@ -380,13 +556,12 @@ class Organization:
                 return
             key = (row["project_id"], row.get("api_key_id"), line_item)
             prev = acc.get(key)
-            amount = qty * unit_price + (prev.amount if prev else 0.0)
-            quantity = qty + (prev.quantity or 0 if prev else 0) if report_qty else None
-            acc[key] = CostFact(day, key[0], key[1], line_item, model, charge_type, amount, quantity,
-                                unit if report_qty else None)
+            amount = qty * unit_price + (prev[2] if prev else 0.0)
+            quantity = qty + (prev[3] or 0 if prev else 0) if report_qty else None
+            acc[key] = [model, charge_type, amount, quantity, unit if report_qty else None]
 
         for r in usage["completions"]:
-            base = "ft-" + r["model"].split(":")[1] if r["model"].startswith("ft:") else r["model"]
+            base = billed_model(r["model"])
             prefix = "batch | " if r["batch"] else "evals | " if r.get("_product") == "evals" else ""
             p_in, p_cached, p_out = (p * (0.5 if r["batch"] else 1.0) / 1e6 for p in _TOKEN_PRICES[base])
             charge(r, f"{prefix}{base}, input", base, "input",
@@ -419,7 +594,8 @@ class Organization:
         for r in usage["web_search_calls"]:
             price = _WEB_SEARCH_PRICES[r["context_level"]]
             charge(r, "web search tool calls", None, None, r["num_requests"], price, None)
-        return sorted(acc.values(), key=lambda f: (f.project_id, f.api_key_id or "", f.line_item))
+        return [CostFact(day, *key, *fields) for key, fields in
+                sorted(acc.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2]))]
 
     def _restate(self, day: date, revision: int, facts: list[CostFact]) -> list[CostFact]:
         """A restated day loses one cost row and gains one it did not have (besides changed volumes)."""

@@ -1,8 +1,12 @@
 """HTTP front of the OpenAI Admin API simulator: auth, validation, buckets, paging and faults.
 
-Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>`` and
-``/v1/organization/projects`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
+Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>``,
+``/v1/organization/projects`` and ``/v1/organization/projects/<id>/api_keys`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
 :meth:`Simulator.handle` so it is independent of the socket plumbing.
+
+A large organization's 30-day page is tens of megabytes of JSON, so the results of every closed
+bucket are encoded once and kept (:class:`_BucketCache`); a page is those pieces joined, byte for
+byte what ``json.dumps`` of the whole page gives.
 """
 
 from __future__ import annotations
@@ -11,20 +15,24 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import random
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start
+from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start, paused_gc
+from stax_pipeline.simulator.profiles import profile_named
 
 ARRAY_PARAMS = frozenset({"project_ids", "user_ids", "api_key_ids", "models", "group_by", "sources",
                           "sizes", "vector_store_ids", "context_levels"})
@@ -42,15 +50,29 @@ _SERVER_ERRORS = {
     504: "Gateway timeout. Please try again later.",
 }
 
+# json.dumps's output without its check for reference cycles (plain rows have none): 30% faster
+_ENCODER = json.JSONEncoder(check_circular=False)
 _FAULTS_LOCK = threading.Lock()  # module-level so Faults stays a plain, copyable dataclass
 
 
 @dataclass
 class Faults:
-    """Failure modes to inject, mutable at runtime; bursts count down once per request."""
+    """Failure modes to inject, mutable at runtime; bursts count down once per request.
+
+    "The N-th request" counts every request the simulator received, from 1, whatever its path.
+    """
 
     rate_limit_burst: int = 0
+    rate_limit_per_path: int = 0  # the first N requests of each path answer 429
+    rate_limit_every: int = 0  # every N-th request answers 429
     retry_after: int = 1
+    retry_after_form: str = "seconds"  # of the 429's Retry-After: "seconds", "http-date" or "nan"
+    outage_at_request: int = 0  # the K-th request starts an outage: every request fails ...
+    outage_seconds: float = 0.0  # ... for this long ...
+    outage_mode: str = "503"  # ... answered 503, or "drop": the connection closes unanswered
+    drop_mid_response_every: int = 0  # every N-th answer stops half-way: the connection closes
+    redirect_burst: int = 0  # the next N requests answer 301 (with a body that looks like data)
+    endless_pages: bool = False  # the last page still says has_more, with a fresh cursor, forever
     error_5xx_burst: int = 0
     error_5xx_rate: float = 0.0
     latency_ms: int = 0
@@ -80,6 +102,7 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    drop: str | None = None  # "unanswered": close at once; "mid_body": send half the body, close
 
 
 class ApiError(Exception):
@@ -150,7 +173,36 @@ def _limit(params: dict[str, list[str]], default: int, maximum: int, context: st
 
 
 def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
-    return tuple((v is not None, str(v)) for v in key)
+    return tuple([(v is not None, str(v)) for v in key])
+
+
+class _BucketCache:
+    """Encoded ``results`` of closed buckets, least recently used dropped beyond ``max_bytes``.
+
+    A closed bucket of a given revision never changes, so its answer to the same grouping and
+    filters can be served again without regrouping or re-encoding tens of thousands of rows.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, encode: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
+        value = encode()  # outside the lock: other buckets are served meanwhile
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = value
+                self._size += len(value)
+                while self._size > self.max_bytes and len(self._entries) > 1:
+                    self._size -= len(self._entries.popitem(last=False)[1])
+        return value
 
 
 class _Pager:
@@ -162,6 +214,7 @@ class _Pager:
         self.size = min(size, faults.page_size) if faults.page_size else size
         self.token = (params.get("page") or [""])[0]
         self.loop = faults.cursor_loop
+        self.endless = faults.endless_pages
         self.resume = self._decode(self.token) if self.token else None
 
     def _encode(self, start: int) -> str:
@@ -177,26 +230,39 @@ class _Pager:
                                    "parameters; resend the original parameters with 'page'.")
         return start
 
-    def page(self, bounds: Iterator[tuple[int, int]],
-             render: Callable[[int, int], list[dict[str, Any]]]) -> dict[str, Any]:
-        """One page of buckets from ``bounds`` (already resumed at the cursor), rendered."""
+    def page(self, bounds: Iterator[tuple[int, int]], render: Callable[[int, int], bytes]) -> bytes:
+        """One page of buckets from ``bounds`` (already resumed at the cursor), as JSON.
+
+        ``render`` gives a bucket's encoded ``results`` list; the page is assembled around those
+        pieces exactly as ``json.dumps`` would write the whole object.
+        """
         buckets = list(islice(bounds, self.size + 1))
         shown = buckets[: self.size]
-        data = [{"object": "bucket", "start_time": a, "end_time": b, "results": render(a, b)} for a, b in shown]
         if self.loop:  # a broken server that keeps handing back the same cursor
-            return {"object": "page", "data": data, "has_more": True,
-                    "next_page": self.token or self._encode(shown[0][0] if shown else 0)}
-        more = len(buckets) > self.size
-        return {"object": "page", "data": data, "has_more": more,
-                "next_page": self._encode(buckets[-1][0]) if more else None}
+            more, cursor = True, self.token or self._encode(shown[0][0] if shown else 0)
+        else:
+            more = len(buckets) > self.size
+            cursor = self._encode(buckets[-1][0]) if more else None
+            if self.endless and not more:  # a broken server: past the end, empty pages, fresh cursors
+                after = shown[-1][1] if shown else (self.resume if self.resume is not None else 2**62) + 1
+                more, cursor = True, self._encode(after)
+        parts = [b'{"object": "page", "data": [']
+        for i, (a, b) in enumerate(shown):
+            head = b'{"object": "bucket", "start_time": %d, "end_time": %d, "results": ' % (a, b)
+            parts += [b", " if i else b"", head, render(a, b), b"}"]
+        parts.append(b'], "has_more": %b, "next_page": %b}' % (b"true" if more else b"false",
+                                                              json.dumps(cursor).encode()))
+        return b"".join(parts)  # one copy of what may be ~100 MB
 
 
 class Simulator:
     """A stateful fake of the OpenAI Admin API: organizations per key, faults, and a request log."""
 
-    def __init__(self, now: Callable[[], datetime] | None = None, faults: Faults | None = None) -> None:
+    def __init__(self, now: Callable[[], datetime] | None = None, faults: Faults | None = None,
+                 profile: str = "small") -> None:
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self.faults = faults or Faults()
+        self.profile = profile_named(profile)  # every key's organization has this size
         self.base_url: str | None = None  # set by run_simulator / serve
         self.port: int | None = None
         self._lock = threading.Lock()
@@ -205,6 +271,10 @@ class Simulator:
         self._requests: list[tuple[str, dict[str, list[str]]]] = []
         self._errors_served = 0
         self._error_rng = random.Random(0)
+        self._buckets = _BucketCache()
+        self._received = 0  # every request, for the "N-th request" faults
+        self._received_by_path: dict[str, int] = {}
+        self._outage_until: float | None = None  # time.monotonic() when the outage ends
 
     @property
     def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
@@ -213,8 +283,12 @@ class Simulator:
             return list(self._requests)
 
     def reset_requests(self) -> None:
+        """Forget the request log, and restart the "N-th request" counts (and any outage)."""
         with self._lock:
             self._requests.clear()
+            self._received = 0
+            self._received_by_path.clear()
+            self._outage_until = None
 
     def revoke(self, key: str) -> None:
         """From now on the key is refused with 401 invalid_api_key."""
@@ -226,7 +300,8 @@ class Simulator:
         with self._lock:
             if key not in self._orgs:
                 self._orgs[key] = Organization(hashlib.sha256(key.encode()).hexdigest(), self._now,
-                                               lambda: (self.faults.revision, self.faults.revised_days))
+                                               lambda: (self.faults.revision, self.faults.revised_days),
+                                               self.profile)
             return self._orgs[key]
 
     def _now(self) -> datetime:
@@ -237,28 +312,53 @@ class Simulator:
         url = urlsplit(target)
         path = url.path.rstrip("/")
         raw = parse_qs(url.query, keep_blank_values=True)
+        faults = self.faults
         with self._lock:
             self._requests.append((path, raw))
-        faults = self.faults
+            self._received += 1
+            nth = self._received
+            nth_of_path = self._received_by_path[path] = self._received_by_path.get(path, 0) + 1
+            if faults.outage_at_request and nth == faults.outage_at_request:
+                self._outage_until = time.monotonic() + faults.outage_seconds
+            in_outage = self._outage_until is not None and time.monotonic() < self._outage_until
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
+        if in_outage:
+            if faults.outage_mode == "drop":
+                return Response(0, b"", drop="unanswered")
+            return ApiError(503, _SERVER_ERRORS[503], kind="server_error").response()
+        if faults.take("redirect_burst"):
+            page = {"object": "page", "data": [], "has_more": False, "next_page": None}
+            return Response(301, json.dumps(page).encode(),
+                            headers={"Location": f"https://api.openai.invalid{url.path}"})
         try:
-            if faults.take("rate_limit_burst"):
+            if (faults.take("rate_limit_burst") or nth_of_path <= faults.rate_limit_per_path
+                    or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)):
                 raise ApiError(429, f"Rate limit reached for requests on organization admin endpoints. "
                                     f"Please try again in {faults.retry_after}s.", kind="requests",
-                               code="rate_limit_exceeded", headers={"Retry-After": str(faults.retry_after)})
+                               code="rate_limit_exceeded", headers={"Retry-After": self._retry_after()})
             failure = self._server_error()
             if failure is not None:
                 return failure
-            scope = "api.management.read" if path == "/v1/organization/projects" else "api.usage.read"
+            scope = "api.management.read" if path.startswith("/v1/organization/projects") else "api.usage.read"
             org = self.org_for_key(self._authenticate(authorization, scope))
-            body = self._route(path, normalize_params(raw), org)
+            payload = self._route(path, normalize_params(raw), org)
         except ApiError as error:
             return error.response()
-        payload = json.dumps(body).encode()
         if faults.take("truncated_body_burst"):
             payload = payload[: len(payload) // 2]
+        if faults.drop_mid_response_every and nth % faults.drop_mid_response_every == 0:
+            return Response(200, payload, drop="mid_body")
         return Response(200, payload)
+
+    def _retry_after(self) -> str:
+        """The 429's ``Retry-After`` in the form the faults ask for."""
+        form, seconds = self.faults.retry_after_form, self.faults.retry_after
+        if form == "nan":
+            return "nan"
+        if form == "http-date":  # real time, read by the client's real clock; whole seconds, rounded up
+            return format_datetime(datetime.fromtimestamp(math.ceil(time.time() + seconds), UTC), usegmt=True)
+        return str(seconds)
 
     def _server_error(self) -> Response | None:
         hit = self.faults.take("error_5xx_burst")
@@ -294,11 +394,15 @@ class Simulator:
                                 "an owner of the organization.", bare=bare)
         return key
 
-    def _route(self, path: str, params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+    def _route(self, path: str, params: dict[str, list[str]], org: Organization) -> bytes:
         if path == "/v1/organization/costs":
             return self._costs(path, params, org)
         if path == "/v1/organization/projects":
-            return _projects(params, org)
+            return json.dumps(_projects(params, org, endless=self.faults.endless_pages)).encode()
+        project_path, _, leaf = path.rpartition("/")
+        if leaf == "api_keys" and project_path.startswith("/v1/organization/projects/"):
+            project_id = project_path.removeprefix("/v1/organization/projects/")
+            return json.dumps(_api_keys(params, org, project_id, self.faults.page_size)).encode()
         prefix, _, endpoint = path.rpartition("/")
         if endpoint in self.faults.missing_usage_endpoints:
             raise ApiError(404, f"Invalid URL (GET {path})")
@@ -314,7 +418,22 @@ class Simulator:
         assert start is not None  # required=True raised otherwise
         return start, now if end is None else min(end, now)
 
-    def _costs(self, path: str, params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+    def _results(self, org: Organization, a: int, b: int, query: tuple[Hashable, ...],
+                 rows: Callable[[], list[dict[str, Any]]]) -> bytes:
+        """The encoded results of bucket [a, b): from the cache once the bucket is closed.
+
+        ``query`` names everything besides the bucket that decides its rows (endpoint, grouping,
+        filters); the day's revision is added here, as restating a day changes its closed buckets.
+        """
+        def encode() -> bytes:
+            with paused_gc():
+                return _ENCODER.encode(rows()).encode()
+
+        if b > org.now_ts():  # still filling up
+            return encode()
+        return self._buckets.get((org.seed, org.revision_of(day_of(a)), a, b, *query), encode)
+
+    def _costs(self, path: str, params: dict[str, list[str]], org: Organization) -> bytes:
         start, upper = self._window(params, org)
         _choices(params, "bucket_width", ("1d",))
         allowed = COSTS_GROUP_BY[:2] if self.faults.reject_costs_group_by_api_key_id else COSTS_GROUP_BY
@@ -328,29 +447,39 @@ class Simulator:
                 yield a, a + DAY
                 a += DAY
 
-        def render(a: int, _b: int) -> list[dict[str, Any]]:
-            groups: dict[tuple[Any, ...], list[CostFact]] = {}
-            for f in org.cost_facts(day_of(a)):
-                if (not projects or f.project_id in projects) and (not keys or f.api_key_id in keys):
-                    key = tuple(getattr(f, d) if d in group_by else None for d in COSTS_GROUP_BY)
+        query = ("costs", *(tuple(sorted(v)) for v in (group_by, projects, keys)))
+
+        def render(a: int, b: int) -> bytes:
+            return self._results(org, a, b, query, lambda: rows(a))
+
+        by_line = "line_item" in group_by
+        picked = [d in group_by for d in COSTS_GROUP_BY]
+
+        def rows(a: int) -> list[dict[str, Any]]:
+            facts = [f for f in org.cost_facts(day_of(a))
+                     if (not projects or f.project_id in projects) and (not keys or f.api_key_id in keys)]
+            if all(picked):  # facts are unique per (project, key, line item): a group each
+                groups = {(f.line_item, f.project_id, f.api_key_id): [f] for f in facts}
+            else:
+                groups = {}
+                for f in facts:
+                    full = (f.line_item, f.project_id, f.api_key_id)
+                    key = tuple([v if p else None for v, p in zip(full, picked, strict=True)])
                     groups.setdefault(key, []).append(f)
-            rows = []
-            for key in sorted(groups, key=_sort_key):
-                facts, by_line = groups[key], "line_item" in group_by
-                quantity = None
-                if by_line and facts[0].quantity is not None:  # one line item has one unit
-                    quantity = sum(f.quantity or 0 for f in facts)
-                rows.append({"object": "organization.costs.result",
-                             "amount": {"value": sum(f.amount for f in facts), "currency": "usd"},
-                             **dict(zip(COSTS_GROUP_BY, key)), "quantity": quantity,
-                             "quantity_unit": facts[0].quantity_unit if by_line else None,
-                             "organization_id": org.org_id})
-            return rows
+            return [row(key, groups[key]) for key in sorted(groups, key=_sort_key)]
+
+        def row(key: tuple[Any, ...], facts: list[CostFact]) -> dict[str, Any]:
+            quantity = None
+            if by_line and facts[0].quantity is not None:  # one line item has one unit
+                quantity = sum([f.quantity or 0 for f in facts])
+            return {"object": "organization.costs.result",
+                    "amount": {"value": sum([f.amount for f in facts]), "currency": "usd"},
+                    "line_item": key[0], "project_id": key[1], "api_key_id": key[2], "quantity": quantity,
+                    "quantity_unit": facts[0].quantity_unit if by_line else None, "organization_id": org.org_id}
 
         return pager.page(bounds(), render)
 
-    def _usage(self, path: str, endpoint: str, params: dict[str, list[str]],
-               org: Organization) -> dict[str, Any]:
+    def _usage(self, path: str, endpoint: str, params: dict[str, list[str]], org: Organization) -> bytes:
         spec = ENDPOINTS[endpoint]
         start, upper = self._window(params, org)
         width_name = (params.get("bucket_width") or ["1d"])[0]
@@ -377,31 +506,69 @@ class Simulator:
                 yield a, b
                 a = b
 
-        def render(a: int, b: int) -> list[dict[str, Any]]:
+        query = (endpoint, tuple(sorted(group_by)), batch,
+                 *((dim, tuple(sorted(values))) for dim, values in sorted(filters.items())))
+
+        def render(a: int, b: int) -> bytes:
+            return self._results(org, a, b, query, lambda: rows(a, b))
+
+        active = [(dim, values) for dim, values in filters.items() if values]
+        picked = [d if d in group_by else None for d in spec.dims]
+
+        def rows(a: int, b: int) -> list[dict[str, Any]]:
             day = day_of(a)
             groups: dict[tuple[Any, ...], dict[str, int]] = {}
             for row in org.usage_slice(endpoint, day, a - day_start(day), b - day_start(day)):
-                if any(values and row[dim] not in values for dim, values in filters.items()):
+                if active and any(row[dim] not in values for dim, values in active):
                     continue
                 if batch is not None and row["batch"] != batch:
                     continue
-                acc = groups.setdefault(tuple(row[d] if d in group_by else None for d in spec.dims),
-                                        dict.fromkeys(spec.metrics, 0))
-                for m in spec.metrics:
-                    acc[m] += row[m]
+                key = tuple([row[d] if d else None for d in picked])
+                acc = groups.get(key)
+                if acc is None:
+                    groups[key] = {m: row[m] for m in spec.metrics}
+                else:
+                    for m in spec.metrics:
+                        acc[m] += row[m]
             return [{"object": spec.object, **groups[key], **dict(zip(spec.dims, key))}
                     for key in sorted(groups, key=_sort_key)]
 
         return pager.page(bounds(), render)
 
 
-def _projects(params: dict[str, list[str]], org: Organization) -> dict[str, Any]:
+def _projects(params: dict[str, list[str]], org: Organization, *, endless: bool = False) -> dict[str, Any]:
     limit = _limit(params, 20, 100)
     archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
     after = (params.get("after") or [""])[0]
     items = [dict(p) for p in org.projects if archived or p["status"] != "archived"]
     if after:
         ids = [p["id"] for p in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    if endless and len(items) <= limit:  # a broken server: has_more forever, a made-up project a page
+        if not page:
+            n = int(after.removeprefix("proj_endless_")) + 1 if after.startswith("proj_endless_") else 0
+            page = [{"object": "organization.project", "id": f"proj_endless_{n}", "name": f"Endless {n}",
+                     "created_at": 0, "archived_at": None, "status": "active"}]
+        return {"object": "list", "data": page, "first_id": page[0]["id"], "last_id": page[-1]["id"],
+                "has_more": True}
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
+def _api_keys(params: dict[str, list[str]], org: Organization, project_id: str,
+              page_size: int | None) -> dict[str, Any]:
+    """``GET /organization/projects/{project_id}/api_keys``: a cursor list (``after``/``limit``,
+    ``has_more``, ``first_id``/``last_id``) of the project's keys, archived projects included."""
+    if project_id not in {p["id"] for p in org.projects}:
+        raise ApiError(404, f"No such project: '{project_id}'.", param="project_id", code="not_found")
+    limit = _limit(params, 20, 100)
+    if page_size:
+        limit = min(limit, page_size)
+    after = (params.get("after") or [""])[0]
+    items = org.api_keys(project_id)
+    if after:
+        ids = [k["id"] for k in items]
         items = items[ids.index(after) + 1:] if after in ids else []
     page = items[:limit]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
@@ -418,12 +585,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
         response = self.server.simulator.handle(self.path, self.headers.get("Authorization"))
+        if response.drop == "unanswered":
+            self.close_connection = True
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if response.drop == "mid_body":  # Content-Length promised the whole body
+            self.wfile.write(response.body[: len(response.body) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -456,11 +630,12 @@ def run_simulator(host: str = "127.0.0.1", port: int = 0, **simulator_kwargs: An
         thread.join()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = None,
+          profile: str = "small") -> None:
     """Serve in the foreground until Ctrl-C."""
-    server = _Server(Simulator(faults=faults), host, port)
-    print(f"OpenAI Admin API simulator at {server.simulator.base_url} (any sk-admin-... key; Ctrl-C to stop)",
-          flush=True)
+    server = _Server(Simulator(faults=faults, profile=profile), host, port)
+    print(f"OpenAI Admin API simulator at {server.simulator.base_url}, {profile} organizations "
+          "(any sk-admin-... key; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -243,7 +243,7 @@ def assert_stops(instance, process: subprocess.Popen, signo: signal.Signals, run
     wait_for(lambda: not group_members(process.pid), "the command's processes to end", timeout=10)
 
 
-def test_an_interrupted_backfill_fails_its_run_and_is_released_for_the_next_try(stax_home, acme):
+def test_an_interrupted_backfill_fails_its_run_and_is_released_for_a_retry(stax_home, acme):
     """In-process, as `stax connect` runs it, with a real SIGINT: here while Dagster still plans
     the run, before it handles signals itself (stops during the run are tested above)."""
     settings = load_settings()
@@ -257,7 +257,8 @@ def test_an_interrupted_backfill_fails_its_run_and_is_released_for_the_next_try(
     threading.Thread(target=interrupt_once_the_run_exists, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         run_backfill(instance, store, "acme")
-    assert [c.name for c in store.pending_backfills()] == ["acme"]  # not claimed forever
+    acme_now = store.get("acme")  # not claimed forever: failed, for the daemon to retry
+    assert (acme_now.backfill_state, acme_now.backfill_error) == ("failed", "interrupted")
     (run,) = instance.get_runs()
     assert run.status == DagsterRunStatus.FAILURE
     assert pool_users(instance) == (set(), set())

@@ -6,7 +6,7 @@ import base64
 import os
 import sqlite3
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from stax_pipeline.credentials import (
     ConnectionStore,
     MasterKey,
+    backfill_retry_delay,
     decrypt,
     encode_master_key,
     encrypt,
@@ -23,6 +24,7 @@ from stax_pipeline.credentials import (
 )
 from stax_pipeline.credentials.crypto import read_key_file, write_key_file
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.lib.window import SyncWindow, backfill_window
 from stax_pipeline.settings import Settings, load_settings
 
 KEY_A = "sk-admin-" + "Qx7vLr2NpW9sKd4TmYb8HcZf3JgE6uRa"
@@ -292,24 +294,111 @@ def test_get_list_remove_and_sync_times(store: ConnectionStore) -> None:
             call()
 
 
-def test_claim_backfill_is_once_only(store: ConnectionStore) -> None:
+def test_claim_backfill_is_once_only_and_settled_by_its_token(store: ConnectionStore) -> None:
+    now = datetime.now(UTC)
     store.add("prod", "openai", KEY_A)
-    assert [c.name for c in store.pending_backfills()] == ["prod"]
-    assert store.claim_backfill("prod", "cli") is True
-    assert store.claim_backfill("prod", "sensor") is False
-    assert store.get("prod").backfill_claimed_by == "cli"
-    assert store.pending_backfills() == []
-    store.release_backfill("prod")
-    assert [c.name for c in store.pending_backfills()] == ["prod"]
-    assert store.claim_backfill("prod", "sensor") is True
+    assert store.get("prod").backfill_state == "pending"
+    assert [c.name for c in store.due_backfills(now)] == ["prod"]
+    claim = store.claim_backfill("prod", "cli")
+    assert claim
+    assert store.claim_backfill("prod", "sensor") is None
+    claimed = store.get("prod")
+    assert (claimed.backfill_state, claimed.backfill_claimed_by, claimed.backfill_claim) == (
+        "running", "cli", claim)
+    assert store.due_backfills(now) == []
+    assert [c.name for c in store.claimed_backfills()] == ["prod"]
+
+    assert store.fail_backfill(claim, "GET /organization/costs failed with HTTP 503", now)
+    assert not store.fail_backfill(claim, "reported twice", now)  # a settled claim stays settled
+    failed = store.get("prod")
+    assert failed.backfill_state == "failed"
+    assert failed.backfill_error == "GET /organization/costs failed with HTTP 503"
+    assert (failed.backfill_attempts, failed.backfill_retry_at) == (1, now + timedelta(minutes=1))
+    # The daemon waits for the retry time; a person at the CLI may retry at once.
+    assert store.due_backfills(now) == []
+    assert store.claim_backfill("prod", "sensor", now=now) is None
+    assert [c.name for c in store.due_backfills(now + timedelta(minutes=1))] == ["prod"]
+    retry = store.claim_backfill("prod", "sensor", now=now + timedelta(minutes=1))
+    assert retry and retry != claim
+    assert not store.finish_backfill(claim, now)  # the old claim's outcome changes nothing
+    assert store.fail_backfill(retry, "the run was canceled", now)
+    assert store.get("prod").backfill_retry_at == now + timedelta(minutes=2)
+
+    again = store.claim_backfill("prod", "cli")
     done = datetime(2024, 5, 2, tzinfo=UTC)
-    store.mark_backfilled("prod", done)
-    assert store.get("prod").backfilled_at == done
-    store.release_backfill("prod")
-    assert store.claim_backfill("prod", "cli") is False
-    assert store.pending_backfills() == []
+    assert store.finish_backfill(again, done)
+    finished = store.get("prod")
+    assert (finished.backfill_state, finished.backfilled_at, finished.backfill_error) == ("done", done, None)
+    assert store.claim_backfill("prod", "cli") is None
+    assert store.due_backfills(now + timedelta(days=1)) == []
     with pytest.raises(UsageError):
         store.claim_backfill("nope", "cli")
+
+
+def test_backfill_retries_back_off_exponentially_up_to_an_hour() -> None:
+    delays = [backfill_retry_delay(n) for n in range(1, 10)]
+    assert [d.total_seconds() / 60 for d in delays] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert backfill_retry_delay(10_000) == timedelta(hours=1)
+
+
+def test_synced_days_are_recorded_per_connection(store: ConnectionStore) -> None:
+    store.add("prod", "openai", KEY_A)
+    store.add("dev", "openai", KEY_B)
+    at = datetime(2026, 10, 21, 2, 0, tzinfo=UTC)
+    store.mark_synced("prod", at, SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 20)))
+    store.mark_synced("prod", at, SyncWindow.inclusive(date(2026, 10, 18), date(2026, 10, 20)))
+    assert store.synced_days("prod") == SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 20)).days()
+    assert store.synced_days("dev") == []
+    prod = store.get("prod")
+    assert (prod.last_synced_at, prod.last_synced_day) == (at, date(2026, 10, 20))
+    assert store.get("dev").last_synced_day is None
+    # Days outside its first 30 days do not complete a backfill.
+    assert prod.backfill_state == "pending"
+    store.remove("prod")
+    store.add("prod", "openai", KEY_A)  # a new connection of the same name starts empty
+    assert store.synced_days("prod") == []
+
+
+def test_syncing_a_connections_first_days_completes_its_backfill(store: ConnectionStore) -> None:
+    created = store.add("prod", "openai", KEY_A).created_at
+    claim = store.claim_backfill("prod", "sensor")
+    first = backfill_window(created.date())
+    store.mark_synced("prod", created, SyncWindow(first.start, first.end - timedelta(days=1)))
+    assert store.get("prod").backfill_state == "running"  # one day short
+    store.mark_synced("prod", created, first)
+    done = store.get("prod")
+    assert (done.backfill_state, done.backfilled_at, done.backfill_claim) == ("done", created, None)
+    # The daemon's run, finishing after the CLI synced the same days, changes nothing.
+    assert not store.fail_backfill(claim, "late failure", created)
+    assert store.get("prod").backfill_state == "done"
+
+
+def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
+    old = ConnectionStore(settings)
+    old.add("prod", "openai", KEY_A)
+    old.add("dev", "openai", KEY_B)
+    # Rebuild the version 1 layout: no synced days, no backfill state, a claim without a token.
+    db = sqlite3.connect(settings.app_db_path)
+    with db:
+        db.execute("DROP TABLE synced_days")
+        for column in ("backfill_claim", "backfill_claimed_at", "backfill_attempts",
+                       "backfill_error", "backfill_retry_at"):  # fmt: skip
+            db.execute(f"ALTER TABLE connections DROP COLUMN {column}")
+        db.execute("UPDATE connections SET backfill_claimed_by = 'sensor' WHERE name = 'dev'")
+        db.execute("PRAGMA user_version = 0")
+    db.close()
+
+    store = ConnectionStore(settings)
+    by_name = {c.name: c for c in store.list()}
+    assert store.api_key("prod") == KEY_A
+    assert by_name["prod"].backfill_state == "pending" and by_name["prod"].backfill_attempts == 0
+    # The old claim now has a token, so the backfill sensor can release it if no run carries it.
+    assert by_name["dev"].backfill_state == "running" and by_name["dev"].backfill_claim
+    store.mark_synced("prod", datetime.now(UTC), SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 1)))
+    assert store.synced_days("prod") == [date(2026, 10, 1)]
+    ConnectionStore(settings).list()  # opening a migrated store again changes nothing
+    with sqlite3.connect(settings.app_db_path) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 def test_reading_an_absent_store_creates_nothing(store: ConnectionStore, settings: Settings) -> None:
@@ -321,7 +410,7 @@ def test_reading_an_absent_store_creates_nothing(store: ConnectionStore, setting
 
 
 def test_plaintext_key_never_written_to_disk(store: ConnectionStore, settings: Settings) -> None:
-    assert store.pending_backfills() == []  # creates the database and schema
+    assert store.due_backfills(datetime.now(UTC)) == []  # creates the database and schema
     # Keep a reader open so SQLite leaves its -wal/-shm files in place to be inspected.
     reader = sqlite3.connect(settings.app_db_path)
     reader.execute("SELECT count(*) FROM connections").fetchone()

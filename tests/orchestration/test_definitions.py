@@ -16,7 +16,7 @@ from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
 from tests.conftest import ADMIN_KEY
 
-RAW_TABLES = {"costs", "projects", "sync_windows", *(e.table for e in USAGE_ENDPOINTS)}
+RAW_TABLES = {"costs", "projects", "project_api_keys", "sync_windows", *(e.table for e in USAGE_ENDPOINTS)}
 
 
 def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
@@ -30,8 +30,11 @@ def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
     assert set(graph.external_asset_keys) == set()
     assert graph.get(AssetKey(["staging", "stg_openai__costs"])).parent_keys >= {
         AssetKey(["raw_openai", "costs"]), AssetKey(["raw_openai", "sync_windows"])}
-    for mart in ("fct_spend_daily", "fct_model_spend_daily", "dim_projects"):
+    for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_model_spend_by_api_key_daily", "dim_projects",
+                 "dim_api_keys", "fct_spend_daily_by_connection", "fct_spend_daily_by_project"):
         assert AssetKey(["marts", mart]) in materializable
+    assert graph.get(AssetKey(["staging", "stg_openai__project_api_keys"])).parent_keys >= {
+        AssetKey(["raw_openai", "project_api_keys"])}
     groups = {graph.get(k).group_name for k in materializable}
     assert groups == {"ingest", "staging", "marts"}
 
@@ -75,21 +78,31 @@ def _connect(store: ConnectionStore, *names: str):
     return instance
 
 
-def test_nightly_schedule_requests_one_range_run_per_connection(stax_home, monkeypatch):
+def test_nightly_schedule_runs_each_connection_over_its_own_catch_up_window(stax_home, monkeypatch):
     monkeypatch.setenv("STAX_LOOKBACK_DAYS", "3")
     store = ConnectionStore(load_settings())
-    instance = _connect(store, "acme", "globex")
+    instance = _connect(store, "acme", "globex", "initech")
+    synced_at = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    # acme is up to date, globex stopped syncing on 2026-11-10, initech never synced.
+    store.mark_synced("acme", synced_at, SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 24)))
+    store.mark_synced("globex", synced_at, SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 10)))
     tick = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     schedule = defs.get_schedule_def("nightly_sync")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     context = build_schedule_context(instance=instance, scheduled_execution_time=tick)
     requests = list(schedule.evaluate_tick(context).run_requests)
-    assert len(requests) == 2
     by_connection = {r.tags["stax/connection"]: r for r in requests}
-    for name in ("acme", "globex"):
-        tags = by_connection[name].tags
-        assert tags[ASSET_PARTITION_RANGE_START_TAG] == f"{name}|2026-11-21"
-        assert tags[ASSET_PARTITION_RANGE_END_TAG] == f"{name}|2026-11-24"
+    assert len(requests) == 3
+    windows = {
+        name: (r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
+        for name, r in by_connection.items()
+    }
+    assert windows == {
+        "acme": ("acme|2026-11-21", "acme|2026-11-24"),  # yesterday and the 3 lookback days
+        "globex": ("globex|2026-11-11", "globex|2026-11-24"),  # the missed nights too
+        "initech": ("initech|2026-10-26", "initech|2026-11-24"),  # its first 30 days
+    }
+    assert {r.run_key for r in requests} == {f"nightly:{n}:2026-11-25" for n in windows}
 
 
 def test_sensor_backfills_a_new_connection_once(stax_home):

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -348,6 +349,85 @@ def test_5xx_burst_cycles_and_rate(sim: Simulator, client: httpx.Client) -> None
     assert 5 < sum(s >= 500 for s in statuses) < 35 and statuses.count(200) > 5
 
 
+def test_rate_limits_per_endpoint_and_every_nth_request(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.rate_limit_per_path, sim.faults.rate_limit_every = 2, 5
+    costs = {"start_time": ts(TODAY)}
+    statuses = [client.get("/organization/costs", params=costs).status_code for _ in range(3)]
+    statuses += [client.get("/organization/projects").status_code for _ in range(3)]
+    statuses += [client.get("/organization/costs", params=costs).status_code for _ in range(4)]
+    assert statuses == [429, 429, 200, 429, 429, 200, 200, 200, 200, 429]  # requests 5 and 10: every 5th
+
+
+def test_retry_after_forms(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.rate_limit_burst, sim.faults.retry_after = 3, 30
+    for form in ("seconds", "http-date", "nan"):
+        sim.faults.retry_after_form = form
+        header = client.get("/organization/projects").headers["Retry-After"]
+        if form == "seconds":
+            assert header == "30"
+        elif form == "http-date":  # real time, rounded up to the second
+            when = parsedate_to_datetime(header)
+            assert header.endswith(" GMT") and 29 < (when - datetime.now(UTC)).total_seconds() <= 31
+        else:
+            assert header == "nan"
+
+
+@pytest.mark.parametrize("mode", ["503", "drop"])
+def test_outage_from_the_kth_request_for_t_seconds(sim: Simulator, client: httpx.Client, mode: str) -> None:
+    sim.faults.outage_at_request, sim.faults.outage_seconds, sim.faults.outage_mode = 2, 0.5, mode
+    assert client.get("/organization/projects").status_code == 200
+    began = time.monotonic()
+    failures = 0
+    while True:
+        try:
+            response = client.get("/organization/projects")
+        except httpx.RemoteProtocolError:  # "drop": closed without an answer
+            assert mode == "drop"
+            failures += 1
+            continue
+        if response.status_code == 200:
+            break
+        assert mode == "503" and response.status_code == 503
+        failures += 1
+    assert time.monotonic() - began >= 0.5 and failures >= 2
+
+
+def test_drop_mid_response_sends_half_the_promised_body(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.drop_mid_response_every = 2
+    assert client.get("/organization/projects").status_code == 200
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|closed connection"):
+        client.get("/organization/projects")
+    assert client.get("/organization/projects").status_code == 200
+
+
+def test_redirect_answers_301_with_a_body_that_looks_like_data(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.redirect_burst = 1
+    response = client.get("/organization/costs", params={"start_time": ts(TODAY)})
+    assert response.status_code == 301 and response.json()["object"] == "page"
+    assert response.headers["Location"] == "https://api.openai.invalid/v1/organization/costs"
+    assert client.get("/organization/costs", params={"start_time": ts(TODAY)}).status_code == 200
+
+
+def test_endless_pages_hand_out_fresh_cursors(sim: Simulator, client: httpx.Client) -> None:
+    sim.faults.endless_pages, sim.faults.page_size = True, 3
+    params = {"start_time": ts(TODAY - timedelta(days=4))}
+    cursors, days = [], []
+    page = get(client, "/organization/costs", **params)
+    for _ in range(5):
+        days += [b["start_time"] for b in page["data"]]
+        assert page["has_more"] and page["next_page"] not in cursors
+        cursors.append(page["next_page"])
+        page = get(client, "/organization/costs", **params, page=page["next_page"])
+    assert days == [ts(TODAY - timedelta(days=n)) for n in (4, 3, 2, 1, 0)]  # the real data once
+    projects, after = [], None
+    for _ in range(3):
+        listing = get(client, "/organization/projects", limit=100, **({"after": after} if after else {}))
+        assert listing["has_more"] and listing["data"]
+        projects += [p["id"] for p in listing["data"]]
+        after = listing["last_id"]
+    assert len(projects) == len(set(projects))
+
+
 def test_latency(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.latency_ms = 150
     began = time.perf_counter()
@@ -485,6 +565,43 @@ def test_projects_listing(sim: Simulator, client: httpx.Client) -> None:
         after = page["last_id"]
     assert walked == everything["data"]
     error_of(client.get("/organization/projects", params={"limit": 101}), 400, "limit")
+
+
+def test_project_api_keys_listing(sim: Simulator, client: httpx.Client) -> None:
+    """Every project's keys (archived projects too), paged by ``after``; deleted keys are spent
+    through but listed nowhere; names and owners come from a stream of their own."""
+    org = sim.org_for_key(KEY)
+    listed: dict[str, dict[str, Any]] = {}
+    for project in org.projects:  # archived ones included
+        path = f"/organization/projects/{project['id']}/api_keys"
+        whole = get(client, path, limit=100)
+        assert whole["object"] == "list" and not whole["has_more"]
+        walked, after = [], None
+        while True:
+            page = get(client, path, limit=1, **({"after": after} if after else {}))
+            walked += page["data"]
+            if not page["has_more"]:
+                break
+            assert page["first_id"] == page["last_id"] == page["data"][0]["id"]
+            after = page["last_id"]
+        assert walked == whole["data"] == org.api_keys(project["id"])
+        for key in whole["data"]:
+            listed[key["id"]] = key
+    assert listed and org.deleted_api_keys and not org.deleted_api_keys & set(listed)
+    spent = {f.api_key_id for d in (TODAY - timedelta(days=i) for i in range(1, 31)) for f in org.cost_facts(d)}
+    assert org.deleted_api_keys <= spent  # deleted keys still appear in costs
+    for key in listed.values():
+        assert key["object"] == "organization.project.api_key" and re.fullmatch(r"key_[A-Za-z0-9]{16}", key["id"])
+        assert key["name"] and key["redacted_value"].startswith("sk-proj-") and "..." in key["redacted_value"]
+        owner = key["owner"]
+        assert owner["type"] in ("user", "service_account") and owner[owner["type"]]["name"]
+        assert key["created_at"] <= key["last_used_at"] <= ts(NOW)
+    assert {k["owner"]["type"] for k in listed.values()} == {"user", "service_account"}
+    # the same organization, asked again from a fresh simulator, names its keys the same way
+    again = Simulator(now=lambda: NOW).org_for_key(KEY)
+    assert [again.api_keys(p["id"]) for p in again.projects] == [org.api_keys(p["id"]) for p in org.projects]
+    error_of(client.get("/organization/projects/proj_nope/api_keys"), 404, "project_id")
+    error_of(client.get(f"/organization/projects/{org.projects[0]['id']}/api_keys", params={"limit": 101}), 400, "limit")
 
 
 def test_request_log(sim: Simulator, client: httpx.Client) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stax_pipeline.lib.http import RetryPolicy
 from stax_pipeline.lib.warehouse import dlt_pipeline
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import load_settings
@@ -32,7 +31,7 @@ def _load(sim, *, key: str = ADMIN_KEY, start: date = START, end: date = END):
     settings = load_settings()
     request = SyncRequest("acme", SyncWindow(start, end), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
-    client = OpenAIAdminClient(sim.base_url, key, retry=RetryPolicy(6, 0.001, 0.01))
+    client = OpenAIAdminClient(sim.base_url, key)  # stax_home: fast retries
     pipeline = dlt_pipeline(settings, "raw_openai")
     pipeline.run(openai_admin_source(client, request, stats))
     pipeline.run(sync_windows(request, ["costs", *(e.table for e in USAGE_ENDPOINTS)]))
@@ -100,6 +99,25 @@ def test_projects_include_archived(stax_home, simulator):
     assert "archived" in rows.values()
 
 
+def test_project_api_keys_land_with_their_owners_archived_projects_included(stax_home, simulator):
+    _, stats, _ = _load(simulator)
+    path = load_settings().warehouse_path
+    org = simulator.org_for_key(ADMIN_KEY)
+    truth = {(p["id"], k["id"]): (k["name"], k["redacted_value"], k["owner"]["type"],
+                                  k["owner"][k["owner"]["type"]]["name"], k["created_at"], k["last_used_at"])
+             for p in org.projects for k in org.api_keys(p["id"])}
+    landed = {(r[0], r[1]): r[2:] for r in _query(path, """
+        select project_id, id, name, redacted_value, owner__type,
+               coalesce(owner__user__name, owner__service_account__name), created_at, last_used_at
+        from raw_openai.project_api_keys where connection = 'acme'""")}
+    assert landed == truth and stats.rows["project_api_keys"] == len(truth)
+    archived = {p["id"] for p in org.projects if p["status"] == "archived"}
+    assert {f"/v1/organization/projects/{p}/api_keys" for p in archived} <= {p for p, _ in simulator.requests}
+    # a key's owner is flattened; nothing else of the owner (e.g. a user's email) is kept
+    columns = {r[0] for r in _query(path, "describe raw_openai.project_api_keys")}
+    assert not any("email" in c for c in columns) and "owner" not in columns
+
+
 def test_forced_pages_are_followed(stax_home, simulator):
     simulator.faults = Faults(page_size=2, retry_after=0)
     path, _, client = _load(simulator)
@@ -107,7 +125,11 @@ def test_forced_pages_are_followed(stax_home, simulator):
     landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
     assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
     # 5 days at 2 buckets a page: 3 pages for costs and for each of the 10 usage endpoints.
-    assert len([p for p, _ in simulator.requests if p != "/v1/organization/projects"]) == 33
+    assert len([p for p, _ in simulator.requests if not p.startswith("/v1/organization/projects")]) == 33
+    # The listings page too (at most 2 objects a page): every project's keys land.
+    keys = {k["id"] for p in org.projects for k in org.api_keys(p["id"])}
+    assert {r[0] for r in _query(path, "select id from raw_openai.project_api_keys")} == keys
+    assert len([p for p, _ in simulator.requests if p.endswith("/api_keys")]) > len(org.projects)
 
 
 def test_costs_without_api_key_grouping_fall_back_and_say_so(stax_home, simulator, caplog):
@@ -135,7 +157,7 @@ def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulato
     settings = load_settings()
     request = SyncRequest("acme", SyncWindow(START, END), 3, datetime.now(UTC), uuid.uuid4().hex)
     stats = LoadStats()
-    client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=RetryPolicy(3, 0.001, 0.01))
+    client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY)  # stax_home: fast retries
     dlt_pipeline(settings, "raw_openai").run(openai_admin_source(client, request, stats))
     assert stats.skipped == {"usage_web_search_calls"}
     assert any("HTTP 404" in note for note in stats.notes)

@@ -95,8 +95,7 @@ final as (
         organization_id,
         is_final,
         loaded_at,
-        dlt_load_id,
-        dlt_id
+        dlt_load_id
     from classified
 
 )

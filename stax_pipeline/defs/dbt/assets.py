@@ -1,7 +1,6 @@
 """Transform assets: the dbt project, run for exactly the window of the Dagster run."""
 
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -19,15 +18,21 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_dbt.dbt_project import DbtProject
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.defs.dbt.mart_figures import mart_figures
 from stax_pipeline.defs.dbt.project import ensure_manifest, stax_dbt_project
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.warehouse import read_warehouse
+from stax_pipeline.lib.dbt import dbt_run_dir, window_in_environment
+from stax_pipeline.lib.serving import publish_marts
+from stax_pipeline.lib.timings import record_phase, timed
+from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
 from stax_pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 _GROUPS = {"staging": "staging", "intermediate": "staging", "marts": "marts"}
+
+
 SPEND_MART = AssetKey(["marts", "fct_spend_daily"])
 
 
@@ -60,49 +65,57 @@ class StaxDbtTranslator(DagsterDbtTranslator):
     pool=WAREHOUSE_POOL,
 )
 def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``dbt build`` of the selected models with the run's window as vars: incremental marts
-    delete and re-insert exactly those (connection, day)s."""
+    """``dbt build`` of the selected models for the run's window (in ``STAX_DBT_WINDOW``):
+    incremental models delete and re-insert exactly those (connection, day)s."""
     settings = load_settings()
+    wait_for_warehouse(settings)
     window, connections = window_from_context(context)
-    invocation = dbt.cli(
-        ["build", "--vars", json.dumps(dbt_vars(window, connections))],
-        context=context,
-        raise_on_error=False,
-    )
-    # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
-    # reads the warehouse.
-    events = list(invocation.stream())
+    with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
+        with window_in_environment(dbt_vars(window, connections)):
+            # Unit tests check the SQL, not the data: they run in the test suite, not in syncs.
+            invocation = dbt.cli(
+                ["build", "--exclude-resource-type", "unit_test"],
+                context=context,
+                raise_on_error=False,
+                target_path=target,
+            )
+        # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
+        # reads the warehouse.
+        events = list(invocation.stream())
+    for connection in connections:
+        record_phase(
+            settings, run_id=context.run.run_id, connection=connection, phase="dbt",
+            seconds=elapsed[0],
+        )  # fmt: skip
     checks = sum(isinstance(e, AssetCheckResult) for e in events)
     log.info(
         "dbt build %s: %d models, %d checks, %s", window, len(events) - checks, checks,
         "ok" if invocation.is_successful() else "FAILED",
     )
-    spend = _window_spend(settings, window, connections) if invocation.is_successful() else None
+    # each day of each mart: its rows and dollars (the UI plots them per partition)
+    figures = mart_figures(settings, window, connections) if invocation.is_successful() else None
+    if figures is not None:  # BI tools read this published copy, never the warehouse
+        published = publish_marts(settings)
+        if SPEND_MART in figures:  # the publish's figures ride on the spend mart
+            figures.window[SPEND_MART].update(published.metadata())
+        for connection in connections:
+            record_phase(
+                settings, run_id=context.run.run_id, connection=connection, phase="publish",
+                seconds=published.seconds,
+            )  # fmt: skip
     for event in events:
         key = getattr(event, "asset_key", None) or _output_key(context, event)
-        if spend is not None and key == SPEND_MART and isinstance(event, (Output, MaterializeResult)):
-            event = event.with_metadata({**(event.metadata or {}), **spend})
+        if figures is not None and key in figures and isinstance(event, (Output, MaterializeResult)):
+            event = figures.attach(context, key, event)
         yield event
     if not invocation.is_successful():
-        invocation.wait()  # raises with dbt's own error summary
+        raise invocation.get_error()  # dbt's own error summary (wait() does not raise here)
     store = ConnectionStore(settings)
     for connection in connections:
-        store.mark_synced(connection, datetime.now(UTC))
+        store.mark_synced(connection, datetime.now(UTC), window)
 
 
 def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
     if isinstance(event, Output):
         return context.assets_def.keys_by_output_name.get(event.output_name)
     return None
-
-
-def _window_spend(settings, window, connections) -> dict[str, Any]:
-    with read_warehouse(settings) as con:
-        total, rows = con.execute(
-            """
-            select coalesce(sum(cost_usd), 0), count(*) from marts.fct_spend_daily
-            where date >= ? and date < ? and list_contains(?, connection)
-            """,
-            [window.start, window.end, connections],
-        ).fetchall()[0]
-    return {"window_cost_usd": float(total), "window_rows": int(rows)}

@@ -6,35 +6,34 @@ dlt → dbt lineage is one graph.
 
 
 import tempfile
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
-from dagster import AssetExecutionContext, AssetKey, AssetObservation, AssetSpec, MaterializeResult
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult
+from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.warehouse import dlt_pipeline
+from stax_pipeline.defs.retries import retry_step_after_outages
+from stax_pipeline.ingest import load_window
+from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
-from stax_pipeline.sources.openai_admin import (
-    DATA_RESOURCES,
-    LoadStats,
-    OpenAIAdminClient,
-    SyncRequest,
-    openai_admin_source,
-    sync_windows,
+from stax_pipeline.sources.openai_admin import openai_admin_source
+from stax_pipeline.sources.openai_admin.settings import (
+    COSTS_PATH,
+    DATASET_NAME,
+    SYNC_WINDOWS_TABLE,
+    USAGE_ENDPOINTS,
 )
-from stax_pipeline.sources.openai_admin.settings import DATASET_NAME, USAGE_ENDPOINTS
 
 COSTS_KEY = AssetKey([DATASET_NAME, "costs"])
-WINDOWS_KEY = AssetKey([DATASET_NAME, "sync_windows"])
+# The request path of each bucketed table, for the requests metadata.
+_PATHS = {"costs": COSTS_PATH, **{e.table: e.path for e in USAGE_ENDPOINTS}}
 
 _DESCRIPTIONS = {
     "costs": "Daily USD costs from /organization/costs by project, line item and API key "
@@ -84,63 +83,67 @@ _describe_pipeline = dlt.pipeline(
     backfill_policy=single_run,
     pool=WAREHOUSE_POOL,
 )
-def openai_admin_assets(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-    """Pull the run's window for each of its connections, then record the sync's windows."""
+@retry_step_after_outages
+def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
+    """Load the run's window for each of its connections (:func:`load_window`), then report
+    rows, spend and requests as metadata. Each table's materialization of every (connection, day)
+    partition carries the window's figures; those of ``raw_openai/costs`` carry the day's own
+    ``cost_usd`` and ``cost_rows`` too (the window's total is ``window_cost_usd``), so the UI's
+    plot of the asset by partition is the daily spend curve."""
     settings = load_settings()
+    wait_for_warehouse(settings)
     store = ConnectionStore(settings)
     window, connections = window_from_context(context)
-    pipeline = dlt_pipeline(settings, DATASET_NAME)
-    merged: dict[AssetKey, dict[str, Any]] = {}
-    rows: dict[AssetKey, int] = defaultdict(int)
+    rows: dict[str, int] = defaultdict(int)
+    requests: dict[str, int] = defaultdict(int)
+    committed: set[str] = set()
     cost_usd = 0.0
     for connection in connections:
-        request = SyncRequest(
+        context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
+        loaded = load_window(
+            settings,
             connection=connection,
             window=window,
-            lookback_days=settings.lookback_days,
-            loaded_at=datetime.now(UTC),
-            sync_id=uuid.uuid4().hex,
+            api_key=store.api_key(connection),
+            base_url=settings.openai_base_url,
+            run_id=context.run.run_id,
         )
-        stats = LoadStats()
-        client = OpenAIAdminClient(settings.openai_base_url, store.api_key(connection))
-        context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
-        loaded_tables = []
-        try:
-            source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)
-            for result in dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline):
-                table = result.asset_key.path[-1]
-                merged[result.asset_key] = dict(result.metadata or {})
-                rows[result.asset_key] += stats.rows.get(table, 0)
-                if table != "projects" and table not in stats.skipped:
-                    loaded_tables.append(table)
-        finally:
-            client.close()
-        # The commit marker, written only once the data load succeeded.
-        pipeline.run(sync_windows(request, loaded_tables))
-        if WINDOWS_KEY in context.selected_asset_keys:
-            merged[WINDOWS_KEY] = {"tables": ", ".join(loaded_tables)}
-            rows[WINDOWS_KEY] += len(loaded_tables) * window.num_days
-        for note in stats.notes:
+        for note in loaded.notes:
             context.log.warning(f"{connection}: {note}")
         context.log.info(
-            f"{connection}: {sum(stats.rows.values())} rows, "
-            f"${sum(stats.cost_usd_by_day.values()):,.2f} over {window}"
+            f"{connection}: {sum(loaded.rows.values())} rows, ${loaded.cost_usd:,.2f} over {window} "
+            f"(fetch {loaded.seconds['fetch']:.1f}s, load {loaded.seconds['load']:.1f}s)"
         )
-        if COSTS_KEY in merged:
+        for table, count in loaded.rows.items():
+            rows[table] += count
+        for path, count in loaded.requests_by_path.items():
+            requests[path] += count
+        committed.update(loaded.committed_tables)
+        rows[SYNC_WINDOWS_TABLE] += len(loaded.committed_tables) * window.num_days
+        if COSTS_KEY in context.selected_asset_keys:
             for day in window.days():
-                context.log_event(
-                    AssetObservation(
-                        asset_key=COSTS_KEY,
-                        partition=partition_key(connection, day),
-                        metadata={"cost_usd": float(stats.cost_usd_by_day.get(day, 0.0))},
-                    )
+                context.add_asset_metadata(
+                    {
+                        "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
+                        "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
+                    },
+                    asset_key=COSTS_KEY,
+                    partition_key=partition_key(connection, day),
                 )
-        cost_usd += sum(stats.cost_usd_by_day.values())
-    if COSTS_KEY in merged:
-        merged[COSTS_KEY]["cost_usd"] = float(cost_usd)
-    for key, metadata in merged.items():
-        metadata["rows_loaded"] = rows[key]
-        metadata["window_start"] = window.start.isoformat()
-        metadata["window_end"] = window.end.isoformat()
-        metadata["connections"] = ", ".join(connections)
+        cost_usd += loaded.cost_usd
+    common = {
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "connections": ", ".join(connections),
+    }
+    for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+        table = key.path[-1]
+        metadata: dict[str, Any] = {"rows_loaded": rows.get(table, 0), **common}
+        if table == "costs":
+            metadata["window_cost_usd"] = float(cost_usd)
+        if table == SYNC_WINDOWS_TABLE:
+            metadata["tables"] = ", ".join(sorted(committed))
+        path = _PATHS.get(table)
+        if path is not None:
+            metadata["requests"] = requests.get(path, 0)
         yield MaterializeResult(asset_key=key, metadata=metadata)

@@ -1,4 +1,4 @@
-"""dlt source for the OpenAI Admin API: costs, every usage endpoint, and projects.
+"""dlt source for the OpenAI Admin API: costs, every usage endpoint, projects and their API keys.
 
 The window is explicit: the caller passes UTC days [start, end). The source keeps no cursor
 or state of its own, so a backfill, a re-run or a retry can never skip or corrupt days.
@@ -13,7 +13,9 @@ a load that failed half-way stays invisible, and the history of restated days is
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from typing import Any
 import dlt
 from dlt.extract.resource import DltResource
 
+from stax_pipeline.lib.arrow import batches_as_arrow
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow, is_final
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, bucket_day
@@ -32,6 +35,7 @@ from stax_pipeline.sources.openai_admin.settings import (
     COSTS_GROUP_BY,
     COSTS_MAX_LIMIT,
     COSTS_PATH,
+    PROJECT_API_KEYS_COLUMNS,
     PROJECTS_COLUMNS,
     SYNC_WINDOWS_COLUMNS,
     SYNC_WINDOWS_TABLE,
@@ -50,6 +54,7 @@ class LoadStats:
 
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
+    cost_rows_by_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     notes: list[str] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
 
@@ -81,9 +86,16 @@ def openai_admin_source(
     Returns:
         ``costs`` (table ``costs``: one row per bucket × project × line item × API key),
         ``usage_<endpoint>`` for every usage endpoint (one row per bucket × grouped dimensions),
-        ``sync_windows`` (empty here: see :func:`sync_windows`), and ``projects`` (merged on
-        connection + id, archived ones included). Bucketed rows carry ``connection``, ``date``
-        (UTC day), ``loaded_at`` and ``sync_id``.
+        ``sync_windows`` (empty here: see :func:`sync_windows`), ``projects`` (merged on
+        connection + id, archived ones included) and ``project_api_keys`` (every listed key of
+        each of those projects, merged on connection + project_id + id). Bucketed rows carry
+        ``connection``, ``date`` (UTC day), ``loaded_at`` and ``sync_id``.
+
+    The bucketed resources yield Arrow tables of at most :data:`ARROW_BATCH_ROWS` rows as pages
+    arrive, so dlt writes them to Parquet without its row-by-row normalizer and a window's rows
+    are never all in memory at once. They are ``parallelized``: dlt pulls the endpoints
+    concurrently on its bounded extract thread pool, so a sync waits about as long as its slowest
+    endpoint, not the sum of all of them.
     """
     stats = stats if stats is not None else LoadStats()
     resources = [
@@ -92,6 +104,7 @@ def openai_admin_source(
             name="costs",
             write_disposition="append",
             columns=COSTS_COLUMNS,
+            parallelized=True,
         )
     ]
     for endpoint in USAGE_ENDPOINTS:
@@ -101,18 +114,28 @@ def openai_admin_source(
                 name=endpoint.table,
                 write_disposition="append",
                 columns=usage_columns(endpoint),
+                parallelized=True,
             )
         )
     # Declared (empty) so it is an asset of the source; its rows come from sync_windows() in a
     # second load, after the data load succeeded.
     resources.append(_sync_windows_resource([]))
+    projects = dlt.resource(
+        _projects(client, request, stats),
+        name="projects",
+        write_disposition="merge",
+        primary_key=("connection", "id"),
+        columns=PROJECTS_COLUMNS,
+    )
+    resources.append(projects)
     resources.append(
-        dlt.resource(
-            _projects(client, request, stats),
-            name="projects",
+        dlt.transformer(
+            _project_api_keys(client, request, stats),
+            data_from=projects,
+            name="project_api_keys",
             write_disposition="merge",
-            primary_key=("connection", "id"),
-            columns=PROJECTS_COLUMNS,
+            primary_key=("connection", "project_id", "id"),
+            columns=PROJECT_API_KEYS_COLUMNS,
         )
     )
     return resources
@@ -124,48 +147,79 @@ def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
     return client, request
 
 
+# The endpoints whose pages are by far the largest (a large organization's 30 days are one
+# page of ~300k cost rows, ~100k completions rows). A parsed page is all in memory at once, so
+# these take turns; the small endpoints still overlap with them.
+_LARGE_PAGES = threading.BoundedSemaphore(1)
+_LARGE_PAGE_TABLES = ("costs", "usage_completions")
+
+
 def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
-    buckets = _pull(
-        client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
-        (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
-    )  # fmt: skip
-    for row in _bucket_rows(buckets or [], request, "costs", stats):
+    with _LARGE_PAGES:
+        buckets = _pull(
+            client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
+            (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
+        )  # fmt: skip
+        rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
+        yield from batches_as_arrow(rows, COSTS_COLUMNS)
+
+
+def _flatten_amount(stats: LoadStats):
+    """Turns a costs result's ``amount`` object into ``amount__value``/``amount__currency``
+    (the names dlt's JSON normalizer gave them) and counts the row and its amount in its day's
+    totals."""
+
+    def flatten(row: dict[str, Any]) -> dict[str, Any]:
         amount = row.pop("amount", None) or {}
         value = amount.get("value")
         row["amount__value"] = float(value) if value is not None else None
         row["amount__currency"] = amount.get("currency")
+        stats.cost_rows_by_day[row["date"]] += 1
         if row["amount__value"] is not None:
             stats.cost_usd_by_day[row["date"]] += row["amount__value"]
-        yield row
+        return row
+
+    return flatten
 
 
 def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()
-    buckets = _pull(
-        client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
-        (endpoint.group_by, endpoint.fallback_group_by), required=False,
-    )  # fmt: skip
-    yield from _bucket_rows(buckets or [], request, endpoint.table, stats)
+    with _LARGE_PAGES if endpoint.table in _LARGE_PAGE_TABLES else contextlib.nullcontext():
+        buckets = _pull(
+            client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
+            (endpoint.group_by, endpoint.fallback_group_by), required=False,
+        )  # fmt: skip
+        rows = _bucket_rows(buckets, request, endpoint.table, stats)
+        yield from batches_as_arrow(rows, usage_columns(endpoint))
 
 
-def _pull(client, request, stats, table, path, limit, groupings, *, required):
-    """All buckets of ``path`` for the window, grouped as finely as the API accepts.
+def _pull(client, request, stats, table, path, limit, groupings, *, required) -> Iterator[dict]:
+    """Every bucket of ``path`` for the window, grouped as finely as the API accepts, as pages
+    arrive.
 
-    Collected before any row is yielded, so a retry with a coarser grouping can never duplicate
-    rows. A usage endpoint the API does not have (404) is skipped — and recorded as skipped, so
-    no commit marker claims its days are empty; costs are never skipped.
+    The API refuses a grouping (HTTP 400) on the first page, before any bucket was yielded; only
+    then is the next, coarser grouping tried, so a fallback can never duplicate rows. A refusal
+    after rows were yielded fails the load (and its sync stays invisible: no commit marker).
+    A usage endpoint the API does not have (404) is skipped — and recorded as skipped, so no
+    commit marker claims its days are empty; costs are never skipped.
     """
     groupings = list(dict.fromkeys(groupings))  # the fallback may equal the full grouping
     for i, group_by in enumerate(groupings):
+        yielded = False
         try:
-            return list(
-                client.iter_buckets(path, start=request.window.start, end=request.window.end,
-                                    limit=limit, group_by=group_by)
-            )  # fmt: skip
+            for bucket in client.iter_buckets(
+                path, start=request.window.start, end=request.window.end, limit=limit,
+                group_by=group_by,
+            ):  # fmt: skip
+                yielded = True
+                yield bucket
+            return
         except HttpError as exc:
+            if yielded:
+                raise
             if exc.status == 404 and not required:
                 note = f"{table}: {path} is not available at this API (HTTP 404); skipped"
             elif exc.status == 400 and i + 1 < len(groupings):
@@ -180,8 +234,7 @@ def _pull(client, request, stats, table, path, limit, groupings, *, required):
             stats.notes.append(note)
             if exc.status == 404:
                 stats.skipped.add(table)
-                return None
-    raise AssertionError("unreachable")
+                return
 
 
 def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
@@ -191,7 +244,49 @@ def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
         yield {**project, "connection": request.connection, "loaded_at": request.loaded_at}
 
 
-def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
+def _project_api_keys(client, request, stats: LoadStats):
+    """The keys of each project the ``projects`` resource yields, as a dlt transformer function.
+
+    A project whose key listing is gone (HTTP 404: deleted while the sync ran) is skipped with a
+    note; its keys that still appear in costs stay in the marts as deleted keys.
+    """
+
+    def keys_of(project: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        client_, request_ = _require(client, request)
+        try:
+            for key in client_.iter_project_api_keys(project["id"]):
+                stats.rows["project_api_keys"] += 1
+                yield {
+                    **_flatten_owner(key),
+                    "project_id": project["id"],
+                    "connection": request_.connection,
+                    "loaded_at": request_.loaded_at,
+                }
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+            note = f"project_api_keys: project {project['id']} has no key listing (HTTP 404); skipped"
+            log.warning(note)
+            stats.notes.append(note)
+
+    return keys_of
+
+
+def _flatten_owner(key: dict[str, Any]) -> dict[str, Any]:
+    """``owner`` as flat ``owner__*`` columns: its ``type`` and the id and name of the object
+    that type names (``user`` or ``service_account``). Other owner fields (e.g. a user's email)
+    are not kept."""
+    row = dict(key)
+    owner = row.pop("owner", None) or {}
+    row["owner__type"] = owner.get("type")
+    for kind in ("user", "service_account"):
+        who = owner.get(kind) or {}
+        row[f"owner__{kind}__id"] = who.get("id")
+        row[f"owner__{kind}__name"] = who.get("name")
+    return row
+
+
+def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats, transform=None):
     """Flatten buckets into rows carrying the connection, the UTC day and the load time."""
     for bucket in buckets:
         start_time = int(bucket["start_time"])
@@ -201,7 +296,7 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
             continue
         for result in bucket.get("results") or []:
             stats.rows[table] += 1
-            yield {
+            row = {
                 **result,
                 "connection": request.connection,
                 "date": day,
@@ -210,6 +305,7 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats):
                 "loaded_at": request.loaded_at,
                 "sync_id": request.sync_id,
             }
+            yield transform(row) if transform else row
 
 
 def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
@@ -238,7 +334,12 @@ def _sync_windows_resource(rows: list[dict[str, Any]]) -> DltResource:
     )
 
 
-DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), "projects")
+# Listings (no days, merged): synced with every window, never in its commit marker.
+LISTING_RESOURCES = ("projects", "project_api_keys")
+DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), *LISTING_RESOURCES)
 
 
-__all__ = ["DATA_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest", "openai_admin_source", "sync_windows"]
+__all__ = [
+    "DATA_RESOURCES", "LISTING_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest",
+    "openai_admin_source", "sync_windows",
+]  # fmt: skip

@@ -1,4 +1,4 @@
-"""OpenAI Admin API client: bucket pagination, project listing and key validation."""
+"""OpenAI Admin API client: bucket pagination, project and API key listings, key validation."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from stax_pipeline.errors import ProviderError
 from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_PATH,
-    PROJECTS_MAX_LIMIT,
+    LIST_MAX_LIMIT,
+    LIST_MAX_PAGES,
     PROJECTS_PATH,
+    project_api_keys_path,
 )
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,12 @@ def unix_midnight(day: date) -> int:
 def bucket_day(start_time: int) -> date:
     """The UTC day a bucket belongs to (the day of its start)."""
     return datetime.fromtimestamp(start_time, tz=UTC).date()
+
+
+def max_bucket_pages(start: date, end: date) -> int:
+    """The most pages a window of 1d buckets can take: one a day, plus a margin for an empty last
+    page. Past it the API is paging forever (a fresh cursor every time) and the sync stops."""
+    return max((end - start).days, 1) + 2
 
 
 class OpenAIAdminClient:
@@ -53,7 +61,8 @@ class OpenAIAdminClient:
         """Yield every 1d bucket of ``path`` for UTC days [start, end), following ``next_page``.
 
         Every page request resends all the original parameters plus ``page``. A cursor the API
-        hands out twice would loop forever, so it fails instead.
+        hands out twice would loop forever, so it fails instead; so does paging past the bound
+        (:func:`max_bucket_pages`: a page holds at least one of the window's days).
         """
         params: list[tuple[str, str]] = [
             ("start_time", str(unix_midnight(start))),
@@ -66,10 +75,22 @@ class OpenAIAdminClient:
         seen_cursors: set[str] = set()
         cursor: str | None = None
         pages = 0
+        max_pages = max_bucket_pages(start, end)
         while True:
+            if pages == max_pages:
+                raise ProviderError(
+                    f"GET {path} was still paging after {pages} pages for a "
+                    f"{(end - start).days}-day window (a page holds at least one day); stopping "
+                    "instead of paging forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
             page = self.api.get_json(path, params + ([("page", cursor)] if cursor else []))
             pages += 1
-            yield from page.get("data") or []
+            # Hand buckets out one by one and drop each once consumed, so a large page's rows
+            # are freed as they become Arrow batches instead of living until the next page.
+            buckets = list(reversed(page.pop("data", None) or []))
+            while buckets:
+                yield buckets.pop()
             cursor = page.get("next_page")
             if not cursor or page.get("has_more") is False:
                 break
@@ -83,12 +104,31 @@ class OpenAIAdminClient:
         log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
 
     def iter_projects(self) -> Iterator[dict[str, Any]]:
-        """Yield every project, archived ones included, following ``after`` cursors."""
+        """Yield every project, archived ones included."""
+        yield from self._iter_list(PROJECTS_PATH, [("include_archived", "true")], "projects")
+
+    def iter_project_api_keys(self, project_id: str) -> Iterator[dict[str, Any]]:
+        """Yield every API key of one project (``GET /organization/projects/{id}/api_keys``)."""
+        yield from self._iter_list(project_api_keys_path(project_id), [], "API keys")
+
+    def _iter_list(self, path: str, params: list[tuple[str, str]], what: str) -> Iterator[dict[str, Any]]:
+        """Yield every object of a cursor list, following ``after`` = the page's ``last_id``.
+
+        Stops with an error instead of looping on a repeated cursor or past
+        :data:`LIST_MAX_PAGES` pages.
+        """
         after: str | None = None
-        seen: set[str] = set()
+        seen: set[str] = set()  # the cursors followed: one per page fetched
         while True:
-            params = [("limit", str(PROJECTS_MAX_LIMIT)), ("include_archived", "true")]
-            page = self.api.get_json(PROJECTS_PATH, params + ([("after", after)] if after else []))
+            if len(seen) == LIST_MAX_PAGES:
+                raise ProviderError(
+                    f"GET {path} was still paging after {LIST_MAX_PAGES} pages of "
+                    f"{LIST_MAX_LIMIT} {what}; stopping instead of paging forever. The API "
+                    "misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
+            page_params = [("limit", str(LIST_MAX_LIMIT)), *params]
+            page = self.api.get_json(path, page_params + ([("after", after)] if after else []))
             data = page.get("data") or []
             yield from data
             if not page.get("has_more") or not data:
@@ -96,9 +136,9 @@ class OpenAIAdminClient:
             after = page.get("last_id") or data[-1].get("id")
             if not after or after in seen:
                 raise ProviderError(
-                    f"GET {PROJECTS_PATH} repeated its pagination cursor; stopping instead of "
+                    f"GET {path} repeated its pagination cursor; stopping instead of "
                     "looping forever. Run the sync again later.",
-                    endpoint=PROJECTS_PATH,
+                    endpoint=path,
                 )
             seen.add(after)
 

@@ -1,3 +1,5 @@
+{{ config(materialized="view") }}  {#- projects carry no day: always the merged list -#}
+
 with source as (
 
     select * from {{ source_or_empty('raw_openai', 'projects') }}

@@ -1,0 +1,129 @@
+"""Loading one connection's window into the warehouse: the data, then the commit marker.
+
+This is the whole ingest use-case as a plain function, so the Dagster asset stays a thin edge
+(it turns a :class:`WindowLoad` into metadata) and tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from stax_pipeline.lib.timings import record_phase, timed
+from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
+from stax_pipeline.lib.window import SyncWindow
+from stax_pipeline.settings import Settings
+from stax_pipeline.sources.openai_admin import (
+    DATA_RESOURCES,
+    LISTING_RESOURCES,
+    LoadStats,
+    OpenAIAdminClient,
+    SyncRequest,
+    openai_admin_source,
+    sync_windows,
+)
+from stax_pipeline.sources.openai_admin.settings import DATASET_NAME
+
+
+def _release_memory() -> None:
+    """Hand the extract's freed memory back to the OS before dbt runs beside this process
+    (CPython keeps freed blocks for reuse; glibc's ``malloc_trim`` returns them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
+
+
+@dataclass
+class WindowLoad:
+    """What loading one connection's window did: rows per table, spend and cost rows per day, the
+    tables whose days were committed, notes for the user, and where the time went."""
+
+    connection: str
+    window: SyncWindow
+    sync_id: str
+    rows: dict[str, int]
+    cost_usd_by_day: dict[date, float]
+    committed_tables: list[str]
+    notes: list[str]
+    cost_rows_by_day: dict[date, int] = field(default_factory=dict)
+    requests_by_path: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(self.cost_usd_by_day.values())
+
+
+def load_window(
+    settings: Settings,
+    *,
+    connection: str,
+    window: SyncWindow,
+    api_key: str,
+    base_url: str,
+    run_id: str,
+) -> WindowLoad:
+    """Pull ``window`` of ``connection`` from the API into ``raw_openai``, then commit it.
+
+    The data load appends a snapshot tagged with a new ``sync_id``; only once it succeeded is the
+    commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
+    snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
+    each can be timed (``$STAX_HOME/logs/timings.jsonl``).
+    """
+    request = SyncRequest(
+        connection=connection,
+        window=window,
+        lookback_days=settings.lookback_days,
+        loaded_at=datetime.now(UTC),
+        sync_id=uuid.uuid4().hex,
+    )
+    stats = LoadStats()
+    pipeline = dlt_pipeline(settings, DATASET_NAME)
+    client = OpenAIAdminClient(base_url, api_key)
+    seconds: dict[str, float] = {}
+    try:
+        source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)
+        with timed() as extract:
+            pipeline.extract(source)
+        # Endpoints are pulled concurrently: the fetch floor is the slowest endpoint's wait.
+        seconds["fetch"] = max(client.api.seconds_by_path.values(), default=0.0)
+        seconds["extract"] = max(extract[0] - seconds["fetch"], 0.0)
+        requests = dict(client.api.requests_by_path)
+    finally:
+        client.close()
+    # A BI tool may have opened the warehouse while the API was being read: wait for it (or
+    # fail with the one clear line) before dlt tries to write.
+    wait_for_warehouse(settings)
+    with timed() as normalize:
+        pipeline.normalize()
+    seconds["normalize"] = normalize[0]
+    committed = [t for t in DATA_RESOURCES if t not in LISTING_RESOURCES and t not in stats.skipped]
+    with timed() as load:
+        pipeline.load()
+        # The commit marker, written only once the data load succeeded.
+        pipeline.run(sync_windows(request, committed))
+    seconds["load"] = load[0]
+    _release_memory()
+    rows = dict(stats.rows)
+    for phase, value in seconds.items():
+        record_phase(
+            settings, run_id=run_id, connection=connection, phase=phase, seconds=value,
+            **({"rows": sum(rows.values())} if phase == "extract" else {}),
+        )  # fmt: skip
+    return WindowLoad(
+        connection=connection,
+        window=window,
+        sync_id=request.sync_id,
+        rows=rows,
+        cost_usd_by_day=dict(stats.cost_usd_by_day),
+        committed_tables=committed,
+        notes=list(stats.notes),
+        cost_rows_by_day=dict(stats.cost_rows_by_day),
+        requests_by_path=requests,
+        seconds=seconds,
+    )
