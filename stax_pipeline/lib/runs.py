@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from stax_pipeline.lib.processes import (
     InterruptLatch,
@@ -42,8 +43,8 @@ HOST_TAG = "stax/host"
 PID_TAG = "stax/pid"
 PROCESS_STARTED_TAG = "stax/process_started"
 
-# Statuses in which a run's process may be alive. Launched runs get a process only once STARTED
-# (before, the daemon's start timeout is in charge); ours have it from the moment they exist.
+# Statuses in which a run's process may be alive. Launched runs have a worker to check only once
+# STARTED; ours have their process from the moment they exist.
 _OWNED_RUN_STATUSES = [
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
@@ -113,7 +114,9 @@ def free_slots_of_finished_runs(instance: DagsterInstance) -> None:
 
 def _dead_process_of(instance: DagsterInstance, run: DagsterRun) -> int | None:
     """The pid of ``run``'s process if that process is known and gone; else None."""
-    if PID_TAG in run.tags:
+    # A re-execution (from the UI, or Dagster's run retries) copies its parent's tags, ours
+    # included, but is launched: it runs in a worker process of its own.
+    if PID_TAG in run.tags and PARENT_RUN_ID_TAG not in run.tags:
         owner = ProcessIdentity(
             host=run.tags.get(HOST_TAG, ""),
             pid=int(run.tags[PID_TAG]),

@@ -106,10 +106,13 @@ def test_runs_whose_process_lives_or_cannot_be_judged_here_are_left_alone(instan
     # Launched, but its worker has not said which process it is (yet).
     launching = add_run(instance, status=DagsterRunStatus.STARTING, holds_slot=False)
     unreported = add_run(instance, holds_slot=False)
+    # Re-executed from the UI: it carries its dead parent's tags, but runs in a worker of its own.
+    reexecuted = add_run(instance, {**owned_by(dead_process()), "dagster/parent_run_id": alive},
+                         status=DagsterRunStatus.STARTING, holds_slot=False)
     assert recover_dead_runs(instance) == []
-    assert [status(instance, r) for r in (alive, elsewhere, launching, unreported)] == [
+    assert [status(instance, r) for r in (alive, elsewhere, launching, unreported, reexecuted)] == [
         DagsterRunStatus.STARTED, DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
-        DagsterRunStatus.STARTED]
+        DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]
     assert pool(instance) == ({alive}, set())
 
 
