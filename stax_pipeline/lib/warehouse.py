@@ -8,15 +8,18 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dlt
 import duckdb
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.pipeline.pipeline import Pipeline
 
 from stax_pipeline.errors import StaxError
 from stax_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from dlt.pipeline.pipeline import Pipeline
+
+# dlt is imported where a pipeline is built, not here: the reading commands (`stax report`,
+# `stax doctor`) use this module and should answer in well under a second.
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     (dagster-dlt's ``run`` drops the local state too; a plain ``pipeline.run`` would not.)
     """
     ensure_warehouse(settings)
+    import dlt
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
     credentials = DuckDbCredentials(
         str(settings.warehouse_path),
         global_config={"memory_limit": LOAD_MEMORY_LIMIT, "threads": 2},
