@@ -161,7 +161,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         return handler(args) or 0
     except StaxError as exc:
-        from stax_pipeline.lib.http import redact_secrets
+        from stax_pipeline.lib.redaction import redact_secrets
 
         print(f"stax: {redact_secrets(' '.join(str(exc).split()))}", file=sys.stderr)
         return exc.exit_code

@@ -197,13 +197,13 @@ def cmd_connections(args) -> int:
 
 
 def cmd_disconnect(args) -> int:
+    store = ConnectionStore(load_settings(create=False))
+    store.get(args.name)  # unknown → one-line error before anything changes (or is created)
+    settings = load_settings()
     from stax_pipeline.lib.serving import publish_marts
     from stax_pipeline.lib.warehouse import purge_connection
     from stax_pipeline.orchestration import dagster_instance, unregister_connection
 
-    store = ConnectionStore(load_settings(create=False))
-    store.get(args.name)  # unknown → one-line error before anything changes (or is created)
-    settings = load_settings()
     purged = purge_connection(settings, args.name) if args.purge else None
     if purged is not None and settings.warehouse_path.exists():
         publish_marts(settings)  # the served copy must lose the purged rows too
@@ -223,8 +223,7 @@ def resolve_sync_window(
 ) -> SyncWindow:
     """The days `stax sync` covers for a connection that has synced ``synced_days``: its
     catch-up window (from the first day it is missing to yesterday) unless told otherwise."""
-    from stax_pipeline.defs.partitions import FIRST_DAY
-    from stax_pipeline.lib.window import SyncWindow, catch_up_window
+    from stax_pipeline.lib.window import FIRST_DAY, SyncWindow, catch_up_window
 
     default = catch_up_window(today, synced_days, lookback_days)
     if start is None and end is None:
@@ -266,7 +265,6 @@ def _sync_one(
 
 def cmd_sync(args) -> int:
     from stax_pipeline.lib.endpoints import sync_endpoint
-    from stax_pipeline.orchestration import dagster_instance
 
     settings = load_settings(create=False)  # nothing is created before every argument is checked
     settings.validate()
@@ -281,6 +279,8 @@ def cmd_sync(args) -> int:
     windows = plan_sync(store, names, args.start, args.end, settings.lookback_days, _today())
     for connection in connections:  # a connection that may not be synced here: say so now
         sync_endpoint(connection, settings.configured_openai_base_url)
+    from stax_pipeline.orchestration import dagster_instance  # Dagster: seconds to import
+
     settings = load_settings()
     instance = dagster_instance(settings)
     results = [_sync_one(instance, store, name, window, verb="syncing").success

@@ -28,7 +28,7 @@ MAX_REPORT_DAYS = 3660  # ten years: everything since the first day any provider
 
 
 def day_argument(text: str) -> date:
-    """A real calendar day written YYYY-MM-DD (2026-02-30 and 2026-W01-1 are refused)."""
+    """A real calendar day written YYYY-MM-DD (2026-02-30, 2026-1-1 and 2026-W01-1 are refused)."""
     if not _DAY.fullmatch(text):
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {shown(text)}")
     try:
@@ -40,7 +40,7 @@ def day_argument(text: str) -> date:
             why = f"{calendar.month_name[month]} {year} has {last} days"
         else:
             why = "the month must be 01 to 12"
-        raise argparse.ArgumentTypeError(f"no such day: {text} ({why})") from None
+        raise argparse.ArgumentTypeError(f"not a date: {text} ({why})") from None
 
 
 def connection_name_argument(text: str) -> str:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from stax_pipeline.errors import SettingError
 
 SIMULATOR_HEADER = "X-Stax-Simulator"  # every answer of stax_pipeline/simulator carries it: "1"
@@ -66,6 +64,8 @@ def check_base_url(url: str, *, source: str) -> str:
     )
     if len(url) > MAX_URL_CHARS or not (url.isascii() and url.isprintable()) or any(c in url for c in " \\"):
         raise malformed
+    import httpx  # here, not at import: `stax connections` and argument errors need no HTTP client
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError on a malformed port)
