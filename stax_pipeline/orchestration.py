@@ -13,9 +13,9 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance
 
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
-from stax_pipeline.lib.redaction import redact
 from stax_pipeline.lib.instance_config import write_instance_config
 from stax_pipeline.lib.private_files import make_tree_private
+from stax_pipeline.lib.redaction import redact
 from stax_pipeline.lib.warehouse import warehouse_lock_failure
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
