@@ -67,13 +67,15 @@ def load_window(
     api_key: str,
     base_url: str,
     run_id: str,
+    expect_simulator: bool | None = None,
 ) -> WindowLoad:
     """Pull ``window`` of ``connection`` from the API into ``raw_openai``, then commit it.
 
     The data load appends a snapshot tagged with a new ``sync_id``; only once it succeeded is the
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
-    each can be timed (``$STAX_HOME/logs/timings.jsonl``).
+    each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
+    the connection was made against the Stax simulator (``lib/endpoints.py``).
     """
     request = SyncRequest(
         connection=connection,
@@ -84,7 +86,7 @@ def load_window(
     )
     stats = LoadStats()
     pipeline = dlt_pipeline(settings, DATASET_NAME)
-    client = OpenAIAdminClient(base_url, api_key)
+    client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
     seconds: dict[str, float] = {}
     try:
         source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)

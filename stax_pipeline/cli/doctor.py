@@ -9,6 +9,7 @@ import duckdb
 from stax_pipeline.cli.commands import check_openai_admin_key
 from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.endpoints import sync_endpoint
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -21,9 +22,11 @@ def diagnose(
     for connection in connections:
         print(f"{connection.name} ({connection.provider})")
         print(f"  key            {connection.key_hint} (stored {connection.created_at:%Y-%m-%d})")
-        try:
-            check_openai_admin_key(settings.openai_base_url, store.api_key(connection.name))
-            print(f"  key check      ok against {settings.openai_base_url}")
+        try:  # against the connection's own API (lib/endpoints.py), never another
+            endpoint = sync_endpoint(connection, settings.configured_openai_base_url)
+            check_openai_admin_key(endpoint.base_url, store.api_key(connection.name),
+                                   expect_simulator=endpoint.simulator)  # fmt: skip
+            print(f"  key check      ok against {endpoint.base_url}")
         except StaxError as exc:
             healthy = False
             print(f"  key check      FAILED: {str(exc).replace(' Nothing was stored.', '')}")

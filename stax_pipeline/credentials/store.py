@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 from stax_pipeline.credentials.crypto import (
     MASTER_KEY_ENV,
@@ -28,9 +29,11 @@ from stax_pipeline.credentials.crypto import (
     read_key_file,
     write_key_file,
 )
+from stax_pipeline.credentials.key_format import check_key_characters
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.lib.endpoints import check_base_url, is_loopback_host
 from stax_pipeline.lib.window import SyncWindow, backfill_window
-from stax_pipeline.settings import Settings
+from stax_pipeline.settings import DEFAULT_OPENAI_BASE_URL, Settings, shown
 
 PROVIDERS = ("openai",)
 ADMIN_KEY_PREFIX = "sk-admin-"
@@ -49,9 +52,11 @@ CREATE TABLE IF NOT EXISTS connections (
     backfill_claimed_by TEXT,
     backfilled_at TEXT
 )"""
-# Schema version 2: which days each connection has synced, and the state of its backfill. Stores
-# of version 1 are migrated in place on first open (columns added, nothing rewritten).
-_SCHEMA_VERSION = 2
+# Schema version 2: which days each connection has synced, and the state of its backfill.
+# Version 3: the API base URL each connection was made against, and whether that was the Stax
+# simulator (lib/endpoints.py); connections stored before get the default URL, as real ones.
+# Older stores are migrated in place on first open (columns added, nothing rewritten).
+_SCHEMA_VERSION = 3
 _ADDED_COLUMNS = {
     # A token per claim: its run carries it, so a late outcome never settles a newer claim.
     "backfill_claim": "TEXT",
@@ -59,6 +64,9 @@ _ADDED_COLUMNS = {
     "backfill_attempts": "INTEGER NOT NULL DEFAULT 0",  # failed attempts so far
     "backfill_error": "TEXT",  # why the last attempt failed
     "backfill_retry_at": "TEXT",  # when the daemon may claim it again
+    # Where its key is sent: the only API it is ever synced against (simulated: see below).
+    "api_base_url": f"TEXT NOT NULL DEFAULT '{DEFAULT_OPENAI_BASE_URL}'",
+    "simulated": "INTEGER NOT NULL DEFAULT 0",  # 1: made against the Stax simulator
 }
 _SYNCED_DAYS = """
 CREATE TABLE IF NOT EXISTS synced_days (
@@ -72,7 +80,8 @@ _COLUMNS = (
     "id, name, provider, key_hint, key_version, created_at, last_synced_at, "
     "backfill_claimed_by, backfilled_at, backfill_claim, backfill_claimed_at, backfill_attempts, "
     "backfill_error, backfill_retry_at, "
-    "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id)"
+    "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id), "
+    "api_base_url, simulated"
 )
 _BACKFILL_DONE = (
     "backfilled_at = ?, backfill_claimed_by = NULL, backfill_claim = NULL, backfill_claimed_at = NULL,"
@@ -102,6 +111,8 @@ class Connection:
     backfill_error: str | None = None
     backfill_retry_at: datetime | None = None
     last_synced_day: date | None = None
+    api_base_url: str = DEFAULT_OPENAI_BASE_URL  # the API it was made against; its key goes nowhere else
+    simulated: bool = False  # made against the Stax simulator: only ever synced against one
 
     @property
     def backfill_state(self) -> str:
@@ -124,7 +135,7 @@ def validate_connection_name(name: str) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 40 or not _NAME_RE.fullmatch(name):
         raise UsageError(
             "connection name must be 1-40 characters of lowercase letters, digits, '_' or '-', "
-            f"starting with a letter or digit, got {name!r}"
+            f"starting with a letter or digit, got {shown(name) if isinstance(name, str) else repr(name)}"
         )
     return name
 
@@ -135,6 +146,7 @@ def key_hint(api_key: str) -> str:
 
 
 def _check_api_key(api_key: str) -> None:
+    check_key_characters(api_key)
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) <= len(ADMIN_KEY_PREFIX) or any(
         c.isspace() for c in api_key
     ):
@@ -177,12 +189,12 @@ def backfill_retry_delay(failed_attempts: int) -> timedelta:
 
 def _to_connection(row: tuple) -> Connection:
     (conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled, claim,
-     claimed_at, attempts, error, retry_at, last_day) = row  # fmt: skip
+     claimed_at, attempts, error, retry_at, last_day, base_url, simulated) = row  # fmt: skip
     return Connection(
         conn_id, name, provider, hint, version,
         _parse(created), _parse(synced), claimed_by, _parse(backfilled),
         claim, _parse(claimed_at), attempts, error, _parse(retry_at),
-        date.fromisoformat(last_day) if last_day else None,
+        date.fromisoformat(last_day) if last_day else None, base_url, bool(simulated),
     )
 
 
@@ -298,16 +310,28 @@ class ConnectionStore:
                 f"encrypted under a different master key); run `stax disconnect {name}` and connect again"
             ) from None
 
-    def add(self, name: str, provider: str, api_key: str) -> Connection:
-        """Encrypt and store a new connection's admin key; raise UsageError if the name is taken."""
+    def add(
+        self, name: str, provider: str, api_key: str, *, base_url: str | None = None,
+        simulated: bool | None = None,
+    ) -> Connection:  # fmt: skip
+        """Encrypt and store a new connection's admin key; raise UsageError if the name is taken.
+
+        ``base_url`` is the API the key was checked against (default: the configured one); it is
+        the only API the connection is ever synced against. ``simulated`` says whether the Stax
+        simulator answered that check; without a check (tests, scripts) a URL on this machine
+        counts as the simulator.
+        """
         validate_connection_name(name)
         if provider not in PROVIDERS:
             raise UsageError(f"unsupported provider {provider!r}; supported: {', '.join(PROVIDERS)}")
         _check_api_key(api_key)
+        base_url = check_base_url(base_url or self._settings.openai_base_url, source="the API base URL")
+        if simulated is None:
+            simulated = is_loopback_host(urlsplit(base_url).hostname or "")
         master = self._master()
         conn = Connection(
             uuid.uuid4().hex, name, provider, key_hint(api_key), master.key_id,
-            datetime.now(UTC), None, None, None,
+            datetime.now(UTC), None, None, None, api_base_url=base_url, simulated=simulated,
         )
         nonce, ciphertext = encrypt(master, api_key, _aad(conn.id, provider))
         try:
@@ -320,9 +344,9 @@ class ConnectionStore:
                     raise _other_master_key(other[0])
                 db.execute(
                     "INSERT INTO connections (id, name, provider, key_ciphertext, key_nonce, key_version,"
-                    " key_hint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " key_hint, created_at, api_base_url, simulated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (conn.id, name, provider, ciphertext, nonce, master.key_id, conn.key_hint,
-                     _iso(conn.created_at)),
+                     _iso(conn.created_at), base_url, int(simulated)),
                 )
         except sqlite3.IntegrityError:
             raise UsageError(

@@ -34,6 +34,7 @@ from pathlib import Path
 import duckdb
 
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.private_files import make_private
 from stax_pipeline.lib.warehouse import STORAGE_COMPATIBILITY, read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -126,7 +127,7 @@ def read_marts(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str, int]:
     """Every relation of the warehouse's marts schema (views too, as tables) into ``database``
     (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``; returns rows per name."""
-    exports.mkdir(mode=0o755)
+    exports.mkdir(mode=0o700)
     con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     rows: dict[str, int] = {}
     try:
@@ -150,6 +151,7 @@ def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str
     finally:
         con.close()
     for path in (*exports.iterdir(), exports, database):
+        make_private(path)  # DuckDB creates files with the umask's mode; readers are the owner's
         _fsync(path)
     return rows
 
