@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "report", "spend for the last N days by model, project, API key or line item, "
                  "from the published marts")  # fmt: skip
-    p.add_argument("--connection", type=name, help="only this connection (default: every connection)")
-    p.add_argument("--days", type=whole_number(1, MAX_REPORT_DAYS), default=30,
+    p.add_argument("--connection", type=name, metavar="NAME",
+                   help="only this connection (default: all connections)")
+    p.add_argument("--days", type=whole_number(1, MAX_REPORT_DAYS), default=30, metavar="N",
                    help="how many closed days, counting back from yesterday, UTC (default: %(default)s)")
     p.add_argument("--by", choices=REPORT_DIMENSIONS, default="model",
                    help="one row per model (non-model spend per SKU), project, API key (by name) or "
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "export", "write a dataset for other tools")
     datasets = p.add_subparsers(
-        dest="dataset", metavar="DATASET (focus)", required=True, parser_class=_Parser
+        dest="dataset", metavar="DATASET (focus)", required=True, parser_class=_Parser,
+        help="the dataset to write: focus, the FOCUS 1.3 cost and usage rows (required)",
     )
     p = datasets.add_parser("focus", help="FOCUS 1.3 cost and usage (FinOps Foundation) for some days",
                             description="FOCUS 1.3 cost and usage (FinOps Foundation) for some days")
