@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
 
-from dagster_dbt import DbtCliInvocation, DbtCliResource
+from dagster_dbt import DbtCliResource
 from packaging import version
 
 from stax_pipeline.credentials.crypto import MASTER_KEY_ENV, NEW_MASTER_KEY_ENV
@@ -51,6 +50,7 @@ class StaxDbtCliResource(DbtCliResource):
     def cli(self, args, **kwargs):  # type: ignore[override]
         """dagster-dbt's ``cli``, with the master key kept out of dbt's environment: dbt never
         decrypts anything, and whatever it runs (macros, packages, adapters) could read it."""
+        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
         with environment_without(SECRET_ENV_VARS):
             return super().cli(args, **kwargs)  # dbt's process is started (and its env copied) here
 
@@ -58,10 +58,6 @@ class StaxDbtCliResource(DbtCliResource):
         """dagster-dbt loads dbt's adapter in-process on every run, only for column and row-count
         metadata we do not fetch; skipping it saves importing and configuring dbt twice."""
         return None
-
-    def cli(self, *args: Any, **kwargs: Any) -> DbtCliInvocation:
-        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
-        return super().cli(*args, **kwargs)
 
 
 # dbt's artifacts of the last few runs are kept for debugging; older ones are removed.
