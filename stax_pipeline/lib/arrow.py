@@ -56,12 +56,19 @@ def batches_as_arrow(
     columns: Mapping[str, Mapping[str, Any]],
     batch_rows: int = ARROW_BATCH_ROWS,
 ) -> Iterator[pa.Table]:
-    """``rows`` as Arrow tables of at most ``batch_rows`` rows each, as they arrive."""
+    """``rows`` as Arrow tables of at most ``batch_rows`` rows each, as they arrive; no rows at
+    all is one empty table, typed as hinted.
+
+    The empty table matters: a table dlt first creates from no Arrow data (only the
+    ``materialize_table_schema`` marker) gets its JSON normalizer's NOT NULL ``_dlt_id``, which
+    every later Arrow load (that carries none) then violates.
+    """
     batch: list[dict[str, Any]] = []
+    yielded = False
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_rows:
             yield rows_to_arrow(batch, columns)
-            batch = []
-    if batch:
+            batch, yielded = [], True
+    if batch or not yielded:
         yield rows_to_arrow(batch, columns)
