@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from stax_pipeline.cli.table import format_table
 from stax_pipeline.lib.serving import read_marts
+from stax_pipeline.restatements import report_note
 from stax_pipeline.settings import Settings
 
 NON_MODEL = "(not a model: tools, storage, …)"
@@ -49,4 +50,5 @@ def spend_report(settings: Settings, connection: str | None, days: int, today: d
         ))  # fmt: skip
     table.append(("TOTAL", f"{total:,.2f}", "100.0%", "", "", "", ""))
     numbers = range(1, len(table[0]))
-    return "\n".join([title, "", *format_table(table, right=numbers)])
+    lines = [title, "", *format_table(table, right=numbers)]
+    return "\n".join(lines + report_note(settings, connection, start, end))
