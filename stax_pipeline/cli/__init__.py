@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection")
     p.add_argument("--days", type=_positive, default=30)
 
-    p = commands.add_parser("doctor", help="diagnostics for 'my sync looks low'")
+    p = commands.add_parser("doctor", help="diagnostics for 'my sync looks low'; exit 1 when it finds a problem")
     p.add_argument("--connection")
+    p.add_argument("--json", action="store_true", help="print one JSON object (stable keys) for scripts")
 
     commands.add_parser("rotate-master-key", help="re-encrypt stored keys under a new master key")
 

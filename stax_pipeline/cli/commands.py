@@ -56,8 +56,9 @@ def _read_key() -> str:
     return key.strip()
 
 
-def check_openai_admin_key(base_url: str, api_key: str) -> None:
-    """Refuse a key before anything is stored: its prefix first, then one cheap request."""
+def check_openai_admin_key(base_url: str, api_key: str) -> str | None:
+    """Refuse a key before anything is stored: its prefix first, then one cheap request, which
+    also tells the organization behind the key (its id; None if the API did not say)."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) == len(ADMIN_KEY_PREFIX):
@@ -70,7 +71,7 @@ def check_openai_admin_key(base_url: str, api_key: str) -> None:
     # a person is waiting: a few seconds of retries, not the sync's minutes
     client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy.from_env().at_most(10))
     try:
-        client.check_admin_key()
+        return client.check_admin_key()
     except HttpError as exc:
         if exc.status == 401:
             raise CredentialError(WRONG_KEY_TYPE) from None
@@ -103,14 +104,20 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
             f"`stax disconnect {name}` first"
         )
     api_key = read_key()
-    check_openai_admin_key(settings.openai_base_url, api_key)
+    organization = check_openai_admin_key(settings.openai_base_url, api_key)
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
     settings = load_settings()  # now STAX_HOME may be created
-    connection = store.add(name, "openai", api_key)
+    reconnecting = store.disconnected(name) is not None  # same organization: its rows come back
+    connection = store.add(name, "openai", api_key, organization_id=organization)
     instance = dagster_instance(settings)
     register_connection(instance, name)
-    print(f"Connected {name!r} (openai, key {connection.key_hint}).")
+    print(f"{'Reconnected' if reconnecting else 'Connected'} {name!r} (openai, key "
+          f"{connection.key_hint}, {_organization_text(connection)}).")  # fmt: skip
+    if reconnecting:
+        from stax_pipeline.cli.disconnect import publish_live_rows
+
+        publish_live_rows(settings)
     if not backfill:
         from stax_pipeline.lib.window import backfill_window
 
@@ -176,38 +183,42 @@ def _backfill_text(connection: Connection) -> str:
     return state
 
 
+def _organization_text(connection: Connection) -> str:
+    """``organization org-…``, or why it is not known yet (the first sync with spend learns it)."""
+    if connection.organization_id:
+        return f"organization {connection.organization_id}"
+    return "organization not reported yet: the first sync with spend checks it"
+
+
 def cmd_connections(args) -> int:
-    connections = ConnectionStore(load_settings(create=False)).list()
+    store = ConnectionStore(load_settings(create=False))
+    connections = store.list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
-        return 0
-    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
+    else:
+        _print_connections(connections)
+    if hidden := store.list_disconnected():
+        names = ", ".join(c.name for c in hidden)
+        print(f"Disconnected, rows kept but hidden: {names} (`stax disconnect NAME --purge` deletes them).")
+    return 0
+
+
+def _print_connections(connections: list[Connection]) -> None:
+    rows = [("NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at),
-         str(c.last_synced_day or "-"), _backfill_text(c))
+        (c.name, c.provider, c.organization_id or "(not yet known)", c.key_hint,
+         _fmt_time(c.created_at), _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"),
+         _backfill_text(c))
         for c in connections
     ]  # fmt: skip
     print("\n".join(format_table(rows)))
-    return 0
 
 
 def cmd_disconnect(args) -> int:
-    from stax_pipeline.lib.serving import publish_marts
-    from stax_pipeline.lib.warehouse import purge_connection
-    from stax_pipeline.orchestration import dagster_instance, unregister_connection
+    from stax_pipeline.cli.disconnect import disconnect, purge
 
     settings = load_settings()
-    store = ConnectionStore(settings)
-    store.get(args.name)  # unknown → one-line error before anything changes
-    purged = purge_connection(settings, args.name) if args.purge else None
-    if purged is not None and settings.warehouse_path.exists():
-        publish_marts(settings)  # the served copy must lose the purged rows too
-    store.remove(args.name)
-    unregister_connection(dagster_instance(settings), args.name)
-    print(f"Disconnected {args.name!r}: its key is deleted.")
-    if purged is not None:
-        print(f"Purged {purged} warehouse rows of {args.name!r}.")
-    return 0
+    return (purge if args.purge else disconnect)(settings, ConnectionStore(settings), args.name)
 
 
 # --- sync ---------------------------------------------------------------------------------------
@@ -301,7 +312,7 @@ def cmd_doctor(args) -> int:
     connections = [store.get(args.connection)] if args.connection else store.list()
     if not connections:
         raise UsageError("no connections yet; run `stax connect openai --name NAME` first")
-    healthy = diagnose(settings, store, connections, _today())
+    healthy = diagnose(settings, store, connections, _today(), as_json=args.json)
     return 0 if healthy else 1
 
 

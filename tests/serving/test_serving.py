@@ -24,7 +24,7 @@ from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.serving import publish_marts, read_marts
 from stax_pipeline.lib.warehouse import ensure_warehouse
 from stax_pipeline.lib.window import SyncWindow, range_run_tags
-from stax_pipeline.orchestration import _first_failure, dagster_instance, register_connection, run_sync
+from stax_pipeline.orchestration import dagster_instance, register_connection, run_failure_reason, run_sync
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from tests.cli.test_connect import stax
@@ -247,7 +247,7 @@ def test_lock_lost_after_the_wait_still_reads_as_one_busy_line(stax_home, simula
             asset_selection=list(assets[step].keys),
             raise_on_error=False,
         )
-        error = _first_failure(result)
+        error = run_failure_reason(result.all_events)
         bi_tool.close()
     assert not result.success
     assert error.startswith("the warehouse is busy:"), error
