@@ -239,8 +239,11 @@ def run_measured(argv: list[str], env: dict[str, str], *, stdin: str = "", cwd: 
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=cwd,
                                 start_new_session=True)  # its own group, so a timeout kills the tree
         assert proc.stdin is not None
-        proc.stdin.write(stdin.encode())
-        proc.stdin.close()
+        try:
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it exited without reading its input: its exit code and stderr tell why
         peak = peak_main = 0
         timed_out = False
         while True:

@@ -8,6 +8,7 @@ from dagster import Definitions
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
 from stax_pipeline.defs.dbt.project import stax_dbt_project
 from stax_pipeline.defs.jobs import sync_job
+from stax_pipeline.defs.maintenance import dead_run_recovery
 from stax_pipeline.defs.openai.assets import openai_admin_assets
 from stax_pipeline.defs.schedules import nightly_sync
 from stax_pipeline.defs.sensors import backfill_run_sensors, new_connection_backfill
@@ -22,7 +23,7 @@ defs = Definitions(
     assets=[openai_admin_assets, stax_dbt_assets],
     jobs=[sync_job],
     schedules=[nightly_sync],
-    sensors=[new_connection_backfill, *backfill_run_sensors],
+    sensors=[new_connection_backfill, *backfill_run_sensors, dead_run_recovery],
     resources={
         "dbt": StaxDbtCliResource(project_dir=stax_dbt_project, dbt_executable=dbt_executable()),
     },

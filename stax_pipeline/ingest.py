@@ -20,6 +20,7 @@ from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import Settings
 from stax_pipeline.sources.openai_admin import (
     DATA_RESOURCES,
+    LISTING_RESOURCES,
     LoadStats,
     OpenAIAdminClient,
     SyncRequest,
@@ -41,8 +42,8 @@ def _release_memory() -> None:
 
 @dataclass
 class WindowLoad:
-    """What loading one connection's window did: rows per table, spend per day, the tables whose
-    days were committed, notes for the user, and where the time went."""
+    """What loading one connection's window did: rows per table, spend and cost rows per day, the
+    tables whose days were committed, notes for the user, and where the time went."""
 
     connection: str
     window: SyncWindow
@@ -51,6 +52,7 @@ class WindowLoad:
     cost_usd_by_day: dict[date, float]
     committed_tables: list[str]
     notes: list[str]
+    cost_rows_by_day: dict[date, int] = field(default_factory=dict)
     requests_by_path: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -67,13 +69,15 @@ def load_window(
     api_key: str,
     base_url: str,
     run_id: str,
+    expect_simulator: bool | None = None,
 ) -> WindowLoad:
     """Pull ``window`` of ``connection`` from the API into ``raw_openai``, then commit it.
 
     The data load appends a snapshot tagged with a new ``sync_id``; only once it succeeded is the
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
-    each can be timed (``$STAX_HOME/logs/timings.jsonl``).
+    each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
+    the connection was made against the Stax simulator (``lib/endpoints.py``).
     """
     request = SyncRequest(
         connection=connection,
@@ -87,7 +91,7 @@ def load_window(
     # connected fails the extract there, so nothing of this sync is loaded.
     stats = LoadStats(on_organization=partial(ConnectionStore(settings).set_organization, connection))
     pipeline = dlt_pipeline(settings, DATASET_NAME)
-    client = OpenAIAdminClient(base_url, api_key)
+    client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
     seconds: dict[str, float] = {}
     try:
         source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)
@@ -105,7 +109,7 @@ def load_window(
     with timed() as normalize:
         pipeline.normalize()
     seconds["normalize"] = normalize[0]
-    committed = [t for t in DATA_RESOURCES if t != "projects" and t not in stats.skipped]
+    committed = [t for t in DATA_RESOURCES if t not in LISTING_RESOURCES and t not in stats.skipped]
     with timed() as load:
         pipeline.load()
         # The commit marker, written only once the data load succeeded.
@@ -126,6 +130,7 @@ def load_window(
         cost_usd_by_day=dict(stats.cost_usd_by_day),
         committed_tables=committed,
         notes=list(stats.notes),
+        cost_rows_by_day=dict(stats.cost_rows_by_day),
         requests_by_path=requests,
         seconds=seconds,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
+import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,9 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
+from stax_pipeline.lib.instance_config import write_instance_config
+from stax_pipeline.lib.private_files import make_tree_private
+from stax_pipeline.lib.redaction import redact
 from stax_pipeline.lib.warehouse import warehouse_lock_failure
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
@@ -24,12 +27,12 @@ INSTANCE_TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at ``$STAX_HOME/dagster`` with the repo's dagster.yaml in it."""
+    """Point DAGSTER_HOME at ``$STAX_HOME/dagster``, whose dagster.yaml is the repo's until the
+    user edits it (lib/instance_config.py); make everything under STAX_HOME private first."""
     home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
-        shutil.copyfile(INSTANCE_TEMPLATE, target)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_instance_config(home, INSTANCE_TEMPLATE)
+    make_tree_private(settings.home)
     os.environ["DAGSTER_HOME"] = str(home)
     install_fast_event_storage(home)
     return home
@@ -67,20 +70,29 @@ def run_sync(
     (``tags`` added to the run's, e.g. a backfill's claim)."""
     from stax_pipeline.definitions import defs
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+    from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run
 
+    recover_dead_runs(instance)  # else a killed run's warehouse slot blocks this one forever
     register_connection(instance, connection)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     settings = load_settings()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     # Our progress lines go through Python logging (stderr); Dagster's console is muted and the
     # dbt output dagster-dbt echoes to stdout goes to a log file (the UI keeps it per run too).
-    with open(settings.logs_dir / "sync.log", "a") as log_file, redirect_stdout(log_file):
+    run_id = str(uuid.uuid4())
+    with (
+        open(settings.logs_dir / "sync.log", "a") as log_file,
+        redirect_stdout(log_file),
+        stoppable_run(instance, run_id),
+    ):
         result = job.execute_in_process(
             instance=instance,
-            tags={**range_run_tags(connection, window), **(tags or {})},
+            run_id=run_id,
+            tags={**range_run_tags(connection, window), **owner_tags(), **(tags or {})},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
+    make_tree_private(settings.home)  # what the run's libraries created, whatever their umask
     return RunOutcome(
         connection=connection,
         window=window,
@@ -101,7 +113,8 @@ def run_failure_reason(events) -> str:
                 error = error.cause  # the user-code error, not Dagster's wrapper
             if error is not None:
                 # "stax_pipeline.errors.ProviderError: GET …" → "GET …"
-                return re.sub(r"^[\w.]+(Error|Exception): ", "", error.message.strip().splitlines()[0])
+                first_line = error.message.strip().splitlines()[0]
+                return redact(re.sub(r"^[\w.]+(Error|Exception): ", "", first_line))
     return "the run failed; see `make ui` for its logs"
 
 

@@ -38,3 +38,11 @@ def test_demo_runs_end_to_end(stax_home):
     assert (end - start).days == 30
     assert days == len([v for v in org.cost_total_by_day(start, end).values() if v])
     assert files_containing(stax_home, DEMO_KEY.encode()) == []
+    # The FOCUS export it suggests runs as printed and holds the same spend
+    hint = next(line for line in result.stdout.splitlines() if "stax export focus" in line)
+    args = hint.split("stax export focus", 1)[1].split()
+    exported = stax("export", "focus", *args)
+    assert exported.returncode == 0, exported.stderr
+    start, end = (date.fromisoformat(args[args.index(flag) + 1]) for flag in ("--start", "--end"))
+    spend = sum(org.cost_total_by_day(start, end + timedelta(days=1)).values())
+    assert f"BilledCost {spend:,.6f} USD" in exported.stdout

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from stax_pipeline.cli.table import format_table
+from stax_pipeline.cli.validation import check_day_arguments, read_admin_key
 from stax_pipeline.credentials import (
     ADMIN_KEY_PREFIX,
     Connection,
     ConnectionStore,
     validate_connection_name,
 )
+from stax_pipeline.credentials.key_format import check_key_characters
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
 
@@ -41,6 +43,15 @@ NON_OWNER_KEY = (
 )
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the key check learned: whether the Stax simulator answered it, and the organization
+    behind the key (its id; None if the API did not say)."""
+
+    simulated: bool
+    organization_id: str | None
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -49,29 +60,31 @@ def _today() -> date:
 
 
 def _read_key() -> str:
-    if sys.stdin is not None and sys.stdin.isatty():
-        key = getpass.getpass("OpenAI admin key (sk-admin-…, input hidden): ")
-    else:
-        key = sys.stdin.readline() if sys.stdin is not None else ""
-    return key.strip()
+    return read_admin_key(prompt="OpenAI admin key (sk-admin-…, input hidden): ")
 
 
-def check_openai_admin_key(base_url: str, api_key: str) -> str | None:
-    """Refuse a key before anything is stored: its prefix first, then one cheap request, which
-    also tells the organization behind the key (its id; None if the API did not say)."""
+def check_openai_admin_key(
+    base_url: str, api_key: str, *, expect_simulator: bool | None = None
+) -> KeyCheck:
+    """Refuse a key before anything is stored: what it is made of first (nothing is sent for a
+    key no API could accept), then one cheap request to ``base_url``, which also tells whether
+    the Stax simulator answered (``expect_simulator``, if not None, refuses the other kind of
+    API) and the organization behind the key."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
+    check_key_characters(api_key)
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) == len(ADMIN_KEY_PREFIX):
         raise UsageError(NOT_AN_ADMIN_KEY)
-    if any(c.isspace() for c in api_key):
-        raise UsageError("the key contains spaces or line breaks: paste it as one piece. Nothing was stored.")
     from stax_pipeline.lib.http import HttpError, RetryPolicy
     from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
 
     # a person is waiting: a few seconds of retries, not the sync's minutes
-    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy.from_env().at_most(10))
+    client = OpenAIAdminClient(
+        base_url, api_key, retry=RetryPolicy.from_env().at_most(10), expect_simulator=expect_simulator
+    )
     try:
-        return client.check_admin_key()
+        organization = client.check_admin_key()
+        return KeyCheck(bool(client.api.answered_by_simulator), organization)
     except HttpError as exc:
         if exc.status == 401:
             raise CredentialError(WRONG_KEY_TYPE) from None
@@ -96,6 +109,7 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     The name is checked before the key is read, the key before anything is stored.
     """
     settings = load_settings(create=False)  # nothing is created before the key passed
+    settings.validate()  # …nor read, nor sent, while a setting is malformed
     validate_connection_name(name)
     store = ConnectionStore(settings)
     if store.exists(name):
@@ -104,16 +118,19 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
             f"`stax disconnect {name}` first"
         )
     api_key = read_key()
-    organization = check_openai_admin_key(settings.openai_base_url, api_key)
+    base_url = settings.openai_base_url
+    checked = check_openai_admin_key(base_url, api_key)
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
     settings = load_settings()  # now STAX_HOME may be created
     reconnecting = store.disconnected(name) is not None  # same organization: its rows come back
-    connection = store.add(name, "openai", api_key, organization_id=organization)
+    connection = store.add(name, "openai", api_key, base_url=base_url, simulated=checked.simulated,
+                           organization_id=checked.organization_id)  # fmt: skip
     instance = dagster_instance(settings)
     register_connection(instance, name)
+    where = "the Stax simulator at " if checked.simulated else ""
     print(f"{'Reconnected' if reconnecting else 'Connected'} {name!r} (openai, key "
-          f"{connection.key_hint}, {_organization_text(connection)}).")  # fmt: skip
+          f"{connection.key_hint}, {where}{base_url}, {_organization_text(connection)}).")  # fmt: skip
     if reconnecting:
         from stax_pipeline.cli.disconnect import publish_live_rows
 
@@ -206,9 +223,9 @@ def cmd_connections(args) -> int:
 def _print_connections(connections: list[Connection]) -> None:
     rows = [("NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider, c.organization_id or "(not yet known)", c.key_hint,
-         _fmt_time(c.created_at), _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"),
-         _backfill_text(c))
+        (c.name, c.provider + (" (simulator)" if c.simulated else ""),
+         c.organization_id or "(not yet known)", c.key_hint, _fmt_time(c.created_at),
+         _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"), _backfill_text(c))
         for c in connections
     ]  # fmt: skip
     print("\n".join(format_table(rows)))
@@ -217,7 +234,7 @@ def _print_connections(connections: list[Connection]) -> None:
 def cmd_disconnect(args) -> int:
     from stax_pipeline.cli.disconnect import disconnect, purge
 
-    settings = load_settings()
+    settings = load_settings(create=False)  # an unknown name changes (or creates) nothing
     return (purge if args.purge else disconnect)(settings, ConnectionStore(settings), args.name)
 
 
@@ -229,20 +246,16 @@ def resolve_sync_window(
 ) -> SyncWindow:
     """The days `stax sync` covers for a connection that has synced ``synced_days``: its
     catch-up window (from the first day it is missing to yesterday) unless told otherwise."""
-    from stax_pipeline.defs.partitions import FIRST_DAY
-    from stax_pipeline.lib.window import SyncWindow, catch_up_window
+    from stax_pipeline.lib.window import FIRST_DAY, SyncWindow, catch_up_window
 
     default = catch_up_window(today, synced_days, lookback_days)
     if start is None and end is None:
         return default
     first = start or min(default.start, end)
     last = end or max(default.last, first)
+    check_day_arguments(start, end, today, date.fromisoformat(FIRST_DAY))
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")
-    if last > today:
-        raise UsageError(f"--end {last} is in the future (today is {today}, UTC)")
-    if first < date.fromisoformat(FIRST_DAY):
-        raise UsageError(f"--start {first} is before the first supported day {FIRST_DAY}")
     return SyncWindow.inclusive(first, last)
 
 
@@ -274,17 +287,24 @@ def _sync_one(
 
 
 def cmd_sync(args) -> int:
-    from stax_pipeline.orchestration import dagster_instance
+    from stax_pipeline.lib.endpoints import sync_endpoint
 
-    settings = load_settings()
+    settings = load_settings(create=False)  # nothing is created before every argument is checked
+    settings.validate()
     store = ConnectionStore(settings)
     if args.connection:
-        names = [store.get(args.connection).name]
+        connections = [store.get(args.connection)]
     else:
-        names = [c.name for c in store.list()]
-        if not names:
+        connections = store.list()
+        if not connections:
             raise UsageError("no connections to sync; run `stax connect openai --name NAME` first")
+    names = [c.name for c in connections]
     windows = plan_sync(store, names, args.start, args.end, settings.lookback_days, _today())
+    for connection in connections:  # a connection that may not be synced here: say so now
+        sync_endpoint(connection, settings.configured_openai_base_url)
+    from stax_pipeline.orchestration import dagster_instance  # Dagster: seconds to import
+
+    settings = load_settings()
     instance = dagster_instance(settings)
     results = [_sync_one(instance, store, name, window, verb="syncing").success
                for name, window in windows.items()]  # fmt: skip
@@ -297,23 +317,34 @@ def cmd_sync(args) -> int:
 def cmd_report(args) -> int:
     from stax_pipeline.cli.report import spend_report
 
-    settings = load_settings()
+    settings = load_settings(create=False)
     if args.connection:
         ConnectionStore(settings).get(args.connection)
-    print(spend_report(settings, args.connection, args.days, _today()))
+    print(spend_report(settings, args.connection, args.days, _today(), by=args.by,
+                       output_format=args.output_format))
     return 0
 
 
 def cmd_doctor(args) -> int:
     from stax_pipeline.cli.doctor import diagnose
 
-    settings = load_settings()
+    settings = load_settings(create=False)
     store = ConnectionStore(settings)
     connections = [store.get(args.connection)] if args.connection else store.list()
     if not connections:
         raise UsageError("no connections yet; run `stax connect openai --name NAME` first")
     healthy = diagnose(settings, store, connections, _today(), as_json=args.json)
     return 0 if healthy else 1
+
+
+def cmd_export(args) -> int:
+    from stax_pipeline.cli.export import export_focus
+
+    print(export_focus(
+        load_settings(), connection=args.connection, first=args.start, last=args.end,
+        out_dir=args.out, file_format=args.format,
+    ).summary())  # fmt: skip
+    return 0
 
 
 # --- keys, simulator, demo ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ import duckdb
 from stax_pipeline.cli.commands import check_openai_admin_key
 from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.endpoints import sync_endpoint
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.restatements import restated_days, restatement_summary, signed_usd
 from stax_pipeline.settings import Settings
@@ -167,10 +168,14 @@ def _diagnose_one(
 
 
 def _check_key(settings: Settings, store: ConnectionStore, connection: Connection, problems: list[str]) -> dict:
-    """One read-only request with the stored key; it also tells the organization behind it."""
-    base_url = settings.openai_base_url
+    """One read-only request with the stored key, against the connection's own API
+    (lib/endpoints.py), never another; it also tells the organization behind the key."""
+    base_url = connection.api_base_url
     try:
-        organization = check_openai_admin_key(base_url, store.api_key(connection.name))
+        endpoint = sync_endpoint(connection, settings.configured_openai_base_url)
+        base_url = endpoint.base_url
+        organization = check_openai_admin_key(base_url, store.api_key(connection.name),
+                                              expect_simulator=endpoint.simulator).organization_id  # fmt: skip
     except StaxError as exc:
         error = str(exc).replace(" Nothing was stored.", "")
         problems.append(f"the key check failed: {error}")
@@ -222,6 +227,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[tuple]
         return []
 
 
+_BILLABLE_USAGE = "select * from marts.fct_usage_daily where connection = ? and endpoint != 'moderations'"
+
+
 def _connection_facts(con: duckdb.DuckDBPyConnection, name: str, period: tuple[date, date]) -> dict[str, Any]:
     start, end = period
     committed = {day for (day,) in _rows(con, """
@@ -238,26 +246,24 @@ def _connection_facts(con: duckdb.DuckDBPyConnection, name: str, period: tuple[d
             order by status = 'active' desc, name nulls last, project_id
             """, [name])
     ]  # fmt: skip
-    usage_days = [day for (day,) in _rows(con, """
-        select date from marts.fct_model_spend_daily where connection = ?
-        group by date having sum(num_model_requests) > 0 and sum(cost_usd) = 0 order by date
-        """, [name])]  # fmt: skip
-    # Costs name a fine-tune's spend 'ft-<base>', usage names it 'ft:<base>:<org>:<suffix>:<id>':
-    # the same model, not usage without cost.
-    usage_models = [model for (model,) in _rows(con, """
-        with by_model as (
-            select model, sum(num_model_requests) as requests, sum(cost_usd) as cost
-            from marts.fct_model_spend_daily
-            where connection = ? and date >= ? and date < ? and model is not null
-            group by model
-        )
-        select model from by_model
-        where requests > 0 and cost = 0
-          and not (model like 'ft:%' and exists (
-              select 1 from by_model as billed
-              where billed.model = 'ft-' || split_part(by_model.model, ':', 2) and billed.cost > 0))
-        order by model
-        """, [name, start, end])]  # fmt: skip
+    # Usage of every endpoint but moderations (free, on the real API too) that no cost meets:
+    # by day, and by model as costs bill it (a fine-tune's usage under its ft-<base> name).
+    usage_days = [day for (day,) in _rows(con, f"""
+        select date from ({_BILLABLE_USAGE}) group by date having sum(num_model_requests) > 0
+        except
+        select date from marts.fct_spend_daily where connection = ? group by date having sum(cost_usd) > 0
+        order by date
+        """, [name, name])]  # fmt: skip
+    usage_models = [model for (model,) in _rows(con, f"""
+        select billed_model from ({_BILLABLE_USAGE})
+        where date >= ? and date < ? and billed_model is not null
+        group by billed_model having sum(num_model_requests) > 0
+        except
+        select model from marts.fct_spend_daily
+        where connection = ? and date >= ? and date < ? and model is not null
+        group by model having sum(cost_usd) > 0
+        order by 1
+        """, [name, start, end, name, start, end])]  # fmt: skip
     spend = _rows(con, """
         select sum(cost_usd), count(distinct date) from marts.fct_spend_daily
         where connection = ? and date >= ? and date < ?

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 from stax_pipeline.credentials.crypto import (
     MASTER_KEY_ENV,
@@ -28,9 +29,11 @@ from stax_pipeline.credentials.crypto import (
     read_key_file,
     write_key_file,
 )
+from stax_pipeline.credentials.key_format import check_key_characters
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.lib.endpoints import check_base_url, is_loopback_host
 from stax_pipeline.lib.window import SyncWindow, backfill_window
-from stax_pipeline.settings import Settings
+from stax_pipeline.settings import DEFAULT_OPENAI_BASE_URL, Settings, shown
 
 PROVIDERS = ("openai",)
 ADMIN_KEY_PREFIX = "sk-admin-"
@@ -50,10 +53,12 @@ CREATE TABLE IF NOT EXISTS connections (
     backfilled_at TEXT
 )"""
 # Schema version 2: which days each connection has synced, and the state of its backfill.
-# Version 3: the organization behind each key, and disconnected connections kept as tombstones
-# (their key deleted) until their rows are purged. Stores of older versions are migrated in place
-# on first open (columns added, nothing rewritten).
-_SCHEMA_VERSION = 3
+# Version 3: the API base URL each connection was made against, and whether that was the Stax
+# simulator (lib/endpoints.py); connections stored before get the default URL, as real ones.
+# Version 4: the organization behind each key, and disconnected connections kept as tombstones
+# (their key deleted) until their rows are purged. Older stores are migrated in place on first
+# open (columns added, nothing rewritten).
+_SCHEMA_VERSION = 4
 _ADDED_COLUMNS = {
     # A token per claim: its run carries it, so a late outcome never settles a newer claim.
     "backfill_claim": "TEXT",
@@ -61,6 +66,9 @@ _ADDED_COLUMNS = {
     "backfill_attempts": "INTEGER NOT NULL DEFAULT 0",  # failed attempts so far
     "backfill_error": "TEXT",  # why the last attempt failed
     "backfill_retry_at": "TEXT",  # when the daemon may claim it again
+    # Where its key is sent: the only API it is ever synced against (simulated: see below).
+    "api_base_url": f"TEXT NOT NULL DEFAULT '{DEFAULT_OPENAI_BASE_URL}'",
+    "simulated": "INTEGER NOT NULL DEFAULT 0",  # 1: made against the Stax simulator
     "organization_id": "TEXT",  # learned at connect (or the first sync); one live connection each
     "organization_name": "TEXT",  # the OpenAI Admin API exposes none: null until a provider does
     "disconnected_at": "TEXT",  # set by a plain disconnect: key deleted, rows kept (hidden)
@@ -84,7 +92,7 @@ _COLUMNS = (
     "backfill_claimed_by, backfilled_at, backfill_claim, backfill_claimed_at, backfill_attempts, "
     "backfill_error, backfill_retry_at, "
     "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id), "
-    "organization_id, organization_name, disconnected_at"
+    "api_base_url, simulated, organization_id, organization_name, disconnected_at"
 )
 _BACKFILL_DONE = (
     "backfilled_at = ?, backfill_claimed_by = NULL, backfill_claim = NULL, backfill_claimed_at = NULL,"
@@ -114,6 +122,8 @@ class Connection:
     backfill_error: str | None = None
     backfill_retry_at: datetime | None = None
     last_synced_day: date | None = None
+    api_base_url: str = DEFAULT_OPENAI_BASE_URL  # the API it was made against; its key goes nowhere else
+    simulated: bool = False  # made against the Stax simulator: only ever synced against one
     organization_id: str | None = None
     organization_name: str | None = None
     disconnected_at: datetime | None = None
@@ -139,7 +149,7 @@ def validate_connection_name(name: str) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 40 or not _NAME_RE.fullmatch(name):
         raise UsageError(
             "connection name must be 1-40 characters of lowercase letters, digits, '_' or '-', "
-            f"starting with a letter or digit, got {name!r}"
+            f"starting with a letter or digit, got {shown(name) if isinstance(name, str) else repr(name)}"
         )
     return name
 
@@ -150,6 +160,7 @@ def key_hint(api_key: str) -> str:
 
 
 def _check_api_key(api_key: str) -> None:
+    check_key_characters(api_key)
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) <= len(ADMIN_KEY_PREFIX) or any(
         c.isspace() for c in api_key
     ):
@@ -192,12 +203,13 @@ def backfill_retry_delay(failed_attempts: int) -> timedelta:
 
 def _to_connection(row: tuple) -> Connection:
     (conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled, claim,
-     claimed_at, attempts, error, retry_at, last_day, org_id, org_name, disconnected) = row  # fmt: skip
+     claimed_at, attempts, error, retry_at, last_day, base_url, simulated, org_id, org_name,
+     disconnected) = row  # fmt: skip
     return Connection(
         conn_id, name, provider, hint, version,
         _parse(created), _parse(synced), claimed_by, _parse(backfilled),
         claim, _parse(claimed_at), attempts, error, _parse(retry_at),
-        date.fromisoformat(last_day) if last_day else None,
+        date.fromisoformat(last_day) if last_day else None, base_url, bool(simulated),
         org_id, org_name, _parse(disconnected),
     )
 
@@ -336,10 +348,16 @@ class ConnectionStore:
             ) from None
 
     def add(
-        self, name: str, provider: str, api_key: str, *, organization_id: str | None = None
-    ) -> Connection:
+        self, name: str, provider: str, api_key: str, *, base_url: str | None = None,
+        simulated: bool | None = None, organization_id: str | None = None,
+    ) -> Connection:  # fmt: skip
         """Encrypt and store a new connection's admin key, with the organization it belongs to
         when known; raise UsageError if the name is taken or the organization already connected.
+
+        ``base_url`` is the API the key was checked against (default: the configured one); it is
+        the only API the connection is ever synced against. ``simulated`` says whether the Stax
+        simulator answered that check; without a check (tests, scripts) a URL on this machine
+        counts as the simulator.
 
         A name whose connection was disconnected without ``--purge`` is taken by its kept rows,
         unless the key belongs to the same organization: then the connection is reconnected with
@@ -349,6 +367,9 @@ class ConnectionStore:
         if provider not in PROVIDERS:
             raise UsageError(f"unsupported provider {provider!r}; supported: {', '.join(PROVIDERS)}")
         _check_api_key(api_key)
+        base_url = check_base_url(base_url or self._settings.openai_base_url, source="the API base URL")
+        if simulated is None:
+            simulated = is_loopback_host(urlsplit(base_url).hostname or "")
         master = self._master()
         tombstone = self.disconnected(name)
         revive = tombstone is not None
@@ -360,7 +381,7 @@ class ConnectionStore:
             )
         conn = Connection(
             uuid.uuid4().hex, name, provider, key_hint(api_key), master.key_id, datetime.now(UTC),
-            None, None, None, organization_id=organization_id,
+            None, None, None, api_base_url=base_url, simulated=simulated, organization_id=organization_id,
         )
         if tombstone is not None:  # the same organization: the same connection, a new key
             conn = replace(conn, id=tombstone.id, created_at=tombstone.created_at)
@@ -378,15 +399,17 @@ class ConnectionStore:
                 if revive:
                     db.execute(
                         "UPDATE connections SET key_ciphertext = ?, key_nonce = ?, key_version = ?,"
-                        " key_hint = ?, disconnected_at = NULL WHERE id = ? AND disconnected_at IS NOT NULL",
-                        (ciphertext, nonce, master.key_id, conn.key_hint, conn.id),
+                        " key_hint = ?, api_base_url = ?, simulated = ?, disconnected_at = NULL"
+                        " WHERE id = ? AND disconnected_at IS NOT NULL",
+                        (ciphertext, nonce, master.key_id, conn.key_hint, base_url, int(simulated), conn.id),
                     )
                     return self._get_in(db, name)
                 db.execute(
                     "INSERT INTO connections (id, name, provider, key_ciphertext, key_nonce, key_version,"
-                    " key_hint, created_at, organization_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " key_hint, created_at, api_base_url, simulated, organization_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (conn.id, name, provider, ciphertext, nonce, master.key_id, conn.key_hint,
-                     _iso(conn.created_at), organization_id),
+                     _iso(conn.created_at), base_url, int(simulated), organization_id),
                 )
         except sqlite3.IntegrityError as exc:
             if "organization_id" in str(exc):  # connected meanwhile by another process

@@ -36,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.private_files import make_private
 from stax_pipeline.lib.warehouse import STORAGE_COMPATIBILITY, read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -142,7 +143,7 @@ def _write_copies(
     (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``, with only the rows of
     ``connections`` where a relation has a ``connection`` column (all rows if None); returns
     rows per name."""
-    exports.mkdir(mode=0o755)
+    exports.mkdir(mode=0o700)
     con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     rows: dict[str, int] = {}
     try:
@@ -173,6 +174,7 @@ def _write_copies(
     finally:
         con.close()
     for path in (*exports.iterdir(), exports, database):
+        make_private(path)  # DuckDB creates files with the umask's mode; readers are the owner's
         _fsync(path)
     return rows
 

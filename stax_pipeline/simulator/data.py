@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 from typing import Any
@@ -125,6 +126,28 @@ _TOKEN_PRICES = {
     "ft-gpt-4.1-mini-2025-04-14": (0.8, 0.2, 3.2),
     "text-embedding-ada-002": (0.1, 0.0, 0.0),
 }
+# What each usage endpoint that names a model contributes to that model's row of
+# marts.fct_model_spend_daily: usage field -> mart column.
+MODEL_USAGE_UNITS: dict[str, dict[str, str]] = {
+    "completions": {"input_tokens": "input_tokens", "output_tokens": "output_tokens",
+                    "input_cached_tokens": "input_cached_tokens", "num_model_requests": "num_model_requests"},
+    "embeddings": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
+    "moderations": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
+    "images": {"images": "images", "num_model_requests": "num_model_requests"},
+    "audio_speeches": {"characters": "characters", "num_model_requests": "num_model_requests"},
+    "audio_transcriptions": {"seconds": "seconds", "num_model_requests": "num_model_requests"},
+    "web_search_calls": {"num_requests": "web_search_calls", "num_model_requests": "num_model_requests"},
+}
+MODEL_SPEND_COLUMNS = ("cost_usd", *dict.fromkeys(c for units in MODEL_USAGE_UNITS.values() for c in units.values()))
+
+_KEY_NAMES = ("production", "staging", "ci pipeline", "analytics notebook", "batch jobs", "eval harness",
+              "local dev", "backend", "support bot", "ingest worker", "prototype", "load test")
+_FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim",
+                "Margaret", "Dennis", "Katherine", "Linus", "Sophie", "John")
+_LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman",
+               "Berners-Lee", "Hamilton", "Ritchie", "Johnson", "Torvalds", "Wilson", "McCarthy")
+_SERVICE_ACCOUNTS = ("etl-service", "ci-bot", "support-automation", "nightly-batch", "search-indexer")
+
 _IMAGE_PRICES = {"gpt-image-1": (0.042, 0.063), "dall-e-3": (0.04, 0.08)}  # USD/image: square, other
 _WEB_SEARCH_PRICES = {"low": 0.025, "medium": 0.0275, "high": 0.03}  # USD per call
 
@@ -145,6 +168,12 @@ class CostFact:
     amount: float
     quantity: float | None
     quantity_unit: str | None
+
+
+def billed_model(model: str) -> str:
+    """The model as cost line items name it: usage names a fine-tune ``ft:<base>:<org>:<suffix>:<id>``,
+    costs bill it as ``ft-<base>``."""
+    return "ft-" + model.split(":")[1] if model.startswith("ft:") else model
 
 
 def day_start(day: date) -> int:
@@ -313,6 +342,83 @@ class Organization:
                     acc[k] += r[k]
         return out
 
+    def model_spend_by_day(self, start: date, end: date, *, by_api_key: bool = False
+                           ) -> dict[tuple[Any, ...], dict[str, float]]:
+        """What one row of ``marts.fct_model_spend_daily`` should hold, keyed
+        ``(day, project_id, model, sku)`` (with ``api_key_id`` after ``project_id`` when
+        ``by_api_key``): the cost of the model's line items and its usage in every unit
+        (:data:`MODEL_USAGE_UNITS`), fine-tunes under their billed ``ft-<base>`` name. Spend that
+        bills no model has ``model`` None and its line item as ``sku`` (no simulated SKU line item
+        has a charge part); moderations are free, so their rows have usage and no cost.
+        """
+        out: dict[tuple[Any, ...], dict[str, float]] = {}
+
+        def row(day: date, project_id: str, api_key_id: str | None, model: str | None,
+                sku: str | None) -> dict[str, float]:
+            key = (day, project_id, api_key_id, model, sku) if by_api_key else (day, project_id, model, sku)
+            return out.setdefault(key, dict.fromkeys(MODEL_SPEND_COLUMNS, 0))
+
+        for d in self._days(start, end):
+            for f in self.cost_facts(d):
+                row(d, f.project_id, f.api_key_id, f.model, None if f.model else f.line_item)["cost_usd"] += f.amount
+            for endpoint, units in MODEL_USAGE_UNITS.items():
+                for r in self.usage_slice(endpoint, d, 0, self._seen_seconds(d)):
+                    acc = row(d, r["project_id"], r["api_key_id"], billed_model(r["model"]), None)
+                    for field_name, column in units.items():
+                        acc[column] += r[field_name]
+        return out
+
+    # -- API keys: names and owners from a random stream of their own ---------------------------
+
+    @cached_property
+    def _api_keys(self) -> tuple[dict[str, list[dict[str, Any]]], frozenset[str]]:
+        """Every project's keys as ``GET /organization/projects/{id}/api_keys`` lists them, and the
+        ids of deleted keys (used in costs and usage, listed nowhere).
+
+        Drawn from their own stream, so the usage and cost streams (which tests fingerprint) stay
+        exactly as they were. At least one key of an organization is deleted when it has two or more.
+        """
+        rng = random.Random(f"{self.seed}/api_keys")
+        people = {u: f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}" for u in self._users}
+        deleted = {k for keys in self._keys.values() for k in keys if rng.random() < 0.15}
+        all_keys = [k for keys in self._keys.values() for k in keys]
+        if not deleted and len(all_keys) > 1:
+            deleted.add(rng.choice(all_keys))
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for project in self.projects:
+            listed[project["id"]] = []
+            for key_id in self._keys[project["id"]]:
+                created = project["created_at"] + rng.randint(0, 30 * DAY)
+                if rng.random() < 0.7:
+                    user = rng.choice(self._users)
+                    owner = {"type": "user", "user": {
+                        "object": "organization.project.user", "id": user, "name": people[user],
+                        "email": people[user].lower().replace(" ", ".") + "@example.com",
+                        "role": rng.choice(("owner", "member")), "added_at": project["created_at"]}}
+                else:
+                    owner = {"type": "service_account", "service_account": {
+                        "object": "organization.project.service_account", "id": "svc_acct_" + _rid(rng, 24),
+                        "name": rng.choice(_SERVICE_ACCOUNTS), "role": "member", "created_at": created}}
+                key = {"object": "organization.project.api_key", "id": key_id,
+                       "name": f"{rng.choice(_KEY_NAMES)} {rng.randint(1, 99)}",
+                       "redacted_value": f"sk-proj-{_rid(rng, 2)}***...{_rid(rng, 4)}",
+                       "created_at": created, "_last_used_hours": rng.randint(1, 72), "owner": owner}
+                if key_id not in deleted:
+                    listed[project["id"]].append(key)
+        return listed, frozenset(deleted)
+
+    def api_keys(self, project_id: str) -> list[dict[str, Any]]:
+        """The keys of a project as the API lists them now (deleted keys left out)."""
+        today = day_start(day_of(self.now_ts()))
+        return [{**{k: v for k, v in key.items() if not k.startswith("_")},
+                 "last_used_at": today - key["_last_used_hours"] * 3600}
+                for key in self._api_keys[0][project_id]]
+
+    @property
+    def deleted_api_keys(self) -> frozenset[str]:
+        """Ids of keys that appear in costs and usage but are no longer listed."""
+        return self._api_keys[1]
+
     # -- generation -----------------------------------------------------------------------------
 
     def revision_of(self, day: date) -> int:
@@ -455,7 +561,7 @@ class Organization:
             acc[key] = [model, charge_type, amount, quantity, unit if report_qty else None]
 
         for r in usage["completions"]:
-            base = "ft-" + r["model"].split(":")[1] if r["model"].startswith("ft:") else r["model"]
+            base = billed_model(r["model"])
             prefix = "batch | " if r["batch"] else "evals | " if r.get("_product") == "evals" else ""
             p_in, p_cached, p_out = (p * (0.5 if r["batch"] else 1.0) / 1e6 for p in _TOKEN_PRICES[base])
             charge(r, f"{prefix}{base}, input", base, "input",

@@ -1,7 +1,7 @@
 """HTTP front of the OpenAI Admin API simulator: auth, validation, buckets, paging and faults.
 
-Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>`` and
-``/v1/organization/projects`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
+Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>``,
+``/v1/organization/projects`` and ``/v1/organization/projects/<id>/api_keys`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
 :meth:`Simulator.handle` so it is independent of the socket plumbing.
 
 A large organization's 30-day page is tens of megabytes of JSON, so the results of every closed
@@ -31,6 +31,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stax_pipeline.lib.endpoints import SIMULATOR_HEADER
 from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start, paused_gc
 from stax_pipeline.simulator.profiles import profile_named
 
@@ -340,7 +341,7 @@ class Simulator:
             failure = self._server_error()
             if failure is not None:
                 return failure
-            scope = "api.management.read" if path == "/v1/organization/projects" else "api.usage.read"
+            scope = "api.management.read" if path.startswith("/v1/organization/projects") else "api.usage.read"
             org = self.org_for_key(self._authenticate(authorization, scope))
             payload = self._route(path, normalize_params(raw), org)
         except ApiError as error:
@@ -399,6 +400,10 @@ class Simulator:
             return self._costs(path, params, org)
         if path == "/v1/organization/projects":
             return json.dumps(_projects(params, org, endless=self.faults.endless_pages)).encode()
+        project_path, _, leaf = path.rpartition("/")
+        if leaf == "api_keys" and project_path.startswith("/v1/organization/projects/"):
+            project_id = project_path.removeprefix("/v1/organization/projects/")
+            return json.dumps(_api_keys(params, org, project_id, self.faults.page_size)).encode()
         prefix, _, endpoint = path.rpartition("/")
         if endpoint in self.faults.missing_usage_endpoints:
             raise ApiError(404, f"Invalid URL (GET {path})")
@@ -552,6 +557,25 @@ def _projects(params: dict[str, list[str]], org: Organization, *, endless: bool 
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
 
 
+def _api_keys(params: dict[str, list[str]], org: Organization, project_id: str,
+              page_size: int | None) -> dict[str, Any]:
+    """``GET /organization/projects/{project_id}/api_keys``: a cursor list (``after``/``limit``,
+    ``has_more``, ``first_id``/``last_id``) of the project's keys, archived projects included."""
+    if project_id not in {p["id"] for p in org.projects}:
+        raise ApiError(404, f"No such project: '{project_id}'.", param="project_id", code="not_found")
+    limit = _limit(params, 20, 100)
+    if page_size:
+        limit = min(limit, page_size)
+    after = (params.get("after") or [""])[0]
+    items = org.api_keys(project_id)
+    if after:
+        ids = [k["id"] for k in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    page = items[:limit]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Writes :meth:`Simulator.handle` answers to the socket; logs nothing (headers hold keys)."""
 
@@ -568,6 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
+        self.send_header(SIMULATOR_HEADER, "1")  # so no connection mistakes it for a real API
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()

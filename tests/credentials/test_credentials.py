@@ -386,8 +386,8 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
         db.execute("DROP TABLE synced_days")
         db.execute("DROP INDEX connections_live_organization")
         for column in ("backfill_claim", "backfill_claimed_at", "backfill_attempts",
-                       "backfill_error", "backfill_retry_at", "organization_id",
-                       "organization_name", "disconnected_at"):  # fmt: skip
+                       "backfill_error", "backfill_retry_at", "api_base_url", "simulated",
+                       "organization_id", "organization_name", "disconnected_at"):  # fmt: skip
             db.execute(f"ALTER TABLE connections DROP COLUMN {column}")
         db.execute("UPDATE connections SET backfill_claimed_by = 'sensor' WHERE name = 'dev'")
         db.execute("PRAGMA user_version = 0")
@@ -397,6 +397,8 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
     by_name = {c.name: c for c in store.list()}
     assert store.api_key("prod") == KEY_A
     assert by_name["prod"].backfill_state == "pending" and by_name["prod"].backfill_attempts == 0
+    # Connections stored before the API URL was: the default one, as real (never the simulator).
+    assert (by_name["prod"].api_base_url, by_name["prod"].simulated) == ("https://api.openai.com/v1", False)
     # The old claim now has a token, so the backfill sensor can release it if no run carries it.
     assert by_name["dev"].backfill_state == "running" and by_name["dev"].backfill_claim
     store.mark_synced("prod", datetime.now(UTC), SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 1)))
@@ -408,7 +410,7 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
         store.set_organization("dev", "org-1")
     ConnectionStore(settings).list()  # opening a migrated store again changes nothing
     with sqlite3.connect(settings.app_db_path) as check:
-        assert check.execute("PRAGMA user_version").fetchone() == (3,)
+        assert check.execute("PRAGMA user_version").fetchone() == (4,)
 
 
 def test_reading_an_absent_store_creates_nothing(store: ConnectionStore, settings: Settings) -> None:

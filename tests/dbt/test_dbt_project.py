@@ -45,7 +45,11 @@ RESOURCES = [
     "usage_file_search_calls",
     "usage_web_search_calls",
 ]
-MARTS = ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily"]
+# The marts of facts per (connection, date), refreshed for exactly the run's window.
+MARTS = ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily", "fct_model_spend_by_api_key_daily",
+         "fct_spend_daily_by_connection", "fct_spend_daily_by_project"]
+SPEND_MARTS = ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "marts.fct_model_spend_by_api_key_daily",
+               "marts.fct_spend_daily_by_connection", "marts.fct_spend_daily_by_project"]
 
 COMMON_COLUMNS = """
     connection varchar, date date, bucket_start_time bigint, bucket_end_time bigint,
@@ -118,11 +122,15 @@ ACME_D1 = [
     cost("evals | gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.3),
     cost("evals | gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.2),  # repeated: summed
     cost("weird || thing", "proj_b", "key_2", 0.05),  # unknown shape: kept
+    cost("ft-gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.4),  # billed name of a fine-tune
+    cost("text-embedding-3-small, input", "proj_a", "key_1", 0.1),
 ]
+FINE_TUNE = "ft:gpt-4o-mini-2024-07-18:acme::Ab12Cd34"  # as usage names it
 ACME_D1_USAGE = [
     completion("proj_a", "gpt-4o-2024-08-06", 1000, 500, 10),
     completion("proj_a", "gpt-4o-2024-08-06", 200, 100, 2, batch=True),
     completion("proj_c", "gpt-4o-mini-2024-07-18", 50, 20, 1),  # usage without cost, unlisted project
+    completion("proj_a", FINE_TUNE, 400, 100, 3),
 ]
 EMBEDDINGS_D1 = [
     {
@@ -211,7 +219,23 @@ def create_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
         name varchar, created_at bigint, archived_at bigint, status varchar,
         external_key_id varchar, residency varchar, loaded_at timestamptz,
         _dlt_load_id varchar, _dlt_id varchar)""")
+    con.execute("""create table raw_openai.project_api_keys (connection varchar, project_id varchar,
+        id varchar, object varchar, name varchar, redacted_value varchar, created_at bigint,
+        last_used_at bigint, owner__type varchar, owner__user__id varchar, owner__user__name varchar,
+        owner__service_account__id varchar, owner__service_account__name varchar,
+        loaded_at timestamptz, _dlt_load_id varchar, _dlt_id varchar)""")
     loaded = datetime(2026, 10, 4, 2, tzinfo=UTC)
+    for pid, kid, name, owner_type, owner, listed_at in [
+        ("proj_a", "key_1", "backend prod", "user", "Ada Lovelace", loaded),
+        ("proj_a", "key_svc", "ci", "service_account", "ci-bot", loaded),
+        ("proj_b", "key_old", "old key", "user", "Alan Turing", datetime(2026, 10, 1, tzinfo=UTC)),  # not listed since
+    ]:
+        con.execute(
+            "insert into raw_openai.project_api_keys values ('acme', ?, ?, 'organization.project.api_key', ?, "
+            "'sk-proj-ab***...wxyz', 1700000000, 1759500000, ?, ?, ?, ?, ?, ?, '1001.1', ?)",
+            [pid, kid, name, owner_type, *(("u1", owner) if owner_type == "user" else (None, None)),
+             *(("sa1", owner) if owner_type == "service_account" else (None, None)), listed_at, f"k-{kid}"],
+        )
     for pid, name, status, archived in [
         ("proj_a", "Alpha", "active", None),
         ("proj_b", "Beta", "archived", 1759000000),
@@ -318,11 +342,11 @@ def dbt_build(home: Path, dbt_vars: dict | None = None) -> dict[str, str]:
     return statuses
 
 
-def reconciliation_failures(home: Path) -> int:
-    """Runs only the reconciliation test; returns its failing row count."""
+def reconciliation_failures(home: Path, test: str = "assert_spend_reconciles_with_costs") -> int:
+    """Runs only one data test (the money reconciliation by default); returns its failing row count."""
     args = [
         "test",
-        "--select", "assert_spend_reconciles_with_costs",
+        "--select", test,
         "--project-dir", str(PROJECT_DIR),
         "--profiles-dir", str(PROJECT_DIR),
         "--target-path", str(home / "dbt_target"),
@@ -351,8 +375,8 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert "test.stax.assert_spend_reconciles_with_costs" in statuses and len(data_tests) > 50
 
     expected = expected_daily_costs(LOADS_BEFORE_FIRST_BUILD)
-    assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.4)
-    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "staging.stg_openai__costs"]:
+    assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.9)
+    for mart in [*SPEND_MARTS, "staging.stg_openai__costs"]:
         assert_costs_match(warehouse.daily_cost(mart), expected)
 
     # restatements: day 3 re-pulled empty lost its row; the unfinished load is no sync at all
@@ -365,8 +389,16 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert synced == (datetime(2026, 10, 4, 2, tzinfo=UTC), datetime(2026, 10, 5, 2, tzinfo=UTC))
 
     # the zero-row re-pull empties day 3 (costs and usage); the unfinished load is ignored
-    for mart in MARTS:
+    for mart in ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily", "fct_model_spend_by_api_key_daily"]:
         assert warehouse.rows(f"select count(*) from marts.{mart} where date = ?", [D3]) == [(0,)]
+    # ... but the daily rollups keep the synced day, at $0: no missing days
+    assert warehouse.rows(
+        "select connection, date, cost_usd, is_final from marts.fct_spend_daily_by_connection order by all"
+    ) == [("acme", D1, pytest.approx(4.9), True), ("acme", D2, pytest.approx(7.05), False), ("acme", D3, 0.0, False),
+          ("globex", D1, 5.0, True), ("globex", D2, 1.5, False)]
+    assert warehouse.rows(
+        "select project_id, cost_usd from marts.fct_spend_daily_by_project where date = ? order by all", [D3]
+    ) == [("proj_a", 0.0), ("proj_c", 0.0)]  # alive that day (proj_b archived in 2025; proj_c unlisted)
     assert warehouse.rows("select count(*) from marts.fct_spend_daily where cost_usd >= 999") == [(0,)]
 
     # parsing, aggregation and the null api key
@@ -393,6 +425,28 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert model_rows[("proj_c", "gpt-4o-mini-2024-07-18")] == (0.0, 50, 20, 1)  # usage only
     assert model_rows[("proj_a", None)] == (0.1, 0, 0, 0)  # non-model spend kept
     assert math.isclose(model_rows[("proj_a", "gpt-4o-mini-2024-07-18")][0], 0.5)
+    # the fine-tune's usage meets its billed name (cost key_1, usage no key: they meet per project)
+    assert model_rows[("proj_a", "ft-gpt-4o-mini-2024-07-18")] == (0.4, 400, 100, 3)
+    assert warehouse.rows("select count(*) from marts.fct_model_spend_daily where model like 'ft:%'") == [(0,)]
+    assert warehouse.rows(
+        "select model, billed_model from marts.fct_usage_daily where model like 'ft%'") == [(FINE_TUNE, "ft-gpt-4o-mini-2024-07-18")]
+    # embeddings tokens beside the embeddings cost; non-model spend by product and SKU
+    assert warehouse.rows(
+        """select cost_usd, input_tokens, num_model_requests, has_usage_data from marts.fct_model_spend_daily
+        where connection = 'acme' and date = ? and model = 'text-embedding-3-small'""", [D1]) == [(0.1, 300, 3, True)]
+    assert warehouse.rows(
+        """select connection, spend_category, product, sku, cost_usd from marts.fct_model_spend_daily
+        where model is null and date = ? order by all""", [D1]) == [
+        ("acme", "sku", "assistants api", "file search", 0.1), ("acme", "unknown", None, None, 0.05)]
+    # API keys by name: listed, listed once and deleted since, never listed
+    assert warehouse.rows(
+        """select connection, api_key_id, name, project_id, owner_type, owner_name, is_listed, last_listed_name
+        from marts.dim_api_keys order by all""") == [
+        ("acme", "key_1", "backend prod", "proj_a", "user", "Ada Lovelace", True, "backend prod"),
+        ("acme", "key_2", "(deleted key)", "proj_b", None, None, False, None),
+        ("acme", "key_old", "(deleted key)", "proj_b", "user", "Alan Turing", False, "old key"),
+        ("acme", "key_svc", "ci", "proj_a", "service_account", "ci-bot", True, "ci"),
+        ("globex", "key_g", "(deleted key)", "proj_g", None, None, False, None)]
 
     # projects: listed ones plus those only seen in costs/usage
     assert sorted(
@@ -428,7 +482,7 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     all_loads = {**LOADS_BEFORE_FIRST_BUILD, **LOADS_BEFORE_WINDOW_BUILD}
     latest = expected_daily_costs(all_loads)
     stale = {**expected, ("acme", D2): latest[("acme", D2)]}  # only the window moved
-    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily"]:
+    for mart in SPEND_MARTS:
         assert_costs_match(warehouse.daily_cost(mart), stale)
     assert math.isclose(latest[("acme", D2)], 3.55)
     # the vanished o1 row is gone, from both spend marts
@@ -454,13 +508,13 @@ def test_dbt_project_end_to_end(home: Path) -> None:
 
     # 4. no vars: every day and connection to the latest completed loads
     dbt_build(home)
-    for mart in ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "staging.stg_openai__costs"]:
+    for mart in [*SPEND_MARTS, "staging.stg_openai__costs"]:
         assert_costs_match(warehouse.daily_cost(mart), latest)
     assert warehouse.rows("select count(*) from marts.fct_spend_daily where date = ?", [D3]) == [(0,)]
     total = warehouse.rows("select sum(cost_usd) from marts.fct_spend_daily")[0][0]
-    assert math.isclose(total, 4.65 + 3.55 + 5.0 + 2.0, abs_tol=TOLERANCE)
+    assert math.isclose(total, 5.15 + 3.55 + 5.0 + 2.0, abs_tol=TOLERANCE)
     restated = restatements(warehouse)
-    assert ("acme", D1, "gpt-4o-2024-08-06, input", "changed", 1.25, 1.5, 4.4, 4.65) in restated
+    assert ("acme", D1, "gpt-4o-2024-08-06, input", "changed", 1.25, 1.5, 4.9, 5.15) in restated
     assert ("globex", D2, "gpt-4o-2024-08-06, output", "changed", 1.5, 2.0, 1.5, 2.0) in restated
     assert len(restated) == 5  # nothing else: repeated and unchanged rows are no restatement
 
@@ -474,3 +528,17 @@ def test_dbt_project_end_to_end(home: Path) -> None:
         con.execute("delete from marts.fct_spend_daily")
         con.execute("insert into marts.fct_spend_daily select * from main.spend_backup")
     assert reconciliation_failures(home) > 0  # the dropped model-spend row alone
+
+    # 6. the usage and no-missing-days checks catch what they promise
+    usage_check, days_check = "assert_model_spend_holds_all_model_usage", "assert_daily_rollups_cover_every_synced_day"
+    assert reconciliation_failures(home, usage_check) == 0 and reconciliation_failures(home, days_check) == 0
+    with duckdb.connect(str(warehouse.path)) as con:  # fine-tuned tokens on a row of their own
+        con.execute(f"""update marts.fct_model_spend_daily set model = '{FINE_TUNE}'
+            where model = 'ft-gpt-4o-mini-2024-07-18'""")
+        con.execute("delete from marts.fct_spend_daily_by_connection where cost_usd = 0")  # the $0 day
+    assert reconciliation_failures(home, usage_check) == 1
+    assert reconciliation_failures(home, days_check) == 1
+    with duckdb.connect(str(warehouse.path)) as con:  # embeddings tokens dropped from one key's row
+        con.execute("update marts.fct_model_spend_by_api_key_daily set input_tokens = 0 "
+                    "where model = 'text-embedding-3-small'")
+    assert reconciliation_failures(home, usage_check) == 2

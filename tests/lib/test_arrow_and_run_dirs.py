@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-import dlt
-import duckdb
 import pyarrow as pa
 
 from stax_pipeline.lib.arrow import batches_as_arrow
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS, PARTIAL_PARSE_FILE, dbt_run_dir
-from stax_pipeline.lib.warehouse import dlt_pipeline
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import COSTS_COLUMNS
 
@@ -35,28 +32,6 @@ def test_batches_are_bounded_typed_as_hinted_and_keep_unknown_fields():
     # Money is carried bit for bit; a field the hints don't know is kept (nested as JSON text).
     assert table.column("amount__value").to_pylist() == [i / 3 for i in range(25)]
     assert table.column("new_api_field").to_pylist()[3] == '{"nested": 3}'
-
-
-def test_a_table_first_loaded_empty_takes_rows_later(stax_home):
-    """An endpoint with no rows in a connection's first sync (a quiet day) must not break the
-    first sync that has some: the empty load creates the table as Arrow data would."""
-    [empty] = batches_as_arrow(iter([]), COSTS_COLUMNS)
-    assert empty.num_rows == 0 and empty.schema.field("amount__value").type == pa.float64()
-    settings = load_settings()
-    pipeline = dlt_pipeline(settings, "raw_test")
-    for rows in ([], [_row(i) for i in range(3)]):
-        resource = dlt.resource(
-            _with_schema_marker(batches_as_arrow(iter(rows), COSTS_COLUMNS)), name="costs",
-            columns=COSTS_COLUMNS, write_disposition="append",
-        )  # fmt: skip
-        pipeline.run(resource)
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        assert con.execute("select count(*) from raw_test.costs").fetchall() == [(3,)]
-
-
-def _with_schema_marker(batches):
-    yield dlt.mark.materialize_table_schema()  # as the source's resources do
-    yield from batches
 
 
 def test_dbt_run_folders_live_under_stax_home_and_are_pruned(stax_home):

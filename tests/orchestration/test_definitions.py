@@ -16,7 +16,7 @@ from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
 from tests.conftest import ADMIN_KEY
 
-RAW_TABLES = {"costs", "projects", "sync_windows", *(e.table for e in USAGE_ENDPOINTS)}
+RAW_TABLES = {"costs", "projects", "project_api_keys", "sync_windows", *(e.table for e in USAGE_ENDPOINTS)}
 
 
 def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
@@ -30,8 +30,11 @@ def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
     assert set(graph.external_asset_keys) == set()
     assert graph.get(AssetKey(["staging", "stg_openai__costs"])).parent_keys >= {
         AssetKey(["raw_openai", "costs"]), AssetKey(["raw_openai", "sync_windows"])}
-    for mart in ("fct_spend_daily", "fct_model_spend_daily", "dim_projects"):
+    for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_model_spend_by_api_key_daily", "dim_projects",
+                 "dim_api_keys", "fct_spend_daily_by_connection", "fct_spend_daily_by_project"):
         assert AssetKey(["marts", mart]) in materializable
+    assert graph.get(AssetKey(["staging", "stg_openai__project_api_keys"])).parent_keys >= {
+        AssetKey(["raw_openai", "project_api_keys"])}
     groups = {graph.get(k).group_name for k in materializable}
     assert groups == {"ingest", "staging", "marts"}
 

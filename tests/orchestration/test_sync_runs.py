@@ -23,8 +23,9 @@ from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from tests.conftest import ADMIN_KEY, TODAY, files_containing
 
-# Three closed days ending two days ago: inside the simulator's revision window (3 days).
-WINDOW = SyncWindow(TODAY - timedelta(days=4), TODAY - timedelta(days=1))
+# Five closed days ending two days ago, the last two inside the simulator's revision window (3 days).
+# They hold every usage unit, a fine-tune, a deleted API key, an empty day and every kind of SKU.
+WINDOW = SyncWindow(TODAY - timedelta(days=6), TODAY - timedelta(days=1))
 
 
 def _marts(settings):
@@ -45,7 +46,77 @@ def _marts(settings):
         con.close()
 
 
+_UNITS = ("input_tokens", "output_tokens", "input_cached_tokens", "images", "characters", "seconds",
+          "web_search_calls", "num_model_requests")
+
+
+def _model_spend(settings, mart: str, key_columns: str) -> dict[tuple, dict]:
+    """A model spend mart keyed like the simulator's truth: (date, project_id[, api_key_id], model,
+    sku as the line item names it)."""
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute(f"""
+            select date, {key_columns}, model,
+                   case when spend_category = 'sku' then concat_ws(' | ', product, sku) end,
+                   cost_usd, {", ".join(_UNITS)}, spend_category
+            from marts.{mart} where connection = 'acme'""").fetchall()
+    finally:
+        con.close()
+    width = 2 + len(key_columns.split(",")) + 1
+    return {r[:width]: {"cost_usd": r[width], **dict(zip(_UNITS, r[width + 1:-1], strict=True)),
+                        "spend_category": r[-1]} for r in rows}
+
+
+def _assert_model_spend_equals_truth(settings, org) -> None:
+    """One row per (day, project, model) holds the model's cost AND its usage in every unit, fine-tunes
+    under their billed name; one row per non-model SKU; per API key too."""
+    for mart, key_columns, by_api_key in (("fct_model_spend_daily", "project_id", False),
+                                          ("fct_model_spend_by_api_key_daily", "project_id, api_key_id", True)):
+        actual = _model_spend(settings, mart, key_columns)
+        truth = org.model_spend_by_day(WINDOW.start, WINDOW.end, by_api_key=by_api_key)
+        assert set(actual) == set(truth), (mart, set(actual) ^ set(truth))
+        for key, want in truth.items():
+            got = actual[key]
+            assert got["cost_usd"] == pytest.approx(want["cost_usd"], abs=1e-6), (mart, key)
+            assert {u: got[u] for u in _UNITS} == {u: want[u] for u in _UNITS}, (mart, key)
+            assert got["spend_category"] == ("sku" if key[-1] else "model"), (mart, key)
+    # every unit and the fine-tune really occur in the window, beside their cost
+    rows = _model_spend(settings, "fct_model_spend_daily", "project_id")
+    for unit in _UNITS:
+        assert any(r[unit] and r["cost_usd"] for r in rows.values()), unit
+    assert any(k[2] == "ft-gpt-4o-mini-2024-07-18" and r["input_tokens"] and r["cost_usd"] for k, r in rows.items())
+    assert {k[3] for k in rows if k[3]} == {"vector stores | storage", "assistants api | file search", "Image models",
+                                            "assistants api | code interpreter", "web search tool calls"}
+
+
+def _assert_api_keys_and_daily_rollups_equal_truth(settings, org) -> None:
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        keys = {r[0]: r[1:] for r in con.execute(
+            """select api_key_id, name, project_id, owner_type, owner_name, redacted_value, is_listed
+               from marts.dim_api_keys where connection = 'acme'""").fetchall()}
+        daily = dict(con.execute(
+            "select date, cost_usd from marts.fct_spend_daily_by_connection where connection = 'acme'").fetchall())
+        spent_by = {r[0] for r in con.execute(
+            "select distinct api_key_id from marts.fct_spend_daily where api_key_id is not null").fetchall()}
+    finally:
+        con.close()
+    listed = {k["id"]: (k["name"], p["id"], k["owner"]["type"], k["owner"][k["owner"]["type"]]["name"],
+                        k["redacted_value"], True)
+              for p in org.projects for k in org.api_keys(p["id"])}
+    assert {k: v for k, v in keys.items() if v[-1]} == listed
+    deleted = {k: v for k, v in keys.items() if not v[-1]}
+    assert set(deleted) == org.deleted_api_keys & spent_by and deleted  # spent through, listed nowhere
+    assert {v[0] for v in deleted.values()} == {"(deleted key)"}
+    # every synced day has its row, $0 or not
+    truth = org.cost_total_by_day(WINDOW.start, WINDOW.end)
+    assert set(daily) == set(WINDOW.days())
+    assert daily == pytest.approx(truth, abs=1e-6)
+
+
 def _assert_marts_equal_truth(settings, org):
+    _assert_model_spend_equals_truth(settings, org)
+    _assert_api_keys_and_daily_rollups_equal_truth(settings, org)
     by_day, by_model, _ = _marts(settings)
     truth_day = org.cost_total_by_day(WINDOW.start, WINDOW.end)
     assert set(by_day) == {d for d, v in truth_day.items() if v}
@@ -56,11 +127,6 @@ def _assert_marts_equal_truth(settings, org):
         costs[(day, model)] += value
     for key, value in costs.items():
         assert by_model[key][0] == pytest.approx(value, abs=1e-6), key
-    for (day, model), tokens in org.completions_by_day_model(WINDOW.start, WINDOW.end).items():
-        _, inp, out, cached, requests = by_model[(day, model)]
-        assert (inp, out, cached, requests) == (
-            tokens["input_tokens"], tokens["output_tokens"], tokens["input_cached_tokens"],
-            tokens["num_model_requests"]), (day, model)
 
 
 def _cost_facts(org) -> dict[tuple, float]:
@@ -99,25 +165,32 @@ def _assert_restatements_equal_truth(settings, before: dict[tuple, float], after
 
 
 def _assert_ui_metadata(instance, run_id, org):
-    """Rows loaded and spend as numeric metadata, per day too, so the UI can plot spend."""
-    truth = org.cost_total_by_day(WINDOW.start, WINDOW.end)
+    """Each day partition's materialization carries that day's spend and rows (the window's totals
+    under window_* names), so the UI's plot of an asset by partition is the daily curve."""
+    truth = {f"acme|{d}": v for d, v in org.cost_total_by_day(WINDOW.start, WINDOW.end).items()}
     records = instance.get_records_for_run(run_id).records
     events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
-    materializations = [e for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
-    costs = [e.event_specific_data.materialization for e in materializations
-             if e.asset_key == AssetKey(["raw_openai", "costs"])]
-    assert {m.partition for m in costs} == {f"acme|{d}" for d in WINDOW.days()}
-    assert costs[0].metadata["rows_loaded"].value > 0
-    assert costs[0].metadata["cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6)
-    observations = {
-        e.event_specific_data.asset_observation.partition:
-            e.event_specific_data.asset_observation.metadata["cost_usd"].value
-        for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION
-    }
-    assert observations == pytest.approx({f"acme|{d}": v for d, v in truth.items()}, abs=1e-6)
-    spend = [e.event_specific_data.materialization for e in materializations
-             if e.asset_key == AssetKey(["marts", "fct_spend_daily"])]
-    assert spend[0].metadata["window_cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6)
+    assert not [e for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+
+    def by_partition(*path: str) -> dict[str, dict]:
+        materializations = [e.event_specific_data.materialization for e in events
+                            if e.event_type == DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == AssetKey(list(path))]
+        assert len(materializations) == len(truth), path  # one per day partition of the range
+        return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in materializations}
+
+    costs = by_partition("raw_openai", "costs")
+    assert set(costs) == set(truth)
+    assert {p: m["cost_usd"] for p, m in costs.items()} == pytest.approx(truth, abs=1e-6)
+    assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in costs.values())
+    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows_loaded"] > 0
+    for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
+        days = by_partition("marts", mart)
+        assert {p: m["cost_usd"] for p, m in days.items()} == pytest.approx(truth, abs=1e-6), mart
+        assert all((m["rows"] > 0) == (truth[p] > 0 or mart == "fct_spend_daily_by_connection")
+                   for p, m in days.items()), mart
+        assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in days.values())
+    usage = by_partition("marts", "fct_usage_daily")
+    assert "cost_usd" not in next(iter(usage.values())) and sum(m["rows"] for m in usage.values()) > 0
 
 
 def _assert_run_state_under_stax_home(settings, runs: int) -> None:

@@ -567,6 +567,43 @@ def test_projects_listing(sim: Simulator, client: httpx.Client) -> None:
     error_of(client.get("/organization/projects", params={"limit": 101}), 400, "limit")
 
 
+def test_project_api_keys_listing(sim: Simulator, client: httpx.Client) -> None:
+    """Every project's keys (archived projects too), paged by ``after``; deleted keys are spent
+    through but listed nowhere; names and owners come from a stream of their own."""
+    org = sim.org_for_key(KEY)
+    listed: dict[str, dict[str, Any]] = {}
+    for project in org.projects:  # archived ones included
+        path = f"/organization/projects/{project['id']}/api_keys"
+        whole = get(client, path, limit=100)
+        assert whole["object"] == "list" and not whole["has_more"]
+        walked, after = [], None
+        while True:
+            page = get(client, path, limit=1, **({"after": after} if after else {}))
+            walked += page["data"]
+            if not page["has_more"]:
+                break
+            assert page["first_id"] == page["last_id"] == page["data"][0]["id"]
+            after = page["last_id"]
+        assert walked == whole["data"] == org.api_keys(project["id"])
+        for key in whole["data"]:
+            listed[key["id"]] = key
+    assert listed and org.deleted_api_keys and not org.deleted_api_keys & set(listed)
+    spent = {f.api_key_id for d in (TODAY - timedelta(days=i) for i in range(1, 31)) for f in org.cost_facts(d)}
+    assert org.deleted_api_keys <= spent  # deleted keys still appear in costs
+    for key in listed.values():
+        assert key["object"] == "organization.project.api_key" and re.fullmatch(r"key_[A-Za-z0-9]{16}", key["id"])
+        assert key["name"] and key["redacted_value"].startswith("sk-proj-") and "..." in key["redacted_value"]
+        owner = key["owner"]
+        assert owner["type"] in ("user", "service_account") and owner[owner["type"]]["name"]
+        assert key["created_at"] <= key["last_used_at"] <= ts(NOW)
+    assert {k["owner"]["type"] for k in listed.values()} == {"user", "service_account"}
+    # the same organization, asked again from a fresh simulator, names its keys the same way
+    again = Simulator(now=lambda: NOW).org_for_key(KEY)
+    assert [again.api_keys(p["id"]) for p in again.projects] == [org.api_keys(p["id"]) for p in org.projects]
+    error_of(client.get("/organization/projects/proj_nope/api_keys"), 404, "project_id")
+    error_of(client.get(f"/organization/projects/{org.projects[0]['id']}/api_keys", params={"limit": 101}), 400, "limit")
+
+
 def test_request_log(sim: Simulator, client: httpx.Client) -> None:
     client.get("/organization/costs?start_time=1&group_by[]=line_item")
     client.get("/organization/usage/images", params={"start_time": 1})

@@ -25,7 +25,7 @@ from stax_pipeline.lib.http import (
 )
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, unix_midnight
-from stax_pipeline.sources.openai_admin.settings import PROJECTS_MAX_PAGES
+from stax_pipeline.sources.openai_admin.settings import LIST_MAX_PAGES
 from tests.conftest import ADMIN_KEY, TODAY
 
 FAST = RetryPolicy(max_retry_s=5.0, backoff_floor_s=0.001, backoff_cap_s=0.01)
@@ -312,7 +312,7 @@ def test_project_pagination_stops_after_a_bound(simulator):
     client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=FAST)
     with pytest.raises(ProviderError, match="still paging after 1000 pages"):
         list(client.iter_projects())
-    assert client.api.requests_made == PROJECTS_MAX_PAGES
+    assert client.api.requests_made == LIST_MAX_PAGES
 
 
 def test_pagination_resends_every_parameter(simulator):

@@ -99,6 +99,25 @@ def test_projects_include_archived(stax_home, simulator):
     assert "archived" in rows.values()
 
 
+def test_project_api_keys_land_with_their_owners_archived_projects_included(stax_home, simulator):
+    _, stats, _ = _load(simulator)
+    path = load_settings().warehouse_path
+    org = simulator.org_for_key(ADMIN_KEY)
+    truth = {(p["id"], k["id"]): (k["name"], k["redacted_value"], k["owner"]["type"],
+                                  k["owner"][k["owner"]["type"]]["name"], k["created_at"], k["last_used_at"])
+             for p in org.projects for k in org.api_keys(p["id"])}
+    landed = {(r[0], r[1]): r[2:] for r in _query(path, """
+        select project_id, id, name, redacted_value, owner__type,
+               coalesce(owner__user__name, owner__service_account__name), created_at, last_used_at
+        from raw_openai.project_api_keys where connection = 'acme'""")}
+    assert landed == truth and stats.rows["project_api_keys"] == len(truth)
+    archived = {p["id"] for p in org.projects if p["status"] == "archived"}
+    assert {f"/v1/organization/projects/{p}/api_keys" for p in archived} <= {p for p, _ in simulator.requests}
+    # a key's owner is flattened; nothing else of the owner (e.g. a user's email) is kept
+    columns = {r[0] for r in _query(path, "describe raw_openai.project_api_keys")}
+    assert not any("email" in c for c in columns) and "owner" not in columns
+
+
 def test_forced_pages_are_followed(stax_home, simulator):
     simulator.faults = Faults(page_size=2, retry_after=0)
     path, _, client = _load(simulator)
@@ -106,7 +125,11 @@ def test_forced_pages_are_followed(stax_home, simulator):
     landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
     assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
     # 5 days at 2 buckets a page: 3 pages for costs and for each of the 10 usage endpoints.
-    assert len([p for p, _ in simulator.requests if p != "/v1/organization/projects"]) == 33
+    assert len([p for p, _ in simulator.requests if not p.startswith("/v1/organization/projects")]) == 33
+    # The listings page too (at most 2 objects a page): every project's keys land.
+    keys = {k["id"] for p in org.projects for k in org.api_keys(p["id"])}
+    assert {r[0] for r in _query(path, "select id from raw_openai.project_api_keys")} == keys
+    assert len([p for p, _ in simulator.requests if p.endswith("/api_keys")]) > len(org.projects)
 
 
 def test_costs_without_api_key_grouping_fall_back_and_say_so(stax_home, simulator, caplog):
@@ -139,3 +162,23 @@ def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulato
     assert stats.skipped == {"usage_web_search_calls"}
     assert any("HTTP 404" in note for note in stats.notes)
     assert stats.rows["usage_completions"] > 0 and stats.rows["costs"] > 0
+
+
+def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulator):
+    """An endpoint with no rows in the first sync still gets its table (dlt's JSON path, with a
+    NOT NULL ``_dlt_id``); the later Arrow loads of real rows must fit that table."""
+    from stax_pipeline.ingest import load_window
+
+    org = simulator.org_for_key(ADMIN_KEY)
+    days = [TODAY - timedelta(days=n) for n in range(1, 60)]
+    empty = next(d for d in days if not org.usage_facts("web_search_calls", d))
+    busy = next(d for d in days if org.usage_facts("web_search_calls", d))
+    settings = load_settings()
+    for day in (empty, busy):
+        load_window(settings, connection="acme", window=SyncWindow(day, day + timedelta(days=1)),
+                    api_key=ADMIN_KEY, base_url=simulator.base_url, run_id=f"run-{day}")
+    count = _query(settings.warehouse_path,
+                   "select count(*), count(_dlt_id) from raw_openai.usage_web_search_calls")[0]
+    web_search = next(e for e in USAGE_ENDPOINTS if e.name == "web_search_calls")
+    grouped = _grouped_truth(org, web_search, web_search.group_by, busy, busy + timedelta(days=1))
+    assert count[0] == count[1] == grouped > 0

@@ -1,5 +1,6 @@
 {#- Every usage endpoint in one long table: one row per staged usage row, with the metrics the
-    endpoint has and nulls for those it has not (null = not applicable, not zero). -#}
+    endpoint has and nulls for those it has not (null = not applicable, not zero). `billed_model`
+    is the model as cost line items name it (fine-tunes: `ft-<base>`), what model spend joins on. -#}
 {%- set endpoints = {
     'completions': ['num_model_requests', 'input_tokens', 'output_tokens', 'input_cached_tokens'],
     'embeddings': ['num_model_requests', 'input_tokens'],
@@ -39,6 +40,7 @@ with
         project_id,
         {{ 'cast(null as varchar)' if endpoint in without_api_key else 'api_key_id' }} as api_key_id,
         {{ 'cast(null as varchar)' if endpoint in without_model else 'model' }} as model,
+        {{ 'cast(null as varchar)' if endpoint in without_model else billed_model('model') }} as billed_model,
         {%- for metric, data_type in metrics.items() %}
         {{ metric if metric in endpoint_metrics else 'cast(null as ' ~ data_type ~ ')' }} as {{ metric }},
         {%- endfor %}

@@ -21,7 +21,9 @@ final as (
         date,
         endpoint,
         project_id,
+        api_key_id,
         model,
+        billed_model,
         cast(sum(num_model_requests) as bigint) as num_model_requests,
         cast(sum(num_requests) as bigint) as num_requests,
         cast(sum(input_tokens) as bigint) as input_tokens,
@@ -34,7 +36,7 @@ final as (
         cast(sum(num_sessions) as bigint) as num_sessions,
         bool_and(is_final) as is_final
     from usage
-    group by provider, connection, date, endpoint, project_id, model
+    group by provider, connection, date, endpoint, project_id, api_key_id, model, billed_model
 
 )
 

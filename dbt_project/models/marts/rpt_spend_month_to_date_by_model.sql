@@ -12,7 +12,10 @@ final as (
         month,
         provider,
         connection,
+        spend_category,
         model,
+        product,
+        sku,
         cost_usd,
         cost_usd / nullif(sum(cost_usd) over (partition by provider, connection), 0)
             as share_of_connection_cost,
@@ -20,6 +23,10 @@ final as (
         input_tokens,
         output_tokens,
         input_cached_tokens,
+        images,
+        characters,
+        seconds,
+        web_search_calls,
         num_model_requests,
         days_in_data,
         last_date

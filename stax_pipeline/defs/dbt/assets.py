@@ -18,18 +18,21 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_dbt.dbt_project import DbtProject
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.defs.dbt.mart_figures import mart_figures
 from stax_pipeline.defs.dbt.project import ensure_manifest, stax_dbt_project
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.lib.dbt import dbt_run_dir, window_in_environment
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
-from stax_pipeline.lib.warehouse import read_warehouse, wait_for_warehouse
+from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
 from stax_pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 _GROUPS = {"staging": "staging", "intermediate": "staging", "marts": "marts"}
+
+
 SPEND_MART = AssetKey(["marts", "fct_spend_daily"])
 
 
@@ -89,10 +92,12 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
         "dbt build %s: %d models, %d checks, %s", window, len(events) - checks, checks,
         "ok" if invocation.is_successful() else "FAILED",
     )
-    spend = _window_spend(settings, window, connections) if invocation.is_successful() else None
-    if spend is not None:  # BI tools read this published copy, never the warehouse
+    # each day of each mart: its rows and dollars (the UI plots them per partition)
+    figures = mart_figures(settings, window, connections) if invocation.is_successful() else None
+    if figures is not None:  # BI tools read this published copy, never the warehouse
         published = publish_marts(settings)
-        spend.update(published.metadata())
+        if SPEND_MART in figures:  # the publish's figures ride on the spend mart
+            figures.window[SPEND_MART].update(published.metadata())
         for connection in connections:
             record_phase(
                 settings, run_id=context.run.run_id, connection=connection, phase="publish",
@@ -100,8 +105,8 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
             )  # fmt: skip
     for event in events:
         key = getattr(event, "asset_key", None) or _output_key(context, event)
-        if spend is not None and key == SPEND_MART and isinstance(event, (Output, MaterializeResult)):
-            event = event.with_metadata({**(event.metadata or {}), **spend})
+        if figures is not None and key in figures and isinstance(event, (Output, MaterializeResult)):
+            event = figures.attach(context, key, event)
         yield event
     if not invocation.is_successful():
         raise invocation.get_error()  # dbt's own error summary (wait() does not raise here)
@@ -114,15 +119,3 @@ def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
     if isinstance(event, Output):
         return context.assets_def.keys_by_output_name.get(event.output_name)
     return None
-
-
-def _window_spend(settings, window, connections) -> dict[str, Any]:
-    with read_warehouse(settings) as con:
-        total, rows = con.execute(
-            """
-            select coalesce(sum(cost_usd), 0), count(*) from marts.fct_spend_daily
-            where date >= ? and date < ? and list_contains(?, connection)
-            """,
-            [window.start, window.end, connections],
-        ).fetchall()[0]
-    return {"window_cost_usd": float(total), "window_rows": int(rows)}

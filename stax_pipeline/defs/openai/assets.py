@@ -5,14 +5,11 @@ dlt → dbt lineage is one graph.
 """
 
 
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import dlt
-from dagster import AssetExecutionContext, AssetKey, AssetObservation, AssetSpec, MaterializeResult
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
@@ -20,7 +17,8 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.ingest import load_window
-from stax_pipeline.lib.warehouse import wait_for_warehouse
+from stax_pipeline.lib.endpoints import sync_endpoint
+from stax_pipeline.lib.warehouse import describe_only_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin import openai_admin_source
@@ -66,12 +64,7 @@ class StaxDltTranslator(DagsterDltTranslator):
 
 # Only describes the resources for the asset specs; runs build their own pipeline under
 # STAX_HOME (read at run time, not import time).
-_describe_pipeline = dlt.pipeline(
-    pipeline_name="stax_raw_openai_describe",
-    destination=dlt.destinations.duckdb(":pipeline:"),
-    dataset_name=DATASET_NAME,
-    pipelines_dir=str(Path(tempfile.gettempdir()) / "stax-dlt-describe"),
-)
+_describe_pipeline = describe_only_pipeline("stax_raw_openai_describe", DATASET_NAME)
 
 
 @dlt_assets(
@@ -86,8 +79,10 @@ _describe_pipeline = dlt.pipeline(
 @retry_step_after_outages
 def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """Load the run's window for each of its connections (:func:`load_window`), then report
-    rows, spend and timings as metadata: one materialization per table, and each day's spend as
-    an observation of that day's ``raw_openai/costs`` partition."""
+    rows, spend and requests as metadata. Each table's materialization of every (connection, day)
+    partition carries the window's figures; those of ``raw_openai/costs`` carry the day's own
+    ``cost_usd`` and ``cost_rows`` too (the window's total is ``window_cost_usd``), so the UI's
+    plot of the asset by partition is the daily spend curve."""
     settings = load_settings()
     wait_for_warehouse(settings)
     store = ConnectionStore(settings)
@@ -98,12 +93,14 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     cost_usd = 0.0
     for connection in connections:
         context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
+        endpoint = sync_endpoint(store.get(connection), settings.configured_openai_base_url)
         loaded = load_window(
             settings,
             connection=connection,
             window=window,
             api_key=store.api_key(connection),
-            base_url=settings.openai_base_url,
+            base_url=endpoint.base_url,
+            expect_simulator=endpoint.simulator,
             run_id=context.run.run_id,
         )
         for note in loaded.notes:
@@ -120,12 +117,13 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
         rows[SYNC_WINDOWS_TABLE] += len(loaded.committed_tables) * window.num_days
         if COSTS_KEY in context.selected_asset_keys:
             for day in window.days():
-                context.log_event(
-                    AssetObservation(
-                        asset_key=COSTS_KEY,
-                        partition=partition_key(connection, day),
-                        metadata={"cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0))},
-                    )
+                context.add_asset_metadata(
+                    {
+                        "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
+                        "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
+                    },
+                    asset_key=COSTS_KEY,
+                    partition_key=partition_key(connection, day),
                 )
         cost_usd += loaded.cost_usd
     common = {
@@ -137,7 +135,7 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
         table = key.path[-1]
         metadata: dict[str, Any] = {"rows_loaded": rows.get(table, 0), **common}
         if table == "costs":
-            metadata["cost_usd"] = float(cost_usd)
+            metadata["window_cost_usd"] = float(cost_usd)
         if table == SYNC_WINDOWS_TABLE:
             metadata["tables"] = ", ".join(sorted(committed))
         path = _PATHS.get(table)

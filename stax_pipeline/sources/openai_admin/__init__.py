@@ -1,4 +1,4 @@
-"""dlt source for the OpenAI Admin API: costs, every usage endpoint, and projects.
+"""dlt source for the OpenAI Admin API: costs, every usage endpoint, projects and their API keys.
 
 The window is explicit: the caller passes UTC days [start, end). The source keeps no cursor
 or state of its own, so a backfill, a re-run or a retry can never skip or corrupt days.
@@ -35,6 +35,7 @@ from stax_pipeline.sources.openai_admin.settings import (
     COSTS_GROUP_BY,
     COSTS_MAX_LIMIT,
     COSTS_PATH,
+    PROJECT_API_KEYS_COLUMNS,
     PROJECTS_COLUMNS,
     SYNC_WINDOWS_COLUMNS,
     SYNC_WINDOWS_TABLE,
@@ -53,6 +54,7 @@ class LoadStats:
 
     rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
+    cost_rows_by_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     notes: list[str] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
     organization_ids: set[str] = field(default_factory=set)  # the costs results' organization_id
@@ -88,9 +90,10 @@ def openai_admin_source(
     Returns:
         ``costs`` (table ``costs``: one row per bucket × project × line item × API key),
         ``usage_<endpoint>`` for every usage endpoint (one row per bucket × grouped dimensions),
-        ``sync_windows`` (empty here: see :func:`sync_windows`), and ``projects`` (merged on
-        connection + id, archived ones included). Bucketed rows carry ``connection``, ``date``
-        (UTC day), ``loaded_at`` and ``sync_id``.
+        ``sync_windows`` (empty here: see :func:`sync_windows`), ``projects`` (merged on
+        connection + id, archived ones included) and ``project_api_keys`` (every listed key of
+        each of those projects, merged on connection + project_id + id). Bucketed rows carry
+        ``connection``, ``date`` (UTC day), ``loaded_at`` and ``sync_id``.
 
     The bucketed resources yield Arrow tables of at most :data:`ARROW_BATCH_ROWS` rows as pages
     arrive, so dlt writes them to Parquet without its row-by-row normalizer and a window's rows
@@ -121,13 +124,22 @@ def openai_admin_source(
     # Declared (empty) so it is an asset of the source; its rows come from sync_windows() in a
     # second load, after the data load succeeded.
     resources.append(_sync_windows_resource([]))
+    projects = dlt.resource(
+        _projects(client, request, stats),
+        name="projects",
+        write_disposition="merge",
+        primary_key=("connection", "id"),
+        columns=PROJECTS_COLUMNS,
+    )
+    resources.append(projects)
     resources.append(
-        dlt.resource(
-            _projects(client, request, stats),
-            name="projects",
+        dlt.transformer(
+            _project_api_keys(client, request, stats),
+            data_from=projects,
+            name="project_api_keys",
             write_disposition="merge",
-            primary_key=("connection", "id"),
-            columns=PROJECTS_COLUMNS,
+            primary_key=("connection", "project_id", "id"),
+            columns=PROJECT_API_KEYS_COLUMNS,
         )
     )
     return resources
@@ -160,13 +172,15 @@ def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
 
 def _flatten_amount(stats: LoadStats):
     """Turns a costs result's ``amount`` object into ``amount__value``/``amount__currency``
-    (the names dlt's JSON normalizer gave them) and adds it to the day's total."""
+    (the names dlt's JSON normalizer gave them) and counts the row and its amount in its day's
+    totals."""
 
     def flatten(row: dict[str, Any]) -> dict[str, Any]:
         amount = row.pop("amount", None) or {}
         value = amount.get("value")
         row["amount__value"] = float(value) if value is not None else None
         row["amount__currency"] = amount.get("currency")
+        stats.cost_rows_by_day[row["date"]] += 1
         if row["amount__value"] is not None:
             stats.cost_usd_by_day[row["date"]] += row["amount__value"]
         organization = row.get("organization_id")
@@ -239,6 +253,48 @@ def _projects(client, request, stats: LoadStats) -> Iterator[dict[str, Any]]:
         yield {**project, "connection": request.connection, "loaded_at": request.loaded_at}
 
 
+def _project_api_keys(client, request, stats: LoadStats):
+    """The keys of each project the ``projects`` resource yields, as a dlt transformer function.
+
+    A project whose key listing is gone (HTTP 404: deleted while the sync ran) is skipped with a
+    note; its keys that still appear in costs stay in the marts as deleted keys.
+    """
+
+    def keys_of(project: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        client_, request_ = _require(client, request)
+        try:
+            for key in client_.iter_project_api_keys(project["id"]):
+                stats.rows["project_api_keys"] += 1
+                yield {
+                    **_flatten_owner(key),
+                    "project_id": project["id"],
+                    "connection": request_.connection,
+                    "loaded_at": request_.loaded_at,
+                }
+        except HttpError as exc:
+            if exc.status != 404:
+                raise
+            note = f"project_api_keys: project {project['id']} has no key listing (HTTP 404); skipped"
+            log.warning(note)
+            stats.notes.append(note)
+
+    return keys_of
+
+
+def _flatten_owner(key: dict[str, Any]) -> dict[str, Any]:
+    """``owner`` as flat ``owner__*`` columns: its ``type`` and the id and name of the object
+    that type names (``user`` or ``service_account``). Other owner fields (e.g. a user's email)
+    are not kept."""
+    row = dict(key)
+    owner = row.pop("owner", None) or {}
+    row["owner__type"] = owner.get("type")
+    for kind in ("user", "service_account"):
+        who = owner.get(kind) or {}
+        row[f"owner__{kind}__id"] = who.get("id")
+        row[f"owner__{kind}__name"] = who.get("name")
+    return row
+
+
 def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats, transform=None):
     """Flatten buckets into rows carrying the connection, the UTC day and the load time."""
     for bucket in buckets:
@@ -287,7 +343,12 @@ def _sync_windows_resource(rows: list[dict[str, Any]]) -> DltResource:
     )
 
 
-DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), "projects")
+# Listings (no days, merged): synced with every window, never in its commit marker.
+LISTING_RESOURCES = ("projects", "project_api_keys")
+DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), *LISTING_RESOURCES)
 
 
-__all__ = ["DATA_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest", "openai_admin_source", "sync_windows"]
+__all__ = [
+    "DATA_RESOURCES", "LISTING_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest",
+    "openai_admin_source", "sync_windows",
+]  # fmt: skip

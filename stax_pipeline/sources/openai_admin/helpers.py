@@ -1,4 +1,4 @@
-"""OpenAI Admin API client: bucket pagination, project listing and key validation."""
+"""OpenAI Admin API client: bucket pagination, project and API key listings, key validation."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from stax_pipeline.errors import ProviderError
 from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_PATH,
-    PROJECTS_MAX_LIMIT,
-    PROJECTS_MAX_PAGES,
+    LIST_MAX_LIMIT,
+    LIST_MAX_PAGES,
     PROJECTS_PATH,
+    project_api_keys_path,
 )
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ def max_bucket_pages(start: date, end: date) -> int:
 class OpenAIAdminClient:
     """Reads the organization endpoints of the OpenAI Admin API with one :class:`ApiClient`."""
 
-    def __init__(self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None):
-        self.api = ApiClient(base_url, api_key, retry=retry)
+    def __init__(
+        self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
+        expect_simulator: bool | None = None,
+    ):  # fmt: skip
+        self.api = ApiClient(base_url, api_key, retry=retry, expect_simulator=expect_simulator)
 
     def __repr__(self) -> str:
         return f"OpenAIAdminClient({self.api.base_url!r})"
@@ -107,23 +111,31 @@ class OpenAIAdminClient:
         log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
 
     def iter_projects(self) -> Iterator[dict[str, Any]]:
-        """Yield every project, archived ones included, following ``after`` cursors.
+        """Yield every project, archived ones included."""
+        yield from self._iter_list(PROJECTS_PATH, [("include_archived", "true")], "projects")
+
+    def iter_project_api_keys(self, project_id: str) -> Iterator[dict[str, Any]]:
+        """Yield every API key of one project (``GET /organization/projects/{id}/api_keys``)."""
+        yield from self._iter_list(project_api_keys_path(project_id), [], "API keys")
+
+    def _iter_list(self, path: str, params: list[tuple[str, str]], what: str) -> Iterator[dict[str, Any]]:
+        """Yield every object of a cursor list, following ``after`` = the page's ``last_id``.
 
         Stops with an error instead of looping on a repeated cursor or past
-        :data:`PROJECTS_MAX_PAGES` pages.
+        :data:`LIST_MAX_PAGES` pages.
         """
         after: str | None = None
         seen: set[str] = set()  # the cursors followed: one per page fetched
         while True:
-            if len(seen) == PROJECTS_MAX_PAGES:
+            if len(seen) == LIST_MAX_PAGES:
                 raise ProviderError(
-                    f"GET {PROJECTS_PATH} was still paging after {PROJECTS_MAX_PAGES} pages of "
-                    f"{PROJECTS_MAX_LIMIT} projects; stopping instead of paging forever. The API "
+                    f"GET {path} was still paging after {LIST_MAX_PAGES} pages of "
+                    f"{LIST_MAX_LIMIT} {what}; stopping instead of paging forever. The API "
                     "misbehaved: run the sync again later.",
-                    endpoint=PROJECTS_PATH,
+                    endpoint=path,
                 )
-            params = [("limit", str(PROJECTS_MAX_LIMIT)), ("include_archived", "true")]
-            page = self.api.get_json(PROJECTS_PATH, params + ([("after", after)] if after else []))
+            page_params = [("limit", str(LIST_MAX_LIMIT)), *params]
+            page = self.api.get_json(path, page_params + ([("after", after)] if after else []))
             data = page.get("data") or []
             yield from data
             if not page.get("has_more") or not data:
@@ -131,9 +143,9 @@ class OpenAIAdminClient:
             after = page.get("last_id") or data[-1].get("id")
             if not after or after in seen:
                 raise ProviderError(
-                    f"GET {PROJECTS_PATH} repeated its pagination cursor; stopping instead of "
+                    f"GET {path} repeated its pagination cursor; stopping instead of "
                     "looping forever. Run the sync again later.",
-                    endpoint=PROJECTS_PATH,
+                    endpoint=path,
                 )
             seen.add(after)
 

@@ -11,8 +11,14 @@ COSTS_PATH = "/organization/costs"
 PROJECTS_PATH = "/organization/projects"
 COSTS_MAX_LIMIT = 180  # buckets per page at 1d
 USAGE_MAX_LIMIT_1D = 31
-PROJECTS_MAX_LIMIT = 100
-PROJECTS_MAX_PAGES = 1000  # 100,000 projects: past that, the API is paging forever
+LIST_MAX_LIMIT = 100  # objects per page of a cursor list (projects, a project's API keys)
+LIST_MAX_PAGES = 1000  # 100,000 objects: past that, the API is paging forever
+
+
+def project_api_keys_path(project_id: str) -> str:
+    """The listing of one project's API keys."""
+    return f"{PROJECTS_PATH}/{project_id}/api_keys"
+
 
 # Costs attribute spend by project, line item and API key. Older API versions refuse
 # api_key_id; the source then retries without it (usage endpoints likewise fall back to
@@ -120,6 +126,25 @@ PROJECTS_COLUMNS = {
     "status": {"data_type": "text"},
     "external_key_id": {"data_type": "text"},
     "residency": {"data_type": "text"},
+    "loaded_at": {"data_type": "timestamp", "nullable": False},
+}
+
+# A project's API keys, flattened from the API's object: ``owner`` holds ``type`` ('user' or
+# 'service_account') and the owner object under that name.
+PROJECT_API_KEYS_COLUMNS = {
+    "connection": {"data_type": "text", "nullable": False},
+    "project_id": {"data_type": "text", "nullable": False},
+    "id": {"data_type": "text", "nullable": False},
+    "object": {"data_type": "text"},
+    "name": {"data_type": "text"},
+    "redacted_value": {"data_type": "text"},
+    "created_at": {"data_type": "bigint"},
+    "last_used_at": {"data_type": "bigint"},
+    "owner__type": {"data_type": "text"},
+    "owner__user__id": {"data_type": "text"},
+    "owner__user__name": {"data_type": "text"},
+    "owner__service_account__id": {"data_type": "text"},
+    "owner__service_account__name": {"data_type": "text"},
     "loaded_at": {"data_type": "timestamp", "nullable": False},
 }
 
