@@ -11,7 +11,9 @@ import gc
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 
+from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import SyncWindow
@@ -84,7 +86,10 @@ def load_window(
         loaded_at=datetime.now(UTC),
         sync_id=uuid.uuid4().hex,
     )
-    stats = LoadStats()
+    # The API names the organization only in costs results: a connection made before it was
+    # known learns it from the first one, and a second connection to an organization already
+    # connected fails the extract there, so nothing of this sync is loaded.
+    stats = LoadStats(on_organization=partial(ConnectionStore(settings).set_organization, connection))
     pipeline = dlt_pipeline(settings, DATASET_NAME)
     client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
     seconds: dict[str, float] = {}

@@ -11,7 +11,7 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
 from stax_pipeline.lib.instance_config import write_instance_config
@@ -116,3 +116,24 @@ def run_failure_reason(events) -> str:
                 first_line = error.message.strip().splitlines()[0]
                 return redact(re.sub(r"^[\w.]+(Error|Exception): ", "", first_line))
     return "the run failed; see `make ui` for its logs"
+
+
+def finished_run_failure(instance: DagsterInstance, run: DagsterRun) -> str:
+    """Why a finished run did not succeed, in one line: its first failed step's own error, or
+    the run's failure (its process died, or it never started), or that it was canceled."""
+    if run.status == DagsterRunStatus.CANCELED:
+        return "the run was canceled"
+    steps = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    if steps:
+        return run_failure_reason([entry.dagster_event for entry in steps])
+    # No step failed: the run itself was failed (its process died, or it never started).
+    ends = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    message = ends[-1].dagster_event.message if ends and ends[-1].dagster_event else None
+    return (message or "the run failed").strip().splitlines()[0]
+
+
+def last_run(instance: DagsterInstance, connection: str) -> RunRecord | None:
+    """The latest run of ``connection`` that Stax launched (CLI, schedule and sensor runs carry
+    its ``stax/connection`` tag; a backfill launched by hand in the UI does not)."""
+    records = instance.get_run_records(filters=RunsFilter(tags={"stax/connection": connection}), limit=1)
+    return records[0] if records else None

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "doctor", "diagnostics for 'my sync looks low'; exit 1 when something needs attention")
     p.add_argument("--connection", type=name, help="only this connection (default: every connection)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with stable keys, for scripts (default: text)")
 
     p = _command(commands, "export", "write a dataset for other tools")
     datasets = p.add_subparsers(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,15 @@ NON_OWNER_KEY = (
 )
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the key check learned: whether the Stax simulator answered it, and the organization
+    behind the key (its id; None if the API did not say)."""
+
+    simulated: bool
+    organization_id: str | None
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -53,10 +63,13 @@ def _read_key() -> str:
     return read_admin_key(prompt="OpenAI admin key (sk-admin-…, input hidden): ")
 
 
-def check_openai_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | None = None) -> bool:
+def check_openai_admin_key(
+    base_url: str, api_key: str, *, expect_simulator: bool | None = None
+) -> KeyCheck:
     """Refuse a key before anything is stored: what it is made of first (nothing is sent for a
-    key no API could accept), then one cheap request to ``base_url``. Return whether the Stax
-    simulator answered (``expect_simulator``, if not None, refuses the other kind of API)."""
+    key no API could accept), then one cheap request to ``base_url``, which also tells whether
+    the Stax simulator answered (``expect_simulator``, if not None, refuses the other kind of
+    API) and the organization behind the key."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
     check_key_characters(api_key)
@@ -70,8 +83,8 @@ def check_openai_admin_key(base_url: str, api_key: str, *, expect_simulator: boo
         base_url, api_key, retry=RetryPolicy.from_env().at_most(10), expect_simulator=expect_simulator
     )
     try:
-        client.check_admin_key()
-        return bool(client.api.answered_by_simulator)
+        organization = client.check_admin_key()
+        return KeyCheck(bool(client.api.answered_by_simulator), organization)
     except HttpError as exc:
         if exc.status == 401:
             raise CredentialError(WRONG_KEY_TYPE) from None
@@ -106,15 +119,22 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
         )
     api_key = read_key()
     base_url = settings.openai_base_url
-    simulated = check_openai_admin_key(base_url, api_key)
+    checked = check_openai_admin_key(base_url, api_key)
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
     settings = load_settings()  # now STAX_HOME may be created
-    connection = store.add(name, "openai", api_key, base_url=base_url, simulated=simulated)
+    reconnecting = store.disconnected(name) is not None  # same organization: its rows come back
+    connection = store.add(name, "openai", api_key, base_url=base_url, simulated=checked.simulated,
+                           organization_id=checked.organization_id)  # fmt: skip
     instance = dagster_instance(settings)
     register_connection(instance, name)
-    where = "the Stax simulator at " if simulated else ""
-    print(f"Connected {name!r} (openai, key {connection.key_hint}, {where}{base_url}).")
+    where = "the Stax simulator at " if checked.simulated else ""
+    print(f"{'Reconnected' if reconnecting else 'Connected'} {name!r} (openai, key "
+          f"{connection.key_hint}, {where}{base_url}, {_organization_text(connection)}).")  # fmt: skip
+    if reconnecting:
+        from stax_pipeline.cli.disconnect import publish_live_rows
+
+        publish_live_rows(settings)
     if not backfill:
         from stax_pipeline.lib.window import backfill_window
 
@@ -180,39 +200,42 @@ def _backfill_text(connection: Connection) -> str:
     return state
 
 
+def _organization_text(connection: Connection) -> str:
+    """``organization org-…``, or why it is not known yet (the first sync with spend learns it)."""
+    if connection.organization_id:
+        return f"organization {connection.organization_id}"
+    return "organization not reported yet: the first sync with spend checks it"
+
+
 def cmd_connections(args) -> int:
-    connections = ConnectionStore(load_settings(create=False)).list()
+    store = ConnectionStore(load_settings(create=False))
+    connections = store.list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
-        return 0
-    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
+    else:
+        _print_connections(connections)
+    if hidden := store.list_disconnected():
+        names = ", ".join(c.name for c in hidden)
+        print(f"Disconnected, rows kept but hidden: {names} (`stax disconnect NAME --purge` deletes them).")
+    return 0
+
+
+def _print_connections(connections: list[Connection]) -> None:
+    rows = [("NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider + (" (simulator)" if c.simulated else ""), c.key_hint,
-         _fmt_time(c.created_at), _fmt_time(c.last_synced_at),
-         str(c.last_synced_day or "-"), _backfill_text(c))
+        (c.name, c.provider + (" (simulator)" if c.simulated else ""),
+         c.organization_id or "(not yet known)", c.key_hint, _fmt_time(c.created_at),
+         _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"), _backfill_text(c))
         for c in connections
     ]  # fmt: skip
     print("\n".join(format_table(rows)))
-    return 0
 
 
 def cmd_disconnect(args) -> int:
-    store = ConnectionStore(load_settings(create=False))
-    store.get(args.name)  # unknown → one-line error before anything changes (or is created)
-    settings = load_settings()
-    from stax_pipeline.lib.serving import publish_marts
-    from stax_pipeline.lib.warehouse import purge_connection
-    from stax_pipeline.orchestration import dagster_instance, unregister_connection
+    from stax_pipeline.cli.disconnect import disconnect, purge
 
-    purged = purge_connection(settings, args.name) if args.purge else None
-    if purged is not None and settings.warehouse_path.exists():
-        publish_marts(settings)  # the served copy must lose the purged rows too
-    store.remove(args.name)
-    unregister_connection(dagster_instance(settings), args.name)
-    print(f"Disconnected {args.name!r}: its key is deleted.")
-    if purged is not None:
-        print(f"Purged {purged} warehouse rows of {args.name!r}.")
-    return 0
+    settings = load_settings(create=False)  # an unknown name changes (or creates) nothing
+    return (purge if args.purge else disconnect)(settings, ConnectionStore(settings), args.name)
 
 
 # --- sync ---------------------------------------------------------------------------------------
@@ -310,7 +333,7 @@ def cmd_doctor(args) -> int:
     connections = [store.get(args.connection)] if args.connection else store.list()
     if not connections:
         raise UsageError("no connections yet; run `stax connect openai --name NAME` first")
-    healthy = diagnose(settings, store, connections, _today())
+    healthy = diagnose(settings, store, connections, _today(), as_json=args.json)
     return 0 if healthy else 1
 
 

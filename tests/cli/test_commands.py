@@ -66,7 +66,7 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
     assert "never" not in listing.stdout.splitlines()[1]  # last successful sync is shown
 
     doctor = stax("doctor", "--connection", "acme")
-    assert "key check      ok" in doctor.stdout
+    assert "check ok against" in doctor.stdout
     assert "projects" in doctor.stdout and org.org_id in doctor.stdout
 
     rotated = stax("rotate-master-key")
