@@ -235,6 +235,7 @@ def cmd_disconnect(args) -> int:
     from stax_pipeline.cli.disconnect import disconnect, purge
 
     settings = load_settings(create=False)  # an unknown name changes (or creates) nothing
+    settings.validate()  # it writes: every setting is checked before anything changes
     return (purge if args.purge else disconnect)(settings, ConnectionStore(settings), args.name)
 
 
