@@ -1,10 +1,12 @@
 """A real `stax sync` killed (SIGKILL, as the OOM killer does) or interrupted (SIGINT, SIGTERM) at a
-chosen point: the next plain `stax sync` is not blocked, the marts equal the simulator's truth, and
-nothing the killed command started lives on.
+chosen point. Killed: the next plain `stax sync` is not blocked and the marts equal the simulator's
+truth. Interrupted: it exits 130 at once, its run failed and its slot free. Either way nothing the
+command started lives on.
 
-Each point is reached by watching the process, not by sleeping: the simulator's request log (fetch,
-slowed down by simulator latency), dlt's load package folder (load), the process's children (dbt),
-the Dagster instance's pool (queued behind another sync).
+Each point is reached by watching the process, not by sleeping: the simulator's request log and
+the command's progress lines (fetch, slowed down by simulator latency), dlt's load package folder
+(load), the process's children and their open files (dbt writing the warehouse), the Dagster
+instance's pool (queued behind another sync).
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_fetching(
 
     assert_stops(instance, queued, signal.SIGTERM, queued_run)
     assert holder_run in pool_users(instance)[0]  # the other sync goes on
-    # ... until Ctrl-C, amid its parallel requests (which once left the process hanging at exit).
+    # ... until Ctrl-C.
     assert_stops(instance, holder, signal.SIGINT, holder_run)
     assert pool_users(instance) == (set(), set())
 
