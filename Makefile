@@ -24,7 +24,7 @@ $(BIN)/.installed: uv.lock pyproject.toml
 # without `dagster dev`.
 manifest: $(MANIFEST)
 $(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
-	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
+	cd dbt_project && env -u STAX_MASTER_KEY -u STAX_NEW_MASTER_KEY ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
 	@touch $@
 
 demo: install
@@ -38,9 +38,9 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
+# dagster dev with umask 077 and without the master key in its environment (stax_pipeline/cli/ui.py).
 ui: install
-	$(BIN)/python -c "from stax_pipeline.orchestration import prepare_dagster_home as p; from stax_pipeline.settings import load_settings as s; p(s())"
-	PATH="$(CURDIR)/$(BIN):$$PATH" DAGSTER_HOME=$(STAX_HOME)/dagster $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m stax_pipeline.cli.ui
 
 clean:
 	rm -rf $(VENV) dbt_project/target .pytest_cache

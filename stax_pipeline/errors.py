@@ -20,6 +20,12 @@ class ConfigError(StaxError):
     """The environment or local state is not usable as it is (e.g. a wrong master key)."""
 
 
+class SettingError(ConfigError):
+    """A ``STAX_*`` variable is malformed or refused: nothing was run or changed."""
+
+    exit_code = 2
+
+
 class CredentialError(StaxError):
     """A stored credential could not be read, decrypted or verified."""
 

@@ -11,7 +11,9 @@ import gc
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 
+from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import SyncWindow
@@ -67,13 +69,15 @@ def load_window(
     api_key: str,
     base_url: str,
     run_id: str,
+    expect_simulator: bool | None = None,
 ) -> WindowLoad:
     """Pull ``window`` of ``connection`` from the API into ``raw_openai``, then commit it.
 
     The data load appends a snapshot tagged with a new ``sync_id``; only once it succeeded is the
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
-    each can be timed (``$STAX_HOME/logs/timings.jsonl``).
+    each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
+    the connection was made against the Stax simulator (``lib/endpoints.py``).
     """
     request = SyncRequest(
         connection=connection,
@@ -82,9 +86,12 @@ def load_window(
         loaded_at=datetime.now(UTC),
         sync_id=uuid.uuid4().hex,
     )
-    stats = LoadStats()
+    # The API names the organization only in costs results: a connection made before it was
+    # known learns it from the first one, and a second connection to an organization already
+    # connected fails the extract there, so nothing of this sync is loaded.
+    stats = LoadStats(on_organization=partial(ConnectionStore(settings).set_organization, connection))
     pipeline = dlt_pipeline(settings, DATASET_NAME)
-    client = OpenAIAdminClient(base_url, api_key)
+    client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
     seconds: dict[str, float] = {}
     try:
         source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import uuid
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
+from stax_pipeline.lib.instance_config import write_instance_config
+from stax_pipeline.lib.private_files import make_tree_private
+from stax_pipeline.lib.redaction import redact
 from stax_pipeline.lib.warehouse import warehouse_lock_failure
 from stax_pipeline.lib.window import CONNECTION_DIM, SyncWindow, range_run_tags
 from stax_pipeline.settings import Settings, load_settings
@@ -25,12 +27,12 @@ INSTANCE_TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at ``$STAX_HOME/dagster`` with the repo's dagster.yaml in it."""
+    """Point DAGSTER_HOME at ``$STAX_HOME/dagster``, whose dagster.yaml is the repo's until the
+    user edits it (lib/instance_config.py); make everything under STAX_HOME private first."""
     home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if not target.exists() or target.read_bytes() != INSTANCE_TEMPLATE.read_bytes():
-        shutil.copyfile(INSTANCE_TEMPLATE, target)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_instance_config(home, INSTANCE_TEMPLATE)
+    make_tree_private(settings.home)
     os.environ["DAGSTER_HOME"] = str(home)
     install_fast_event_storage(home)
     return home
@@ -90,6 +92,7 @@ def run_sync(
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
+    make_tree_private(settings.home)  # what the run's libraries created, whatever their umask
     return RunOutcome(
         connection=connection,
         window=window,
@@ -110,5 +113,27 @@ def run_failure_reason(events) -> str:
                 error = error.cause  # the user-code error, not Dagster's wrapper
             if error is not None:
                 # "stax_pipeline.errors.ProviderError: GET …" → "GET …"
-                return re.sub(r"^[\w.]+(Error|Exception): ", "", error.message.strip().splitlines()[0])
+                first_line = error.message.strip().splitlines()[0]
+                return redact(re.sub(r"^[\w.]+(Error|Exception): ", "", first_line))
     return "the run failed; see `make ui` for its logs"
+
+
+def finished_run_failure(instance: DagsterInstance, run: DagsterRun) -> str:
+    """Why a finished run did not succeed, in one line: its first failed step's own error, or
+    the run's failure (its process died, or it never started), or that it was canceled."""
+    if run.status == DagsterRunStatus.CANCELED:
+        return "the run was canceled"
+    steps = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    if steps:
+        return run_failure_reason([entry.dagster_event for entry in steps])
+    # No step failed: the run itself was failed (its process died, or it never started).
+    ends = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+    message = ends[-1].dagster_event.message if ends and ends[-1].dagster_event else None
+    return (message or "the run failed").strip().splitlines()[0]
+
+
+def last_run(instance: DagsterInstance, connection: str) -> RunRecord | None:
+    """The latest run of ``connection`` that Stax launched (CLI, schedule and sensor runs carry
+    its ``stax/connection`` tag; a backfill launched by hand in the UI does not)."""
+    records = instance.get_run_records(filters=RunsFilter(tags={"stax/connection": connection}), limit=1)
+    return records[0] if records else None

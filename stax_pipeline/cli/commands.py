@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from stax_pipeline.cli.table import format_table
+from stax_pipeline.cli.validation import check_day_arguments, read_admin_key
 from stax_pipeline.credentials import (
     ADMIN_KEY_PREFIX,
     Connection,
     ConnectionStore,
     validate_connection_name,
 )
+from stax_pipeline.credentials.key_format import check_key_characters
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
 
@@ -41,6 +43,15 @@ NON_OWNER_KEY = (
 )
 
 
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the key check learned: whether the Stax simulator answered it, and the organization
+    behind the key (its id; None if the API did not say)."""
+
+    simulated: bool
+    organization_id: str | None
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -49,28 +60,31 @@ def _today() -> date:
 
 
 def _read_key() -> str:
-    if sys.stdin is not None and sys.stdin.isatty():
-        key = getpass.getpass("OpenAI admin key (sk-admin-…, input hidden): ")
-    else:
-        key = sys.stdin.readline() if sys.stdin is not None else ""
-    return key.strip()
+    return read_admin_key(prompt="OpenAI admin key (sk-admin-…, input hidden): ")
 
 
-def check_openai_admin_key(base_url: str, api_key: str) -> None:
-    """Refuse a key before anything is stored: its prefix first, then one cheap request."""
+def check_openai_admin_key(
+    base_url: str, api_key: str, *, expect_simulator: bool | None = None
+) -> KeyCheck:
+    """Refuse a key before anything is stored: what it is made of first (nothing is sent for a
+    key no API could accept), then one cheap request to ``base_url``, which also tells whether
+    the Stax simulator answered (``expect_simulator``, if not None, refuses the other kind of
+    API) and the organization behind the key."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
+    check_key_characters(api_key)
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) == len(ADMIN_KEY_PREFIX):
         raise UsageError(NOT_AN_ADMIN_KEY)
-    if any(c.isspace() for c in api_key):
-        raise UsageError("the key contains spaces or line breaks: paste it as one piece. Nothing was stored.")
     from stax_pipeline.lib.http import HttpError, RetryPolicy
     from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
 
     # a person is waiting: a few seconds of retries, not the sync's minutes
-    client = OpenAIAdminClient(base_url, api_key, retry=RetryPolicy.from_env().at_most(10))
+    client = OpenAIAdminClient(
+        base_url, api_key, retry=RetryPolicy.from_env().at_most(10), expect_simulator=expect_simulator
+    )
     try:
-        client.check_admin_key()
+        organization = client.check_admin_key()
+        return KeyCheck(bool(client.api.answered_by_simulator), organization)
     except HttpError as exc:
         if exc.status == 401:
             raise CredentialError(WRONG_KEY_TYPE) from None
@@ -95,6 +109,7 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
     The name is checked before the key is read, the key before anything is stored.
     """
     settings = load_settings(create=False)  # nothing is created before the key passed
+    settings.validate()  # …nor read, nor sent, while a setting is malformed
     validate_connection_name(name)
     store = ConnectionStore(settings)
     if store.exists(name):
@@ -103,14 +118,23 @@ def connect(name: str, read_key: Callable[[], str], *, backfill: bool) -> int:
             f"`stax disconnect {name}` first"
         )
     api_key = read_key()
-    check_openai_admin_key(settings.openai_base_url, api_key)
+    base_url = settings.openai_base_url
+    checked = check_openai_admin_key(base_url, api_key)
     from stax_pipeline.orchestration import dagster_instance, register_connection
 
     settings = load_settings()  # now STAX_HOME may be created
-    connection = store.add(name, "openai", api_key)
+    reconnecting = store.disconnected(name) is not None  # same organization: its rows come back
+    connection = store.add(name, "openai", api_key, base_url=base_url, simulated=checked.simulated,
+                           organization_id=checked.organization_id)  # fmt: skip
     instance = dagster_instance(settings)
     register_connection(instance, name)
-    print(f"Connected {name!r} (openai, key {connection.key_hint}).")
+    where = "the Stax simulator at " if checked.simulated else ""
+    print(f"{'Reconnected' if reconnecting else 'Connected'} {name!r} (openai, key "
+          f"{connection.key_hint}, {where}{base_url}, {_organization_text(connection)}).")  # fmt: skip
+    if reconnecting:
+        from stax_pipeline.cli.disconnect import publish_live_rows
+
+        publish_live_rows(settings)
     if not backfill:
         from stax_pipeline.lib.window import backfill_window
 
@@ -176,38 +200,42 @@ def _backfill_text(connection: Connection) -> str:
     return state
 
 
+def _organization_text(connection: Connection) -> str:
+    """``organization org-…``, or why it is not known yet (the first sync with spend learns it)."""
+    if connection.organization_id:
+        return f"organization {connection.organization_id}"
+    return "organization not reported yet: the first sync with spend checks it"
+
+
 def cmd_connections(args) -> int:
-    connections = ConnectionStore(load_settings(create=False)).list()
+    store = ConnectionStore(load_settings(create=False))
+    connections = store.list()
     if not connections:
         print("No connections yet: run `stax connect openai --name NAME`.")
-        return 0
-    rows = [("NAME", "PROVIDER", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
+    else:
+        _print_connections(connections)
+    if hidden := store.list_disconnected():
+        names = ", ".join(c.name for c in hidden)
+        print(f"Disconnected, rows kept but hidden: {names} (`stax disconnect NAME --purge` deletes them).")
+    return 0
+
+
+def _print_connections(connections: list[Connection]) -> None:
+    rows = [("NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider, c.key_hint, _fmt_time(c.created_at), _fmt_time(c.last_synced_at),
-         str(c.last_synced_day or "-"), _backfill_text(c))
+        (c.name, c.provider + (" (simulator)" if c.simulated else ""),
+         c.organization_id or "(not yet known)", c.key_hint, _fmt_time(c.created_at),
+         _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"), _backfill_text(c))
         for c in connections
     ]  # fmt: skip
     print("\n".join(format_table(rows)))
-    return 0
 
 
 def cmd_disconnect(args) -> int:
-    from stax_pipeline.lib.serving import publish_marts
-    from stax_pipeline.lib.warehouse import purge_connection
-    from stax_pipeline.orchestration import dagster_instance, unregister_connection
+    from stax_pipeline.cli.disconnect import disconnect, purge
 
-    settings = load_settings()
-    store = ConnectionStore(settings)
-    store.get(args.name)  # unknown → one-line error before anything changes
-    purged = purge_connection(settings, args.name) if args.purge else None
-    if purged is not None and settings.warehouse_path.exists():
-        publish_marts(settings)  # the served copy must lose the purged rows too
-    store.remove(args.name)
-    unregister_connection(dagster_instance(settings), args.name)
-    print(f"Disconnected {args.name!r}: its key is deleted.")
-    if purged is not None:
-        print(f"Purged {purged} warehouse rows of {args.name!r}.")
-    return 0
+    settings = load_settings(create=False)  # an unknown name changes (or creates) nothing
+    return (purge if args.purge else disconnect)(settings, ConnectionStore(settings), args.name)
 
 
 # --- sync ---------------------------------------------------------------------------------------
@@ -218,20 +246,16 @@ def resolve_sync_window(
 ) -> SyncWindow:
     """The days `stax sync` covers for a connection that has synced ``synced_days``: its
     catch-up window (from the first day it is missing to yesterday) unless told otherwise."""
-    from stax_pipeline.defs.partitions import FIRST_DAY
-    from stax_pipeline.lib.window import SyncWindow, catch_up_window
+    from stax_pipeline.lib.window import FIRST_DAY, SyncWindow, catch_up_window
 
     default = catch_up_window(today, synced_days, lookback_days)
     if start is None and end is None:
         return default
     first = start or min(default.start, end)
     last = end or max(default.last, first)
+    check_day_arguments(start, end, today, date.fromisoformat(FIRST_DAY))
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")
-    if last > today:
-        raise UsageError(f"--end {last} is in the future (today is {today}, UTC)")
-    if first < date.fromisoformat(FIRST_DAY):
-        raise UsageError(f"--start {first} is before the first supported day {FIRST_DAY}")
     return SyncWindow.inclusive(first, last)
 
 
@@ -263,17 +287,24 @@ def _sync_one(
 
 
 def cmd_sync(args) -> int:
-    from stax_pipeline.orchestration import dagster_instance
+    from stax_pipeline.lib.endpoints import sync_endpoint
 
-    settings = load_settings()
+    settings = load_settings(create=False)  # nothing is created before every argument is checked
+    settings.validate()
     store = ConnectionStore(settings)
     if args.connection:
-        names = [store.get(args.connection).name]
+        connections = [store.get(args.connection)]
     else:
-        names = [c.name for c in store.list()]
-        if not names:
+        connections = store.list()
+        if not connections:
             raise UsageError("no connections to sync; run `stax connect openai --name NAME` first")
+    names = [c.name for c in connections]
     windows = plan_sync(store, names, args.start, args.end, settings.lookback_days, _today())
+    for connection in connections:  # a connection that may not be synced here: say so now
+        sync_endpoint(connection, settings.configured_openai_base_url)
+    from stax_pipeline.orchestration import dagster_instance  # Dagster: seconds to import
+
+    settings = load_settings()
     instance = dagster_instance(settings)
     results = [_sync_one(instance, store, name, window, verb="syncing").success
                for name, window in windows.items()]  # fmt: skip
@@ -286,7 +317,7 @@ def cmd_sync(args) -> int:
 def cmd_report(args) -> int:
     from stax_pipeline.cli.report import spend_report
 
-    settings = load_settings()
+    settings = load_settings(create=False)
     if args.connection:
         ConnectionStore(settings).get(args.connection)
     print(spend_report(settings, args.connection, args.days, _today(), by=args.by,
@@ -297,12 +328,12 @@ def cmd_report(args) -> int:
 def cmd_doctor(args) -> int:
     from stax_pipeline.cli.doctor import diagnose
 
-    settings = load_settings()
+    settings = load_settings(create=False)
     store = ConnectionStore(settings)
     connections = [store.get(args.connection)] if args.connection else store.list()
     if not connections:
         raise UsageError("no connections yet; run `stax connect openai --name NAME` first")
-    healthy = diagnose(settings, store, connections, _today())
+    healthy = diagnose(settings, store, connections, _today(), as_json=args.json)
     return 0 if healthy else 1
 
 

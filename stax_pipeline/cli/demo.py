@@ -6,6 +6,7 @@ import os
 from datetime import UTC, datetime
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.errors import UsageError
 from stax_pipeline.settings import load_settings
 
 DEMO_CONNECTION = "demo"
@@ -25,6 +26,12 @@ def run_demo() -> int:
         settings = load_settings()
         store = ConnectionStore(settings)
         print(f"Simulated OpenAI Admin API at {sim.base_url}")
+        if store.exists(DEMO_CONNECTION) and not store.get(DEMO_CONNECTION).simulated:
+            # Made before connections kept their API: it counts as real, so it is never sent here.
+            raise UsageError(
+                f"the connection {DEMO_CONNECTION!r} in {settings.home} was not made against the "
+                f"simulator; run `stax disconnect {DEMO_CONNECTION} --purge`, then `stax demo` again"
+            )
         if not store.exists(DEMO_CONNECTION):
             if connect(DEMO_CONNECTION, lambda: DEMO_KEY, backfill=True) != 0:
                 return 1

@@ -14,6 +14,7 @@ from typing import Any
 
 from stax_pipeline.cli.table import format_table
 from stax_pipeline.lib.serving import read_marts
+from stax_pipeline.restatements import report_note
 from stax_pipeline.settings import Settings
 
 UNPARSED = "(unparsed line items)"
@@ -181,7 +182,7 @@ def spend_report(
     table.append(("TOTAL", *blanks, f"{total:,.2f}", "100.0%" if total else "", *("",) * len(dimension.tail_headers)))
     first_number = len(dimension.headers)
     right = [i for i in range(first_number, len(table[0])) if table[0][i] not in ("USAGE", "UNIT")]
-    return "\n".join([title, "", *format_table(table, right=right)])
+    return "\n".join([title, "", *format_table(table, right=right), *report_note(settings, connection, start, end)])
 
 
 def _usage_in_own_units(row: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from stax_pipeline.errors import ConfigError, CredentialError
+from stax_pipeline.errors import ConfigError, CredentialError, SettingError
 from stax_pipeline.settings import Settings
 
 MASTER_KEY_ENV = "STAX_MASTER_KEY"
@@ -74,9 +74,15 @@ def decode_master_key(text: str, *, source: str) -> MasterKey:
 
 
 def master_key_from_env(variable: str = MASTER_KEY_ENV) -> MasterKey | None:
-    """Return the master key in env ``variable``, or None when it is unset or empty."""
+    """Return the master key in env ``variable``, or None when it is unset or empty; a malformed
+    value is a SettingError (exit 2), which never echoes it."""
     value = os.environ.get(variable)
-    return decode_master_key(value, source=variable) if value else None
+    if not value:
+        return None
+    try:
+        return decode_master_key(value, source=variable)
+    except ConfigError as exc:
+        raise SettingError(str(exc)) from None
 
 
 def read_key_file(path: Path) -> MasterKey:

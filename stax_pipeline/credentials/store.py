@@ -12,8 +12,9 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 from stax_pipeline.credentials.crypto import (
     MASTER_KEY_ENV,
@@ -28,9 +29,11 @@ from stax_pipeline.credentials.crypto import (
     read_key_file,
     write_key_file,
 )
+from stax_pipeline.credentials.key_format import check_key_characters
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
+from stax_pipeline.lib.endpoints import check_base_url, is_loopback_host
 from stax_pipeline.lib.window import SyncWindow, backfill_window
-from stax_pipeline.settings import Settings
+from stax_pipeline.settings import DEFAULT_OPENAI_BASE_URL, Settings, shown
 
 PROVIDERS = ("openai",)
 ADMIN_KEY_PREFIX = "sk-admin-"
@@ -49,9 +52,13 @@ CREATE TABLE IF NOT EXISTS connections (
     backfill_claimed_by TEXT,
     backfilled_at TEXT
 )"""
-# Schema version 2: which days each connection has synced, and the state of its backfill. Stores
-# of version 1 are migrated in place on first open (columns added, nothing rewritten).
-_SCHEMA_VERSION = 2
+# Schema version 2: which days each connection has synced, and the state of its backfill.
+# Version 3: the API base URL each connection was made against, and whether that was the Stax
+# simulator (lib/endpoints.py); connections stored before get the default URL, as real ones.
+# Version 4: the organization behind each key, and disconnected connections kept as tombstones
+# (their key deleted) until their rows are purged. Older stores are migrated in place on first
+# open (columns added, nothing rewritten).
+_SCHEMA_VERSION = 4
 _ADDED_COLUMNS = {
     # A token per claim: its run carries it, so a late outcome never settles a newer claim.
     "backfill_claim": "TEXT",
@@ -59,7 +66,19 @@ _ADDED_COLUMNS = {
     "backfill_attempts": "INTEGER NOT NULL DEFAULT 0",  # failed attempts so far
     "backfill_error": "TEXT",  # why the last attempt failed
     "backfill_retry_at": "TEXT",  # when the daemon may claim it again
+    # Where its key is sent: the only API it is ever synced against (simulated: see below).
+    "api_base_url": f"TEXT NOT NULL DEFAULT '{DEFAULT_OPENAI_BASE_URL}'",
+    "simulated": "INTEGER NOT NULL DEFAULT 0",  # 1: made against the Stax simulator
+    "organization_id": "TEXT",  # learned at connect (or the first sync); one live connection each
+    "organization_name": "TEXT",  # the OpenAI Admin API exposes none: null until a provider does
+    "disconnected_at": "TEXT",  # set by a plain disconnect: key deleted, rows kept (hidden)
 }
+# Two live connections to one organization would count its spend twice.
+_ONE_CONNECTION_PER_ORGANIZATION = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS connections_live_organization ON connections (organization_id)"
+    " WHERE organization_id IS NOT NULL AND disconnected_at IS NULL"
+)
+_LIVE = "disconnected_at IS NULL"
 _SYNCED_DAYS = """
 CREATE TABLE IF NOT EXISTS synced_days (
     connection_id TEXT NOT NULL,
@@ -72,7 +91,8 @@ _COLUMNS = (
     "id, name, provider, key_hint, key_version, created_at, last_synced_at, "
     "backfill_claimed_by, backfilled_at, backfill_claim, backfill_claimed_at, backfill_attempts, "
     "backfill_error, backfill_retry_at, "
-    "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id)"
+    "(SELECT max(day) FROM synced_days WHERE connection_id = connections.id), "
+    "api_base_url, simulated, organization_id, organization_name, disconnected_at"
 )
 _BACKFILL_DONE = (
     "backfilled_at = ?, backfill_claimed_by = NULL, backfill_claim = NULL, backfill_claimed_at = NULL,"
@@ -102,6 +122,11 @@ class Connection:
     backfill_error: str | None = None
     backfill_retry_at: datetime | None = None
     last_synced_day: date | None = None
+    api_base_url: str = DEFAULT_OPENAI_BASE_URL  # the API it was made against; its key goes nowhere else
+    simulated: bool = False  # made against the Stax simulator: only ever synced against one
+    organization_id: str | None = None
+    organization_name: str | None = None
+    disconnected_at: datetime | None = None
 
     @property
     def backfill_state(self) -> str:
@@ -124,7 +149,7 @@ def validate_connection_name(name: str) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 40 or not _NAME_RE.fullmatch(name):
         raise UsageError(
             "connection name must be 1-40 characters of lowercase letters, digits, '_' or '-', "
-            f"starting with a letter or digit, got {name!r}"
+            f"starting with a letter or digit, got {shown(name) if isinstance(name, str) else repr(name)}"
         )
     return name
 
@@ -135,6 +160,7 @@ def key_hint(api_key: str) -> str:
 
 
 def _check_api_key(api_key: str) -> None:
+    check_key_characters(api_key)
     if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) <= len(ADMIN_KEY_PREFIX) or any(
         c.isspace() for c in api_key
     ):
@@ -177,12 +203,14 @@ def backfill_retry_delay(failed_attempts: int) -> timedelta:
 
 def _to_connection(row: tuple) -> Connection:
     (conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled, claim,
-     claimed_at, attempts, error, retry_at, last_day) = row  # fmt: skip
+     claimed_at, attempts, error, retry_at, last_day, base_url, simulated, org_id, org_name,
+     disconnected) = row  # fmt: skip
     return Connection(
         conn_id, name, provider, hint, version,
         _parse(created), _parse(synced), claimed_by, _parse(backfilled),
         claim, _parse(claimed_at), attempts, error, _parse(retry_at),
-        date.fromisoformat(last_day) if last_day else None,
+        date.fromisoformat(last_day) if last_day else None, base_url, bool(simulated),
+        org_id, org_name, _parse(disconnected),
     )
 
 
@@ -197,6 +225,7 @@ def _migrate(db: sqlite3.Connection) -> None:
             if column not in present:
                 db.execute(f"ALTER TABLE connections ADD COLUMN {column} {decl}")
         db.execute(_SYNCED_DAYS)
+        db.execute(_ONE_CONNECTION_PER_ORGANIZATION)
         # A claim from version 1 has no token and may have been left by a run that died: give it
         # one, so the backfill sensor releases it if no run carries it.
         db.execute(
@@ -209,6 +238,26 @@ def _migrate(db: sqlite3.Connection) -> None:
     finally:
         if db.in_transaction:
             db.execute("ROLLBACK")
+
+
+def _refuse_connected_organization(
+    db: sqlite3.Connection, organization_id: str | None, *, config_error: bool = False
+) -> None:
+    """Raise if a live connection already has ``organization_id``: a second connection to one
+    organization would count its spend twice."""
+    if organization_id is None:
+        return
+    row = db.execute(
+        f"SELECT name FROM connections WHERE organization_id = ? AND {_LIVE}", (organization_id,)
+    ).fetchone()
+    if row is None:
+        return
+    error = ConfigError if config_error else UsageError
+    raise error(
+        f"organization {organization_id} is already connected as {row[0]!r}; a second connection "
+        "would count its spend twice. Use that connection (or `stax disconnect "
+        f"{row[0]}` first). Nothing was {'loaded' if config_error else 'stored'}."
+    )
 
 
 class ConnectionStore:
@@ -257,7 +306,7 @@ class ConnectionStore:
         path = self._settings.master_key_path
         if not path.exists():
             with self._db() as db:
-                (count,) = db.execute("SELECT count(*) FROM connections").fetchone()
+                (count,) = db.execute(f"SELECT count(*) FROM connections WHERE {_LIVE}").fetchone()
             if count:
                 # Creating a fresh key here would orphan every stored key.
                 raise ConfigError(
@@ -275,7 +324,7 @@ class ConnectionStore:
         with self._transaction() as db:
             if not new_path.exists():
                 return
-            versions = {v for (v,) in db.execute("SELECT DISTINCT key_version FROM connections")}
+            versions = {v for (v,) in db.execute(f"SELECT DISTINCT key_version FROM connections WHERE {_LIVE}")}
             try:
                 if read_key_file(new_path).key_id in versions or not path.exists():
                     os.replace(new_path, path)
@@ -298,67 +347,150 @@ class ConnectionStore:
                 f"encrypted under a different master key); run `stax disconnect {name}` and connect again"
             ) from None
 
-    def add(self, name: str, provider: str, api_key: str) -> Connection:
-        """Encrypt and store a new connection's admin key; raise UsageError if the name is taken."""
+    def add(
+        self, name: str, provider: str, api_key: str, *, base_url: str | None = None,
+        simulated: bool | None = None, organization_id: str | None = None,
+    ) -> Connection:  # fmt: skip
+        """Encrypt and store a new connection's admin key, with the organization it belongs to
+        when known; raise UsageError if the name is taken or the organization already connected.
+
+        ``base_url`` is the API the key was checked against (default: the configured one); it is
+        the only API the connection is ever synced against. ``simulated`` says whether the Stax
+        simulator answered that check; without a check (tests, scripts) a URL on this machine
+        counts as the simulator.
+
+        A name whose connection was disconnected without ``--purge`` is taken by its kept rows,
+        unless the key belongs to the same organization: then the connection is reconnected with
+        the new key (its rows and synced days count again), e.g. after the old key was revoked.
+        """
         validate_connection_name(name)
         if provider not in PROVIDERS:
             raise UsageError(f"unsupported provider {provider!r}; supported: {', '.join(PROVIDERS)}")
         _check_api_key(api_key)
+        base_url = check_base_url(base_url or self._settings.openai_base_url, source="the API base URL")
+        if simulated is None:
+            simulated = is_loopback_host(urlsplit(base_url).hostname or "")
         master = self._master()
+        tombstone = self.disconnected(name)
+        revive = tombstone is not None
+        if tombstone is not None and (organization_id is None or tombstone.organization_id != organization_id):
+            raise UsageError(
+                f"a disconnected connection named {name!r} still has its rows in the warehouse "
+                f"(hidden from reports); run `stax disconnect {name} --purge` to delete them, or "
+                "pick another name"
+            )
         conn = Connection(
-            uuid.uuid4().hex, name, provider, key_hint(api_key), master.key_id,
-            datetime.now(UTC), None, None, None,
+            uuid.uuid4().hex, name, provider, key_hint(api_key), master.key_id, datetime.now(UTC),
+            None, None, None, api_base_url=base_url, simulated=simulated, organization_id=organization_id,
         )
+        if tombstone is not None:  # the same organization: the same connection, a new key
+            conn = replace(conn, id=tombstone.id, created_at=tombstone.created_at)
         nonce, ciphertext = encrypt(master, api_key, _aad(conn.id, provider))
         try:
             with self._transaction() as db:
                 # Never mix master keys in one store (also catches a rotation committed meanwhile).
                 other = db.execute(
-                    "SELECT name FROM connections WHERE key_version != ? LIMIT 1", (master.key_id,)
+                    f"SELECT name FROM connections WHERE key_version != ? AND {_LIVE} LIMIT 1",
+                    (master.key_id,),
                 ).fetchone()
                 if other:
                     raise _other_master_key(other[0])
+                _refuse_connected_organization(db, organization_id)
+                if revive:
+                    db.execute(
+                        "UPDATE connections SET key_ciphertext = ?, key_nonce = ?, key_version = ?,"
+                        " key_hint = ?, api_base_url = ?, simulated = ?, disconnected_at = NULL"
+                        " WHERE id = ? AND disconnected_at IS NOT NULL",
+                        (ciphertext, nonce, master.key_id, conn.key_hint, base_url, int(simulated), conn.id),
+                    )
+                    return self._get_in(db, name)
                 db.execute(
                     "INSERT INTO connections (id, name, provider, key_ciphertext, key_nonce, key_version,"
-                    " key_hint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " key_hint, created_at, api_base_url, simulated, organization_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (conn.id, name, provider, ciphertext, nonce, master.key_id, conn.key_hint,
-                     _iso(conn.created_at)),
+                     _iso(conn.created_at), base_url, int(simulated), organization_id),
                 )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if "organization_id" in str(exc):  # connected meanwhile by another process
+                raise UsageError(f"organization {organization_id} is already connected; nothing was stored") from None
             raise UsageError(
                 f"a connection named {name!r} already exists; pick another name or run "
                 f"`stax disconnect {name}` first"
             ) from None
         return conn
 
+    def set_organization(self, name: str, organization_id: str) -> None:
+        """Record the organization a sync found behind ``name``'s key (for connections made when
+        the API did not report it yet). Raise :class:`ConfigError` if another live connection
+        has that organization, or ``name`` was connected to a different one."""
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT organization_id FROM connections WHERE name = ? AND {_LIVE}", (name,)
+            ).fetchone()
+            if row is None:
+                raise _unknown(name)
+            if row[0] == organization_id:
+                return
+            if row[0] is not None:
+                raise ConfigError(
+                    f"the key of {name!r} now reports organization {organization_id}, but it was "
+                    f"connected to {row[0]}; nothing was loaded. Check the key (`stax connections`)"
+                )
+            _refuse_connected_organization(db, organization_id, config_error=True)
+            db.execute(
+                "UPDATE connections SET organization_id = ? WHERE name = ?", (organization_id, name)
+            )
+
+    def _get_in(self, db: sqlite3.Connection, name: str) -> Connection:
+        row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}", (name,)).fetchone()
+        if row is None:
+            raise _unknown(name)
+        return _to_connection(row)
+
     def get(self, name: str) -> Connection:
         """Return the named connection; raise UsageError if there is none."""
         if not self._path.exists():  # reading never creates the store
             raise _unknown(name)
         with self._db() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise _unknown(name)
-        return _to_connection(row)
+            return self._get_in(db, name)
 
     def list(self) -> list[Connection]:
-        """Return every connection, oldest first."""
+        """Return every live connection (not disconnected), oldest first."""
         if not self._path.exists():
             return []
         with self._db() as db:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM connections ORDER BY created_at, name").fetchall()
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM connections WHERE {_LIVE} ORDER BY created_at, name"
+            ).fetchall()
         return [_to_connection(row) for row in rows]
 
+    def list_disconnected(self) -> list[Connection]:
+        """The connections disconnected without ``--purge``: their rows are kept, hidden from the
+        published marts and reports, until ``stax disconnect NAME --purge``."""
+        if not self._path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM connections WHERE NOT {_LIVE} ORDER BY disconnected_at, name"
+            ).fetchall()
+        return [_to_connection(row) for row in rows]
+
+    def disconnected(self, name: str) -> Connection | None:
+        """The disconnected (tombstoned) connection named ``name``, if there is one."""
+        return next((c for c in self.list_disconnected() if c.name == name), None)
+
     def exists(self, name: str) -> bool:
-        """Return whether a connection with this name is stored."""
+        """Return whether a live connection with this name is stored."""
         if not self._path.exists():
             return False
         with self._db() as db:
-            return db.execute("SELECT 1 FROM connections WHERE name = ?", (name,)).fetchone() is not None
+            query = f"SELECT 1 FROM connections WHERE name = ? AND {_LIVE}"
+            return db.execute(query, (name,)).fetchone() is not None
 
     def api_key(self, name: str) -> str:
         """Return the decrypted admin key of a connection."""
-        query = f"SELECT {_SECRET_COLUMNS} FROM connections WHERE name = ?"
+        query = f"SELECT {_SECRET_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}"
         for attempt in range(2):
             master = self._master()
             with self._db() as db:
@@ -371,11 +503,32 @@ class ConnectionStore:
         return self._decrypt_row(master, row)
 
     def remove(self, name: str) -> Connection:
-        """Delete a connection and its stored key; return what was removed."""
+        """Disconnect a live connection: delete its stored key, keep a tombstone (name,
+        organization, synced days) so its kept rows stay hidden and ``purge`` can delete them
+        later; return what was disconnected."""
         conn = self.get(name)
         with self._transaction() as db:
-            if db.execute("DELETE FROM connections WHERE id = ?", (conn.id,)).rowcount == 0:
+            gone = db.execute(
+                "UPDATE connections SET key_ciphertext = X'', key_nonce = X'', key_version = '',"
+                " backfill_claimed_by = NULL, backfill_claim = NULL, backfill_claimed_at = NULL,"
+                f" disconnected_at = ? WHERE id = ? AND {_LIVE}",
+                (_iso(datetime.now(UTC)), conn.id),
+            ).rowcount
+            if not gone:
                 raise _unknown(name)
+        return conn
+
+    def purge(self, name: str) -> Connection | None:
+        """Forget ``name`` entirely, live or disconnected: its row and its synced days. Returns
+        what was forgotten, None if the store had no such name."""
+        if not self._path.exists():
+            return None
+        with self._transaction() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            conn = _to_connection(row)
+            db.execute("DELETE FROM connections WHERE id = ?", (conn.id,))
             db.execute("DELETE FROM synced_days WHERE connection_id = ?", (conn.id,))
         return conn
 
@@ -386,7 +539,9 @@ class ConnectionStore:
         synced, by whichever path, its backfill is done: the daemon will not pull them again.
         """
         with self._transaction() as db:
-            row = db.execute("SELECT id, created_at FROM connections WHERE name = ?", (name,)).fetchone()
+            row = db.execute(
+                f"SELECT id, created_at FROM connections WHERE name = ? AND {_LIVE}", (name,)
+            ).fetchone()
             if row is None:
                 raise _unknown(name)
             conn_id, created = row
@@ -426,7 +581,7 @@ class ConnectionStore:
         with self._db() as db:
             claimed = db.execute(
                 "UPDATE connections SET backfill_claimed_by = ?, backfill_claim = ?,"
-                " backfill_claimed_at = ? WHERE name = ? AND backfill_claim IS NULL"
+                f" backfill_claimed_at = ? WHERE name = ? AND {_LIVE} AND backfill_claim IS NULL"
                 f" AND backfilled_at IS NULL{due}",
                 (by, token, _iso(datetime.now(UTC)), name, *(() if now is None else (_iso(now),))),
             ).rowcount
@@ -465,7 +620,7 @@ class ConnectionStore:
         an attempt failed) has come, oldest first."""
         with self._db() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM connections WHERE backfill_claim IS NULL"
+                f"SELECT {_COLUMNS} FROM connections WHERE {_LIVE} AND backfill_claim IS NULL"
                 " AND backfilled_at IS NULL AND (backfill_retry_at IS NULL OR backfill_retry_at <= ?)"
                 " ORDER BY created_at, name",
                 (_iso(now),),
@@ -476,7 +631,7 @@ class ConnectionStore:
         """The connections whose backfill is claimed (running), oldest claim first."""
         with self._db() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM connections WHERE backfill_claim IS NOT NULL"
+                f"SELECT {_COLUMNS} FROM connections WHERE {_LIVE} AND backfill_claim IS NOT NULL"
                 " AND backfilled_at IS NULL ORDER BY backfill_claimed_at, name"
             ).fetchall()
         return [_to_connection(row) for row in rows]
@@ -507,7 +662,7 @@ class ConnectionStore:
         wrote_new_file = committing = False
         try:
             with self._transaction() as db:
-                rows = db.execute(f"SELECT {_SECRET_COLUMNS} FROM connections").fetchall()
+                rows = db.execute(f"SELECT {_SECRET_COLUMNS} FROM connections WHERE {_LIVE}").fetchall()
                 plaintexts = [self._decrypt_row(old, row) for row in rows]
                 if not env_mode:
                     write_key_file(self._new_key_path, new.key)

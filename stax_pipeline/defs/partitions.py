@@ -12,9 +12,7 @@ from dagster import (
     MultiPartitionsDefinition,
 )
 
-from stax_pipeline.lib.window import CONNECTION_DIM, DATE_DIM
-
-FIRST_DAY = "2023-01-01"
+from stax_pipeline.lib.window import CONNECTION_DIM, DATE_DIM, FIRST_DAY
 
 connection_partitions = DynamicPartitionsDefinition(name=CONNECTION_DIM)
 

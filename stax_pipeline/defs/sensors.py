@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AddDynamicPartitionsRequest,
-    DagsterEventType,
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
@@ -32,6 +31,7 @@ from dagster import (
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.lib.window import CONNECTION_DIM, backfill_window, range_run_tags
+from stax_pipeline.orchestration import finished_run_failure
 from stax_pipeline.settings import load_settings
 
 BACKFILL_TAG = "stax/backfill"  # the connection id whose backfill the run is
@@ -91,7 +91,7 @@ def settle_backfill_run(instance: DagsterInstance, store: ConnectionStore, run: 
     if run.status == DagsterRunStatus.SUCCESS:
         store.finish_backfill(claim, now)
     else:
-        store.fail_backfill(claim, _failure_reason(instance, run), now)
+        store.fail_backfill(claim, finished_run_failure(instance, run), now)
 
 
 def settle_stale_claims(instance: DagsterInstance, store: ConnectionStore, now: datetime) -> None:
@@ -107,20 +107,6 @@ def settle_stale_claims(instance: DagsterInstance, store: ConnectionStore, now: 
             store.fail_backfill(claim, "no run was launched for the backfill", now)
         else:
             settle_backfill_run(instance, store, runs[0])
-
-
-def _failure_reason(instance: DagsterInstance, run: DagsterRun) -> str:
-    from stax_pipeline.orchestration import run_failure_reason
-
-    if run.status == DagsterRunStatus.CANCELED:
-        return "the run was canceled"
-    steps = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
-    if steps:
-        return run_failure_reason([entry.dagster_event for entry in steps])
-    # No step failed: the run itself was failed (its process died, or it never started).
-    ends = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
-    message = ends[-1].dagster_event.message if ends and ends[-1].dagster_event else None
-    return (message or "the run failed").strip().splitlines()[0]
 
 
 def _backfill_run_sensor(status: DagsterRunStatus) -> SensorDefinition:

@@ -39,16 +39,21 @@ def rows_to_arrow(rows: list[dict[str, Any]], columns: Mapping[str, Mapping[str,
     nested objects as JSON text — as dlt's normalizer would have kept it — so nothing the API
     returns is silently dropped.
     """
-    arrays: dict[str, pa.Array] = {}
+    fields, arrays = [], []
     for name, hint in columns.items():
-        arrays[name] = pa.array([row.get(name) for row in rows], type=arrow_type(str(hint["data_type"])))
+        kind = arrow_type(str(hint["data_type"]))
+        # nullability as hinted, so dlt finds the Arrow schema equal to its own
+        fields.append(pa.field(name, kind, nullable=hint.get("nullable", True) is not False))
+        arrays.append(pa.array([row.get(name) for row in rows], type=kind))
     extra = sorted({key for row in rows for key in row} - columns.keys())
     for name in extra:
         values = [row.get(name) for row in rows]
         if any(isinstance(v, dict | list) for v in values):
             values = [json.dumps(v) if v is not None else None for v in values]
-        arrays[name] = pa.array(values)
-    return pa.table(arrays)
+        array = pa.array(values)
+        fields.append(pa.field(name, array.type))
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def batches_as_arrow(

@@ -4,19 +4,23 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any
 
-from dagster_dbt import DbtCliInvocation, DbtCliResource
+from dagster_dbt import DbtCliResource
 from packaging import version
 
+from stax_pipeline.credentials.crypto import MASTER_KEY_ENV, NEW_MASTER_KEY_ENV
+from stax_pipeline.lib.private_files import make_private
 from stax_pipeline.lib.processes import mark_as_parent
 from stax_pipeline.settings import Settings
+
+# Only processes that decrypt stored keys may see these; dbt is not one of them.
+SECRET_ENV_VARS = (MASTER_KEY_ENV, NEW_MASTER_KEY_ENV)
 
 # The environment variable the dbt project's `sync_window()` macro reads the window from.
 WINDOW_ENV = "STAX_DBT_WINDOW"
@@ -43,14 +47,17 @@ class StaxDbtCliResource(DbtCliResource):
     def _cli_version(self) -> version.Version:
         return version.parse(installed_version("dbt-core"))
 
+    def cli(self, args, **kwargs):  # type: ignore[override]
+        """dagster-dbt's ``cli``, with the master key kept out of dbt's environment: dbt never
+        decrypts anything, and whatever it runs (macros, packages, adapters) could read it."""
+        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
+        with environment_without(SECRET_ENV_VARS):
+            return super().cli(args, **kwargs)  # dbt's process is started (and its env copied) here
+
     def _initialize_dbt_core_adapter(self, args):  # type: ignore[override]
         """dagster-dbt loads dbt's adapter in-process on every run, only for column and row-count
         metadata we do not fetch; skipping it saves importing and configuring dbt twice."""
         return None
-
-    def cli(self, *args: Any, **kwargs: Any) -> DbtCliInvocation:
-        mark_as_parent()  # the environment dbt inherits names us, for stax-dbt's check
-        return super().cli(*args, **kwargs)
 
 
 # dbt's artifacts of the last few runs are kept for debugging; older ones are removed.
@@ -71,6 +78,8 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
     runs = root / "runs"
     target = runs / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{run_id[:8]}"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in (root, runs, target):  # parents=True made the first two with the umask's mode
+        make_private(folder)
     saved = root / PARTIAL_PARSE_FILE
     if saved.exists():
         shutil.copyfile(saved, target / PARTIAL_PARSE_FILE)
@@ -84,6 +93,17 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
             os.replace(tmp, saved)
         for old in sorted(p for p in runs.iterdir() if p.is_dir())[:-KEEP_DBT_RUNS]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def environment_without(names: Iterable[str]) -> Iterator[None]:
+    """Remove ``names`` from this process's environment for the block, so a subprocess started
+    in it does not inherit them (dagster-dbt copies ``os.environ`` for dbt); then put them back."""
+    removed = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(removed)
 
 
 @contextmanager

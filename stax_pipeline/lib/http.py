@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +40,9 @@ from typing import Any
 
 import httpx
 
-from stax_pipeline.errors import ProviderError
+from stax_pipeline.errors import CredentialError, ProviderError
+from stax_pipeline.lib.endpoints import SIMULATOR_HEADER, check_base_url
+from stax_pipeline.lib.redaction import redact, register_secret
 from stax_pipeline.settings import HttpRetrySettings, load_http_retry_settings
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,13 @@ QueryParams = Sequence[tuple[str, str]]
 # A Retry-After longer than this is not believed (a bug or a unit mix-up): the backoff applies.
 RETRY_AFTER_MAX_S = 3600.0
 
-_SECRET_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
+MAX_TOKEN_CHARS = 1024  # a bearer token longer than this is not an API key
 
 
-def redact(text: str) -> str:
-    """Mask anything that looks like an API key (some error bodies echo part of the key)."""
-    return _SECRET_PATTERN.sub("sk-…", text)
+def _is_header_safe(token: str) -> bool:
+    """Whether ``token`` can go into an Authorization header as it is (else httpx fails late,
+    after retries, or sends something else than the key)."""
+    return 0 < len(token) <= MAX_TOKEN_CHARS and token.isascii() and token.isprintable() and " " not in token
 
 
 def is_retryable_status(status: int) -> bool:
@@ -255,9 +257,14 @@ class _Failure:
 class ApiClient:
     """A small JSON-over-HTTPS GET client bound to one base URL and one bearer token.
 
-    ``budget`` is the run's shared :class:`RunRetryBudget`; by default the one of the enclosing
-    :func:`run_retry_budget` block, else a budget of this client's own. ``sleep`` is injectable so
-    tests can record the waits instead of sleeping them.
+    The URL must pass :func:`~stax_pipeline.lib.endpoints.check_base_url` (https, or http only
+    to this machine) and the token must be printable ASCII, both checked before anything is
+    sent; the token (and its encodings) is masked by :func:`redact` from then on.
+    ``expect_simulator`` (True or False) ends the request with a ProviderError when an answer
+    does (not) come from the Stax simulator (see ``lib/endpoints.py``); ``answered_by_simulator``
+    tells what the last answer was. ``budget`` is the run's shared :class:`RunRetryBudget`; by
+    default the one of the enclosing :func:`run_retry_budget` block, else a budget of this
+    client's own. ``sleep`` is injectable so tests can record the waits instead of sleeping them.
     """
 
     def __init__(
@@ -269,8 +276,17 @@ class ApiClient:
         budget: RunRetryBudget | None = None,
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        expect_simulator: bool | None = None,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url, source="the API base URL")
+        if not _is_header_safe(token):
+            raise CredentialError(
+                "the API key has characters or a length no API key has (control characters, "
+                "spaces, non-ASCII); connect again with the key exactly as it was issued"
+            )
+        register_secret(token)
+        self.expect_simulator = expect_simulator
+        self.answered_by_simulator: bool | None = None
         self.retry = retry or RetryPolicy.from_env()
         self.budget = budget or _RUN_BUDGET.get() or RunRetryBudget(self.retry.run_retry_s)
         self.timeout_s = timeout_s
@@ -357,6 +373,7 @@ class ApiClient:
         finally:
             waited = time.perf_counter() - started
             self.seconds_by_path[endpoint] = self.seconds_by_path.get(endpoint, 0.0) + waited
+        self._check_answered_by(endpoint, response)
         status = response.status_code
         if is_retryable_status(status):
             return _Failure(
@@ -374,6 +391,26 @@ class ApiClient:
         if not isinstance(body, dict):
             return _Failure(f"HTTP {status} with a body that is not a JSON object")
         return body
+
+    def _check_answered_by(self, endpoint: str, response: httpx.Response) -> None:
+        """Record whether the Stax simulator answered; end the request if that is not expected."""
+        by_simulator = response.headers.get(SIMULATOR_HEADER) == "1"
+        self.answered_by_simulator = by_simulator
+        if self.expect_simulator is None or by_simulator == self.expect_simulator:
+            return
+        if by_simulator:
+            problem = (
+                f"{self.base_url} answered as the Stax simulator, but this connection was made "
+                "against a real API: simulated data never replaces real days. Stop the simulator "
+                "there, or connect it under another name"
+            )
+        else:
+            problem = (
+                f"{self.base_url} did not answer as the Stax simulator, but this connection was "
+                "made against the simulator: its key and data never go to a real API. Start "
+                "`stax simulator` and point STAX_OPENAI_BASE_URL at it"
+            )
+        raise ProviderError(f"GET {endpoint}: {problem}", status=response.status_code, endpoint=endpoint)
 
     def _gave_up(
         self, endpoint: str, failure: _Failure, spent_s: float, request_left_s: float

@@ -10,7 +10,9 @@ repointed at. A rename is atomic: a reader that holds the old file keeps reading
 sees a half-written copy.
 
 Only the ``marts`` schema is published: never ``raw_*`` tables, and never anything about
-credentials (those live in the app database, ``stax.db``, which this module does not open).
+credentials (those live in the app database, ``stax.db``, of which this module reads only the
+names of the live connections). Only live connections' rows are published: a connection
+disconnected without ``--purge`` keeps its rows in the warehouse, hidden from every reader.
 
 Inside ``marts.duckdb`` the relations are in the file's default schema, so the catalog name
 DuckDB gives the file (``marts``) makes the warehouse's SQL work unchanged:
@@ -34,6 +36,7 @@ from pathlib import Path
 import duckdb
 
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.private_files import make_private
 from stax_pipeline.lib.warehouse import STORAGE_COMPATIBILITY, read_warehouse
 from stax_pipeline.settings import Settings
 
@@ -84,7 +87,7 @@ def publish_marts(settings: Settings) -> PublishResult:
         token = uuid.uuid4().hex
         new_database = settings.home / f"{_STAGING_PREFIX}{token}.duckdb"
         new_exports = settings.home / f"{_EXPORTS_PREFIX}{token}"
-        relations = _write_copies(settings, new_database, new_exports)
+        relations = _write_copies(settings, new_database, new_exports, _live_connections(settings))
         _replace_database(settings, new_database)
         _point_exports_at(settings, new_exports)
         _remove_leftovers(settings)  # the previous export directories
@@ -123,10 +126,24 @@ def read_marts(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
-def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str, int]:
+def _live_connections(settings: Settings) -> list[str] | None:
+    """The names of the connections whose rows are published; None (all rows) without an app
+    database, i.e. a warehouse built without connections (tests, a copied warehouse)."""
+    if not settings.app_db_path.exists():
+        return None
+    from stax_pipeline.credentials import ConnectionStore
+
+    return [connection.name for connection in ConnectionStore(settings).list()]
+
+
+def _write_copies(
+    settings: Settings, database: Path, exports: Path, connections: list[str] | None
+) -> dict[str, int]:
     """Every relation of the warehouse's marts schema (views too, as tables) into ``database``
-    (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``; returns rows per name."""
-    exports.mkdir(mode=0o755)
+    (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``, with only the rows of
+    ``connections`` where a relation has a ``connection`` column (all rows if None); returns
+    rows per name."""
+    exports.mkdir(mode=0o700)
     con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
     rows: dict[str, int] = {}
     try:
@@ -137,11 +154,18 @@ def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str
             "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
             [PUBLISHED_SCHEMA],
         ).fetchall()]  # fmt: skip
+        per_connection = {name for (name,) in con.execute(
+            "select table_name from information_schema.columns where table_catalog = 'warehouse' "
+            "and table_schema = ? and column_name = 'connection'", [PUBLISHED_SCHEMA],
+        ).fetchall()}  # fmt: skip
         for name in names:
             table = _identifier(name)
-            con.execute(
-                f"create table main.{table} as select * from warehouse.{PUBLISHED_SCHEMA}.{table}"
-            )
+            select = f"select * from warehouse.{PUBLISHED_SCHEMA}.{table}"
+            if connections is not None and name in per_connection:
+                con.execute(f"create table main.{table} as {select} where list_contains(?, connection)",
+                            [connections])  # fmt: skip
+            else:
+                con.execute(f"create table main.{table} as {select}")
             rows[name] = con.execute(f"select count(*) from main.{table}").fetchall()[0][0]
             con.execute(f"copy main.{table} to {_literal(exports / f'{name}.parquet')} (format parquet)")
         con.execute("commit")
@@ -150,6 +174,7 @@ def _write_copies(settings: Settings, database: Path, exports: Path) -> dict[str
     finally:
         con.close()
     for path in (*exports.iterdir(), exports, database):
+        make_private(path)  # DuckDB creates files with the umask's mode; readers are the owner's
         _fsync(path)
     return rows
 

@@ -5,25 +5,33 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dlt
 import duckdb
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.pipeline.pipeline import Pipeline
 
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.private_files import make_private
 from stax_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from dlt.pipeline.pipeline import Pipeline
+
+# dlt is imported where a pipeline is built, not here: the reading commands (`stax report`,
+# `stax doctor`) use this module and should answer in well under a second.
 
 log = logging.getLogger(__name__)
 
 # No network but the package registries: dlt must not try to send telemetry.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-# Sources yield Arrow tables; tag their rows with the dlt load like JSON rows are.
+# Sources yield Arrow tables; tag their rows with the dlt load and a row id like JSON rows are.
+# The row id is not optional: a table first created while its endpoint had no rows gets dlt's
+# default NOT NULL `_dlt_id`, which every later Arrow load must fill.
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
 # At most this many endpoints are pulled at once (dlt's extract pool for parallelized
 # resources): enough to overlap the network waits, few enough that 429s stay rare.
 os.environ.setdefault("EXTRACT__WORKERS", "4")
@@ -45,6 +53,7 @@ def ensure_warehouse(settings: Settings) -> None:
         config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
     )
     con.close()
+    make_private(settings.warehouse_path)  # DuckDB creates it with the umask's mode
 
 
 def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
@@ -56,6 +65,9 @@ def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     (dagster-dlt's ``run`` drops the local state too; a plain ``pipeline.run`` would not.)
     """
     ensure_warehouse(settings)
+    import dlt
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
     credentials = DuckDbCredentials(
         str(settings.warehouse_path),
         global_config={"memory_limit": LOAD_MEMORY_LIMIT, "threads": 2},
@@ -69,6 +81,25 @@ def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     if pipeline.has_pending_data:
         pipeline.abort_packages()
     return pipeline
+
+
+def describe_only_pipeline(pipeline_name: str, dataset_name: str) -> Pipeline:
+    """A dlt pipeline that only describes a source's resources to dagster-dlt, never runs.
+
+    dagster-dlt reads its name and destination when the definitions load. dlt gives every
+    pipeline a working folder; this one's is made in a private temporary folder and removed
+    before returning, so loading the definitions leaves no state anywhere (no folder shared by
+    the machine's users in the system temp directory, and no STAX_HOME read at import).
+    """
+    import dlt
+
+    with tempfile.TemporaryDirectory(prefix="stax-dlt-describe-") as working_dir:
+        return dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=dlt.destinations.duckdb(":pipeline:"),
+            dataset_name=dataset_name,
+            pipelines_dir=working_dir,
+        )
 
 
 @contextmanager

@@ -15,6 +15,8 @@ from stax_pipeline.settings import BACKFILL_DAYS
 
 CONNECTION_DIM = "connection"
 DATE_DIM = "date"
+# The first day partitions exist for (and `stax sync --start` accepts): no provider reports before.
+FIRST_DAY = "2023-01-01"
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from stax_pipeline.lib.endpoints import SIMULATOR_HEADER
 from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start, paused_gc
 from stax_pipeline.simulator.profiles import profile_named
 
@@ -591,6 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
+        self.send_header(SIMULATOR_HEADER, "1")  # so no connection mistakes it for a real API
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()

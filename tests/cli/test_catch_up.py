@@ -114,7 +114,8 @@ def test_connections_show_backfill_state_and_last_sync(stax_home, simulator):
     result = stax("connections")
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.splitlines()
-    assert header.split() == ["NAME", "PROVIDER", "KEY", "CREATED", "LAST", "SYNC", "LAST", "DAY", "BACKFILL"]
+    assert header.split() == ["NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST", "SYNC", "LAST", "DAY",
+                              "BACKFILL"]
     rows = {line.split()[0]: line for line in lines}
     assert rows["acme"].endswith("2026-11-20 02:05 UTC  2026-11-19  pending")
     assert rows["done"].endswith("never                 -           done")

@@ -88,5 +88,8 @@ def test_disconnect_removes_the_key(stax_home, simulator):
     result = stax("disconnect", "acme")
     assert result.returncode == 0
     assert "No connections" in stax("connections").stdout
+    again = stax("disconnect", "acme")  # its (here: no) rows are kept until --purge
+    assert again.returncode == 2 and "already disconnected" in again.stderr and "--purge" in again.stderr
+    assert stax("disconnect", "acme", "--purge").returncode == 0
     unknown = stax("disconnect", "acme")
     assert unknown.returncode == 2 and "unknown connection" in unknown.stderr

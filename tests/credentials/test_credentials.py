@@ -355,6 +355,9 @@ def test_synced_days_are_recorded_per_connection(store: ConnectionStore) -> None
     # Days outside its first 30 days do not complete a backfill.
     assert prod.backfill_state == "pending"
     store.remove("prod")
+    with pytest.raises(UsageError, match="disconnected connection named 'prod' still has its rows"):
+        store.add("prod", "openai", KEY_A)  # its kept rows would haunt a new connection
+    store.purge("prod")
     store.add("prod", "openai", KEY_A)  # a new connection of the same name starts empty
     assert store.synced_days("prod") == []
 
@@ -381,8 +384,10 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
     db = sqlite3.connect(settings.app_db_path)
     with db:
         db.execute("DROP TABLE synced_days")
+        db.execute("DROP INDEX connections_live_organization")
         for column in ("backfill_claim", "backfill_claimed_at", "backfill_attempts",
-                       "backfill_error", "backfill_retry_at"):  # fmt: skip
+                       "backfill_error", "backfill_retry_at", "api_base_url", "simulated",
+                       "organization_id", "organization_name", "disconnected_at"):  # fmt: skip
             db.execute(f"ALTER TABLE connections DROP COLUMN {column}")
         db.execute("UPDATE connections SET backfill_claimed_by = 'sensor' WHERE name = 'dev'")
         db.execute("PRAGMA user_version = 0")
@@ -392,13 +397,20 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
     by_name = {c.name: c for c in store.list()}
     assert store.api_key("prod") == KEY_A
     assert by_name["prod"].backfill_state == "pending" and by_name["prod"].backfill_attempts == 0
+    # Connections stored before the API URL was: the default one, as real (never the simulator).
+    assert (by_name["prod"].api_base_url, by_name["prod"].simulated) == ("https://api.openai.com/v1", False)
     # The old claim now has a token, so the backfill sensor can release it if no run carries it.
     assert by_name["dev"].backfill_state == "running" and by_name["dev"].backfill_claim
     store.mark_synced("prod", datetime.now(UTC), SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 1)))
     assert store.synced_days("prod") == [date(2026, 10, 1)]
+    # Version 3: organizations unknown until the next sync learns them, nothing disconnected.
+    assert (by_name["prod"].organization_id, by_name["prod"].disconnected_at) == (None, None)
+    store.set_organization("prod", "org-1")
+    with pytest.raises(ConfigError, match="org-1 is already connected as 'prod'"):
+        store.set_organization("dev", "org-1")
     ConnectionStore(settings).list()  # opening a migrated store again changes nothing
     with sqlite3.connect(settings.app_db_path) as check:
-        assert check.execute("PRAGMA user_version").fetchone() == (2,)
+        assert check.execute("PRAGMA user_version").fetchone() == (4,)
 
 
 def test_reading_an_absent_store_creates_nothing(store: ConnectionStore, settings: Settings) -> None:
@@ -436,3 +448,46 @@ def test_existing_key_file_not_overwritten(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         write_key_file(path, generate_master_key())
     assert os.listdir(tmp_path) == ["k"]
+
+
+def test_one_live_connection_per_organization(store: ConnectionStore) -> None:
+    store.add("acme", "openai", KEY_A, organization_id="org-acme")
+    with pytest.raises(UsageError, match="organization org-acme is already connected as 'acme'"):
+        store.add("acme-dup", "openai", KEY_B, organization_id="org-acme")
+    assert [c.name for c in store.list()] == ["acme"]
+    # Learned at a sync instead: the same refusal, and a key that changed organization.
+    store.add("later", "openai", KEY_B)
+    with pytest.raises(ConfigError, match="org-acme is already connected as 'acme'.*Nothing was loaded"):
+        store.set_organization("later", "org-acme")
+    store.set_organization("later", "org-later")
+    store.set_organization("later", "org-later")  # the same again: nothing to do
+    with pytest.raises(ConfigError, match="now reports organization org-other"):
+        store.set_organization("later", "org-other")
+    assert {c.name: c.organization_id for c in store.list()} == {"acme": "org-acme", "later": "org-later"}
+
+
+def test_disconnect_keeps_a_tombstone_until_purged(store: ConnectionStore, settings: Settings) -> None:
+    store.add("acme", "openai", KEY_A, organization_id="org-acme")
+    store.mark_synced("acme", datetime.now(UTC), SyncWindow.inclusive(date(2026, 10, 1), date(2026, 10, 2)))
+    store.remove("acme")
+    assert store.list() == [] and not store.exists("acme")
+    [tombstone] = store.list_disconnected()
+    assert (tombstone.name, tombstone.organization_id) == ("acme", "org-acme")
+    assert tombstone.disconnected_at is not None
+    with sqlite3.connect(settings.app_db_path) as db:  # the key itself is gone
+        assert db.execute("SELECT length(key_ciphertext) FROM connections").fetchall() == [(0,)]
+    for call in (lambda: store.get("acme"), lambda: store.api_key("acme"), lambda: store.remove("acme")):
+        with pytest.raises(UsageError, match="unknown connection 'acme'"):
+            call()
+    # The organization is free for a new connection; the name is not (its rows are kept) ...
+    store.add("acme2", "openai", KEY_B, organization_id="org-acme")
+    store.purge("acme2")
+    with pytest.raises(UsageError, match="disconnected connection named 'acme' still has its rows"):
+        store.add("acme", "openai", KEY_B, organization_id="org-other")
+    # ... except for a key of the same organization: reconnected, its synced days count again.
+    revived = store.add("acme", "openai", KEY_B, organization_id="org-acme")
+    assert (revived.id, revived.disconnected_at) == (tombstone.id, None)
+    assert store.api_key("acme") == KEY_B and len(store.synced_days("acme")) == 2
+    store.remove("acme")
+    assert store.purge("acme") is not None and store.purge("acme") is None
+    assert store.list_disconnected() == [] and store.list() == []

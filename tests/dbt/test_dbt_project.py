@@ -293,6 +293,16 @@ class Warehouse:
         return {(c, d): v for c, d, v in self.rows(sql)}
 
 
+def restatements(warehouse: Warehouse) -> list[tuple]:
+    """(connection, date, line_item, change_type, previous, new, previous day, new day), sorted."""
+    rows = warehouse.rows(
+        """select connection, date, line_item, change_type, round(previous_cost_usd, 9),
+        round(new_cost_usd, 9), round(previous_day_cost_usd, 9), round(new_day_cost_usd, 9)
+        from marts.fct_restatements"""
+    )
+    return sorted(rows, key=repr)
+
+
 def assert_costs_match(actual: dict, expected: dict) -> None:
     keys = {k for k, v in expected.items() if v != 0} | set(actual)
     for key in keys:
@@ -368,6 +378,15 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.9)
     for mart in [*SPEND_MARTS, "staging.stg_openai__costs"]:
         assert_costs_match(warehouse.daily_cost(mart), expected)
+
+    # restatements: day 3 re-pulled empty lost its row; the unfinished load is no sync at all
+    assert restatements(warehouse) == [
+        ("acme", D3, "gpt-4o-mini-2024-07-18, input", "vanished", 0.7, 0.0, 0.7, 0.0),
+    ]
+    [(model, synced, detected)] = warehouse.rows(
+        "select model, (previous_synced_at, new_synced_at), detected_at from marts.fct_restatements")
+    assert model == "gpt-4o-mini-2024-07-18"
+    assert synced == (datetime(2026, 10, 4, 2, tzinfo=UTC), datetime(2026, 10, 5, 2, tzinfo=UTC))
 
     # the zero-row re-pull empties day 3 (costs and usage); the unfinished load is ignored
     for mart in ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily", "fct_model_spend_by_api_key_daily"]:
@@ -470,6 +489,13 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert warehouse.rows("select count(*) from marts.fct_spend_daily where line_item = 'o1, output'") == [(0,)]
     assert warehouse.rows(
         "select count(*) from marts.fct_model_spend_daily where model = 'o1' and cost_usd > 0") == [(0,)]
+    # acme day 2 restated (one amount changed, one row vanished, one unchanged: no row); the days
+    # outside the window wait for their own build
+    assert restatements(warehouse) == sorted([
+        ("acme", D3, "gpt-4o-mini-2024-07-18, input", "vanished", 0.7, 0.0, 0.7, 0.0),
+        ("acme", D2, "gpt-4o-2024-08-06, input", "changed", 3.0, 3.5, 7.05, 3.55),
+        ("acme", D2, "o1, output", "vanished", 4.0, 0.0, 7.05, 3.55),
+    ], key=repr)  # fmt: skip
     # other days and connections untouched, although their raw data changed
     for mart in MARTS:
         assert warehouse.table(f"(select * from marts.{mart} where {outside})") == before[mart], mart
@@ -487,6 +513,10 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert warehouse.rows("select count(*) from marts.fct_spend_daily where date = ?", [D3]) == [(0,)]
     total = warehouse.rows("select sum(cost_usd) from marts.fct_spend_daily")[0][0]
     assert math.isclose(total, 5.15 + 3.55 + 5.0 + 2.0, abs_tol=TOLERANCE)
+    restated = restatements(warehouse)
+    assert ("acme", D1, "gpt-4o-2024-08-06, input", "changed", 1.25, 1.5, 4.9, 5.15) in restated
+    assert ("globex", D2, "gpt-4o-2024-08-06, output", "changed", 1.5, 2.0, 1.5, 2.0) in restated
+    assert len(restated) == 5  # nothing else: repeated and unchanged rows are no restatement
 
     # 5. the reconciliation test catches a doubled and a dropped row
     with duckdb.connect(str(warehouse.path)) as con:

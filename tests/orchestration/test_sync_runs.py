@@ -129,6 +129,41 @@ def _assert_marts_equal_truth(settings, org):
         assert by_model[key][0] == pytest.approx(value, abs=1e-6), key
 
 
+def _cost_facts(org) -> dict[tuple, float]:
+    """The simulator's cost facts of the window as the API shows them now, by (day, project,
+    API key, line item)."""
+    facts: dict[tuple, float] = defaultdict(float)
+    for day in WINDOW.days():
+        for fact in org.cost_facts(day):
+            facts[(day, fact.project_id, fact.api_key_id, fact.line_item)] += fact.amount
+    return facts
+
+
+def _assert_restatements_equal_truth(settings, before: dict[tuple, float], after: dict[tuple, float]):
+    """marts.fct_restatements holds exactly the facts whose cost differs between the two
+    truths, with both amounts (0 on the side where the row is missing)."""
+    expected = {
+        key: (before.get(key, 0.0), after.get(key, 0.0))
+        for key in before.keys() | after.keys()
+        if abs(before.get(key, 0.0) - after.get(key, 0.0)) > 1e-9
+    }
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = con.execute(
+            """select date, project_id, api_key_id, line_item, previous_cost_usd, new_cost_usd,
+                      change_type, previous_synced_at < new_synced_at
+               from marts.fct_restatements where connection = 'acme'"""
+        ).fetchall()
+    finally:
+        con.close()
+    actual = {tuple(r[:4]): (r[4], r[5]) for r in rows}
+    assert len(actual) == len(rows) and set(actual) == set(expected)
+    for key, (previous, new) in expected.items():
+        assert actual[key] == (pytest.approx(previous, abs=1e-9), pytest.approx(new, abs=1e-9)), key
+    kinds = {"changed", "vanished", "appeared"} if expected else set()
+    assert {r[6] for r in rows} == kinds and all(r[7] for r in rows)
+
+
 def _assert_ui_metadata(instance, run_id, org):
     """Each day partition's materialization carries that day's spend and rows (the window's totals
     under window_* names), so the UI's plot of an asset by partition is the daily curve."""
@@ -191,14 +226,17 @@ def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simu
     again = run_sync(instance, "acme", WINDOW)
     assert again.success, again.error
     assert _marts(settings)[2] == first  # nothing doubled, nothing lost
+    _assert_restatements_equal_truth(settings, {}, {})  # a re-pull of the same figures is none
 
     # The provider restates the recent days: rows change, vanish and appear. The re-pull
-    # replaces them exactly.
+    # replaces them exactly, and the restatement history keeps both figures.
+    before = _cost_facts(org)
     simulator.faults = Faults(revision=1, revised_days=3, retry_after=0)
     restated = run_sync(instance, "acme", WINDOW)
     assert restated.success, restated.error
     assert _marts(settings)[2] != first
     _assert_marts_equal_truth(settings, org)
+    _assert_restatements_equal_truth(settings, before, _cost_facts(org))
 
     assert ConnectionStore(settings).get("acme").last_synced_at is not None
     _assert_run_state_under_stax_home(settings, runs=3)

@@ -207,9 +207,9 @@ def test_a_client_holding_the_warehouse_fails_the_sync_in_one_line_then_it_recov
 
     monkeypatch.setenv("STAX_WAREHOUSE_LOCK_TIMEOUT", "abc")
     malformed = stax("sync", *window)
-    assert malformed.returncode != 0
+    assert malformed.returncode == 2
     assert malformed.stderr.strip() == (
-        "stax: STAX_WAREHOUSE_LOCK_TIMEOUT must be a number of seconds >= 0, got 'abc'"
+        "stax: STAX_WAREHOUSE_LOCK_TIMEOUT must be a number of seconds from 0 to 86400, got 'abc'"
     )
 
     monkeypatch.setenv("STAX_WAREHOUSE_LOCK_TIMEOUT", "1.5")

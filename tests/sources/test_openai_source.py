@@ -162,3 +162,23 @@ def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulato
     assert stats.skipped == {"usage_web_search_calls"}
     assert any("HTTP 404" in note for note in stats.notes)
     assert stats.rows["usage_completions"] > 0 and stats.rows["costs"] > 0
+
+
+def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulator):
+    """An endpoint with no rows in the first sync still gets its table (dlt's JSON path, with a
+    NOT NULL ``_dlt_id``); the later Arrow loads of real rows must fit that table."""
+    from stax_pipeline.ingest import load_window
+
+    org = simulator.org_for_key(ADMIN_KEY)
+    days = [TODAY - timedelta(days=n) for n in range(1, 60)]
+    empty = next(d for d in days if not org.usage_facts("web_search_calls", d))
+    busy = next(d for d in days if org.usage_facts("web_search_calls", d))
+    settings = load_settings()
+    for day in (empty, busy):
+        load_window(settings, connection="acme", window=SyncWindow(day, day + timedelta(days=1)),
+                    api_key=ADMIN_KEY, base_url=simulator.base_url, run_id=f"run-{day}")
+    count = _query(settings.warehouse_path,
+                   "select count(*), count(_dlt_id) from raw_openai.usage_web_search_calls")[0]
+    web_search = next(e for e in USAGE_ENDPOINTS if e.name == "web_search_calls")
+    grouped = _grouped_truth(org, web_search, web_search.group_by, busy, busy + timedelta(days=1))
+    assert count[0] == count[1] == grouped > 0

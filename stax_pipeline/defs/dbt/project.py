@@ -7,6 +7,8 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from stax_pipeline.lib.dbt import SECRET_ENV_VARS, environment_without
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 
 stax_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -17,5 +19,6 @@ def ensure_manifest() -> Path:
     """The manifest path, parsing the project first if the build has not (e.g. a fresh clone
     used without ``make install``)."""
     if not stax_dbt_project.manifest_path.exists():
-        stax_dbt_project.preparer.prepare(stax_dbt_project)
+        with environment_without(SECRET_ENV_VARS):  # `dbt parse` runs as a subprocess
+            stax_dbt_project.preparer.prepare(stax_dbt_project)
     return stax_dbt_project.manifest_path

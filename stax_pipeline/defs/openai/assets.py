@@ -5,13 +5,10 @@ dlt → dbt lineage is one graph.
 """
 
 
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import dlt
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -20,7 +17,8 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.ingest import load_window
-from stax_pipeline.lib.warehouse import wait_for_warehouse
+from stax_pipeline.lib.endpoints import sync_endpoint
+from stax_pipeline.lib.warehouse import describe_only_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin import openai_admin_source
@@ -66,12 +64,7 @@ class StaxDltTranslator(DagsterDltTranslator):
 
 # Only describes the resources for the asset specs; runs build their own pipeline under
 # STAX_HOME (read at run time, not import time).
-_describe_pipeline = dlt.pipeline(
-    pipeline_name="stax_raw_openai_describe",
-    destination=dlt.destinations.duckdb(":pipeline:"),
-    dataset_name=DATASET_NAME,
-    pipelines_dir=str(Path(tempfile.gettempdir()) / "stax-dlt-describe"),
-)
+_describe_pipeline = describe_only_pipeline("stax_raw_openai_describe", DATASET_NAME)
 
 
 @dlt_assets(
@@ -100,12 +93,14 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     cost_usd = 0.0
     for connection in connections:
         context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
+        endpoint = sync_endpoint(store.get(connection), settings.configured_openai_base_url)
         loaded = load_window(
             settings,
             connection=connection,
             window=window,
             api_key=store.api_key(connection),
-            base_url=settings.openai_base_url,
+            base_url=endpoint.base_url,
+            expect_simulator=endpoint.simulator,
             run_id=context.run.run_id,
         )
         for note in loaded.notes:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +57,10 @@ class LoadStats:
     cost_rows_by_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     notes: list[str] = field(default_factory=list)
     skipped: set[str] = field(default_factory=set)
+    organization_ids: set[str] = field(default_factory=set)  # the costs results' organization_id
+    # Called with each organization id the first time a costs result carries it; raising stops
+    # the extract (nothing of it is loaded).
+    on_organization: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,11 @@ def _flatten_amount(stats: LoadStats):
         stats.cost_rows_by_day[row["date"]] += 1
         if row["amount__value"] is not None:
             stats.cost_usd_by_day[row["date"]] += row["amount__value"]
+        organization = row.get("organization_id")
+        if organization and organization not in stats.organization_ids:
+            stats.organization_ids.add(organization)
+            if stats.on_organization is not None:
+                stats.on_organization(organization)
         return row
 
     return flatten

@@ -30,6 +30,10 @@ def bucket_day(start_time: int) -> date:
     return datetime.fromtimestamp(start_time, tz=UTC).date()
 
 
+# How far back the key check looks for a day with spend, whose results name the organization.
+ORGANIZATION_LOOKUP_DAYS = 30
+
+
 def max_bucket_pages(start: date, end: date) -> int:
     """The most pages a window of 1d buckets can take: one a day, plus a margin for an empty last
     page. Past it the API is paging forever (a fresh cursor every time) and the sync stops."""
@@ -39,8 +43,11 @@ def max_bucket_pages(start: date, end: date) -> int:
 class OpenAIAdminClient:
     """Reads the organization endpoints of the OpenAI Admin API with one :class:`ApiClient`."""
 
-    def __init__(self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None):
-        self.api = ApiClient(base_url, api_key, retry=retry)
+    def __init__(
+        self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
+        expect_simulator: bool | None = None,
+    ):  # fmt: skip
+        self.api = ApiClient(base_url, api_key, retry=retry, expect_simulator=expect_simulator)
 
     def __repr__(self) -> str:
         return f"OpenAIAdminClient({self.api.base_url!r})"
@@ -142,16 +149,36 @@ class OpenAIAdminClient:
                 )
             seen.add(after)
 
-    def check_admin_key(self) -> None:
-        """One cheap request that an admin key with usage read access can make.
+    def check_admin_key(self) -> str | None:
+        """One cheap request that an admin key with usage read access can make; returns the id
+        of the organization behind the key, or None when the API did not say.
+
+        No documented endpoint names the key's organization, but costs results carry an
+        (undocumented) ``organization_id``. A result exists only for a day with spend, so the
+        request covers the last :data:`ORGANIZATION_LOOKUP_DAYS` days, ungrouped: at most one
+        small result a day, one page.
 
         Raises :class:`HttpError` (status 401/403/…) or :class:`ProviderError` (unreachable).
         """
         today = datetime.now(UTC).date()
-        self.api.get_json(
+        page = self.api.get_json(
             COSTS_PATH,
-            [("start_time", str(unix_midnight(today - timedelta(days=1)))), ("limit", "1")],
+            [
+                ("start_time", str(unix_midnight(today - timedelta(days=ORGANIZATION_LOOKUP_DAYS)))),
+                ("limit", str(ORGANIZATION_LOOKUP_DAYS + 1)),  # the days and today's partial one
+            ],
         )
+        return organization_of(page)
+
+
+def organization_of(page: dict[str, Any]) -> str | None:
+    """The ``organization_id`` the costs results of ``page`` carry (the latest bucket's first)."""
+    for bucket in reversed(page.get("data") or []):
+        for result in bucket.get("results") or []:
+            organization = result.get("organization_id")
+            if isinstance(organization, str) and organization:
+                return organization
+    return None
 
 
 __all__ = ["HttpError", "OpenAIAdminClient", "bucket_day", "unix_midnight"]
