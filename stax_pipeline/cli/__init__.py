@@ -207,7 +207,9 @@ def _run(argv: list[str] | None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("stax: interrupted", file=sys.stderr)
-        return 130
+        from stax_pipeline.lib.processes import exit_now
+
+        exit_now(130)  # not `return`: Python would wait for threads the interrupt left blocked
 
 
 __all__ = ["UsageError", "main"]

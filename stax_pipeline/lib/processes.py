@@ -137,6 +137,21 @@ def stop_children(*, spare: set[int] = frozenset(), timeout: float = 3.0) -> Non
 # --- interrupts --------------------------------------------------------------------------------
 
 
+def exit_now(code: int) -> NoReturn:
+    """End this process with ``code`` at once, once stdout and stderr are flushed.
+
+    For a command that was interrupted: its run is already settled, and an interrupt can leave
+    library threads blocked for good (a worker of dlt's extract pool waiting on a lock that the
+    generator the interrupt abandoned still holds), which a normal exit would wait for forever.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 class InterruptLatch:
     """Remembers that SIGINT or SIGTERM arrived while it was open, whichever handler took it.
 

@@ -1,10 +1,12 @@
 """A real `stax sync` killed (SIGKILL, as the OOM killer does) or interrupted (SIGINT, SIGTERM) at a
-chosen point: the next plain `stax sync` is not blocked, the marts equal the simulator's truth, and
-nothing the killed command started lives on.
+chosen point. Killed: the next plain `stax sync` is not blocked and the marts equal the simulator's
+truth. Interrupted: it exits 130 at once, its run failed and its slot free. Either way nothing the
+command started lives on.
 
-Each point is reached by watching the process, not by sleeping: the simulator's request log (fetch,
-slowed down by simulator latency), dlt's load package folder (load), the process's children (dbt),
-the Dagster instance's pool (queued behind another sync).
+Each point is reached by watching the process, not by sleeping: the simulator's request log and
+the command's progress lines (fetch, slowed down by simulator latency), dlt's load package folder
+(load), the process's children and their open files (dbt writing the warehouse), the Dagster
+instance's pool (queued behind another sync).
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def test_kill_during_dbt_takes_dbt_down_then_rerun(stax_home, acme, start_sync):
     assert_rerun_recovers(stax_home, acme, sync.pid)
 
 
-def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_running_dbt(
+def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_fetching(
     stax_home, acme, start_sync
 ):
     acme.faults.latency_ms = 3000  # 12 requests: whoever gets the pool holds it for half a minute
@@ -215,11 +217,29 @@ def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_running_dbt(
 
     assert_stops(instance, queued, signal.SIGTERM, queued_run)
     assert holder_run in pool_users(instance)[0]  # the other sync goes on
-
-    acme.faults.latency_ms = 0
-    dbt = wait_for(lambda: alive(holder) and dbt_writing(holder.pid, stax_home / "warehouse.duckdb"),
-                   "dbt to write")
+    # ... until Ctrl-C.
     assert_stops(instance, holder, signal.SIGINT, holder_run)
+    assert pool_users(instance) == (set(), set())
+
+
+def test_sigint_amid_parallel_requests_ends_the_command(stax_home, acme, start_sync):
+    """Interrupted while its first requests are in flight, a sync once printed "interrupted" and
+    then hung for good: an extract worker waited on a lock the abandoned costs pull held."""
+    acme.faults.latency_ms = 3000
+    sync = start_sync()
+    instance = dagster_instance(load_settings())
+    for line in sync.stderr:  # the costs page is in: its rows are on their way to dlt
+        if "/organization/costs:" in line:
+            break
+    assert_stops(instance, sync, signal.SIGINT, run_of(instance, sync.pid).run_id)
+
+
+def test_sigterm_while_dbt_writes_stops_dbt_with_the_command(stax_home, acme, start_sync):
+    sync = start_sync()
+    instance = dagster_instance(load_settings())
+    dbt = wait_for(lambda: alive(sync) and dbt_writing(sync.pid, stax_home / "warehouse.duckdb"),
+                   "dbt to write")
+    assert_stops(instance, sync, signal.SIGTERM, run_of(instance, sync.pid).run_id)
     assert not any(map(running, dbt))
     assert pool_users(instance) == (set(), set())
 
