@@ -265,8 +265,11 @@ def _small_warehouse(settings) -> None:
             create schema marts; create schema raw_openai; create schema intermediate;
             create table marts.fct_model_spend_daily as
                 select 'acme' as connection, date '2026-11-18' as date, 'gpt-4o' as model,
+                       'model' as spend_category, null::varchar as product, null::varchar as sku,
                        12.345678 ::double as cost_usd, 1000 as input_tokens, 200 as output_tokens,
-                       3 as num_model_requests;
+                       0 as input_cached_tokens, null::bigint as images, null::bigint as characters,
+                       null::double as seconds, null::bigint as web_search_calls,
+                       3 as num_model_requests, true as has_cost_data;
             create view marts.rpt_models as select distinct model from marts.fct_model_spend_daily;
             create table raw_openai.costs as select 'acme' as connection, 12.345678 as amount_value;
             create table intermediate.int_x as select 1 as x;
