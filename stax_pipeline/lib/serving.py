@@ -141,7 +141,7 @@ def _write_copies(
 ) -> dict[str, int]:
     """Every relation of the warehouse's marts schema (views too, as tables) into ``database``
     (readable by DuckDB >= 1.1) and as ``exports/<relation>.parquet``, with only the rows of
-    ``connections`` where a relation has a ``connection`` column (all rows if None); returns
+    ``connections`` where a relation names its rows' connection (all rows if None); returns
     rows per name."""
     exports.mkdir(mode=0o700)
     con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
@@ -154,15 +154,19 @@ def _write_copies(
             "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
             [PUBLISHED_SCHEMA],
         ).fetchall()]  # fmt: skip
-        per_connection = {name for (name,) in con.execute(
-            "select table_name from information_schema.columns where table_catalog = 'warehouse' "
-            "and table_schema = ? and column_name = 'connection'", [PUBLISHED_SCHEMA],
-        ).fetchall()}  # fmt: skip
+        # The column naming a row's connection: `connection`, or FOCUS's extension `x_Connection`.
+        connection_column = dict(con.execute(
+            "select table_name, min(column_name) from information_schema.columns "
+            "where table_catalog = 'warehouse' and table_schema = ? "
+            "and lower(column_name) in ('connection', 'x_connection') group by table_name",
+            [PUBLISHED_SCHEMA],
+        ).fetchall())  # fmt: skip
         for name in names:
             table = _identifier(name)
             select = f"select * from warehouse.{PUBLISHED_SCHEMA}.{table}"
-            if connections is not None and name in per_connection:
-                con.execute(f"create table main.{table} as {select} where list_contains(?, connection)",
+            if connections is not None and name in connection_column:
+                column = _identifier(connection_column[name])
+                con.execute(f"create table main.{table} as {select} where list_contains(?, {column})",
                             [connections])  # fmt: skip
             else:
                 con.execute(f"create table main.{table} as {select}")

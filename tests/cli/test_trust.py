@@ -32,24 +32,32 @@ def live_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
 
 
 def _rows_of(path, connection: str, *, published: bool = False, marts_only: bool = False) -> int:
-    """Rows of ``connection`` in every relation of a DuckDB file that has a connection column
-    (in the warehouse's marts schema only, with ``marts_only``)."""
+    """Rows of ``connection`` in every relation of a DuckDB file that names its rows' connection
+    (``connection``, or FOCUS's ``x_Connection``); in the warehouse's marts only with ``marts_only``."""
     if not path.exists():
         return 0
     con = duckdb.connect(str(path), read_only=True)
     try:
         tables = con.execute(
-            "select table_schema, table_name from information_schema.columns "
-            "where column_name = 'connection' and (not ? or table_schema = 'marts')", [marts_only]
+            "select table_schema, table_name, column_name from information_schema.columns "
+            "where lower(column_name) in ('connection', 'x_connection') and (not ? or table_schema = 'marts')",
+            [marts_only],
         ).fetchall()
         prefix = "" if published else "{schema}."
         return sum(
-            con.execute(f'select count(*) from {prefix.format(schema=s)}"{t}" where connection = ?',
+            con.execute(f'select count(*) from {prefix.format(schema=s)}"{t}" where "{c}" = ?',
                         [connection]).fetchall()[0][0]  # fmt: skip
-            for s, t in tables
+            for s, t, c in tables
         )
     finally:
         con.close()
+
+
+def _focus_rows(settings, connection: str) -> int:
+    """The published FOCUS rows of ``connection`` (what `stax export focus` writes)."""
+    with duckdb.connect(str(settings.marts_path), read_only=True) as con:
+        query = "select count(*) from focus_cost_and_usage where x_Connection = ?"
+        return con.execute(query, [connection]).fetchall()[0][0]
 
 
 def _doctor(*args: str) -> tuple[int, dict]:
@@ -148,9 +156,10 @@ def test_one_organization_restatements_doctor_and_disconnect(stax_home, live_sim
     # the same organization under the same name brings them back.
     purged = stax("disconnect", "beta", "--purge")
     assert purged.returncode == 0 and "Purged 1 warehouse rows" in purged.stdout
+    assert _focus_rows(settings, "acme") > 0
     assert stax("disconnect", "acme").returncode == 0
     assert _rows_of(settings.warehouse_path, "acme") > 0
-    assert _rows_of(settings.marts_path, "acme", published=True) == 0
+    assert _rows_of(settings.marts_path, "acme", published=True) == 0 == _focus_rows(settings, "acme")
     assert _report_total("--days", "8")[0] == 0.0
     assert "hidden: acme" in stax("connections").stdout
     reconnected = stax("connect", "openai", "--name", "acme", "--no-backfill", key=ADMIN_KEY)
