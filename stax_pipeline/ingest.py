@@ -89,7 +89,11 @@ def load_window(
     # The API names the organization only in costs results: a connection made before it was
     # known learns it from the first one, and a second connection to an organization already
     # connected fails the extract there, so nothing of this sync is loaded.
-    stats = LoadStats(on_organization=partial(ConnectionStore(settings).set_organization, connection))
+    store = ConnectionStore(settings)
+    # A stored connection learns (and is checked against) its organization; a load of a name
+    # that is not stored (tests, scripts loading raw data) has nothing to record it on.
+    record = partial(store.set_organization, connection) if store.exists(connection) else None
+    stats = LoadStats(on_organization=record)
     pipeline = dlt_pipeline(settings, DATASET_NAME)
     client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
     seconds: dict[str, float] = {}
