@@ -423,15 +423,14 @@ class ConnectionStore:
     def set_organization(self, name: str, organization_id: str) -> None:
         """Record the organization a sync found behind ``name``'s key (for connections made when
         the API did not report it yet). Raise :class:`ConfigError` if another live connection
-        has that organization, or ``name`` was connected to a different one. A name the store
-        does not hold (a window loaded directly, by a test or a script) has nothing to record."""
-        if not self._path.exists():
-            return
+        has that organization, or ``name`` was connected to a different one."""
         with self._transaction() as db:
             row = db.execute(
                 f"SELECT organization_id FROM connections WHERE name = ? AND {_LIVE}", (name,)
             ).fetchone()
-            if row is None or row[0] == organization_id:
+            if row is None:
+                raise _unknown(name)
+            if row[0] == organization_id:
                 return
             if row[0] is not None:
                 raise ConfigError(

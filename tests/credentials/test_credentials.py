@@ -463,7 +463,6 @@ def test_one_live_connection_per_organization(store: ConnectionStore) -> None:
     store.set_organization("later", "org-later")  # the same again: nothing to do
     with pytest.raises(ConfigError, match="now reports organization org-other"):
         store.set_organization("later", "org-other")
-    store.set_organization("unknown", "org-acme")  # not a stored connection: nothing to record
     assert {c.name: c.organization_id for c in store.list()} == {"acme": "org-acme", "later": "org-later"}
 
 
