@@ -15,6 +15,7 @@ whose ``.venv/bin/stax`` is measured, so two commits can be compared on the same
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -47,21 +48,14 @@ REPORT_RUNS = 3
 SAMPLE_SECONDS = 0.05
 PHASES = ("fetch", "extract", "normalize", "load", "dbt", "publish")
 
-# How Stax requests the Admin API (never by user_id); the baseline and fetch-only send the same.
-COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
-USAGE_GROUP_BY = {
-    "completions": ("project_id", "model", "api_key_id", "batch", "service_tier"),
-    "embeddings": ("project_id", "model", "api_key_id"),
-    "moderations": ("project_id", "model", "api_key_id"),
-    "images": ("project_id", "model", "api_key_id", "size", "source"),
-    "audio_speeches": ("project_id", "model", "api_key_id"),
-    "audio_transcriptions": ("project_id", "model", "api_key_id"),
-    "vector_stores": ("project_id",),
-    "code_interpreter_sessions": ("project_id",),
-    "file_search_calls": ("project_id", "api_key_id", "vector_store_id"),
-    "web_search_calls": ("project_id", "model", "api_key_id", "context_level"),
-}
-COSTS_LIMIT, USAGE_LIMIT = 180, 31  # the API's maximum buckets per page at 1d
+# How Stax requests the Admin API (never by user_id): read from the source's own settings, so the
+# baseline and fetch-only always send what the product sends.
+sys.path.insert(0, str(REPO_ROOT))
+_source = importlib.import_module("stax_pipeline.sources.openai_admin.settings")
+
+COSTS_GROUP_BY = _source.COSTS_GROUP_BY
+USAGE_GROUP_BY = {e.name: e.group_by for e in _source.USAGE_ENDPOINTS}
+COSTS_LIMIT, USAGE_LIMIT = _source.COSTS_MAX_LIMIT, _source.USAGE_MAX_LIMIT_1D
 
 SCENARIOS = ("fetch-only", "baseline", "product", "report", "latency", "memory", "nightly")
 

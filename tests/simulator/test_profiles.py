@@ -16,6 +16,7 @@ import pytest
 from stax_pipeline.simulator import Faults, Simulator
 from stax_pipeline.simulator.data import ENDPOINTS, paused_gc
 from stax_pipeline.simulator.profiles import LARGE
+from stax_pipeline.sources.openai_admin.settings import COSTS_GROUP_BY, USAGE_ENDPOINTS
 from tests.conftest import TODAY
 
 KEY = "sk-admin-test-large-4d2c9e"
@@ -25,19 +26,7 @@ COST_ROWS_TARGET = 250_000  # in TARGET_DAYS days, grouped as Stax groups them
 COMPLETIONS_ROWS_TARGET = 100_000
 
 # How Stax requests each endpoint (never by user_id): the grouping the row targets are about.
-COSTS_GROUP_BY = ("project_id", "line_item", "api_key_id")
-USAGE_GROUP_BY = {
-    "completions": ("project_id", "model", "api_key_id", "batch", "service_tier"),
-    "embeddings": ("project_id", "model", "api_key_id"),
-    "moderations": ("project_id", "model", "api_key_id"),
-    "images": ("project_id", "model", "api_key_id", "size", "source"),
-    "audio_speeches": ("project_id", "model", "api_key_id"),
-    "audio_transcriptions": ("project_id", "model", "api_key_id"),
-    "vector_stores": ("project_id",),
-    "code_interpreter_sessions": ("project_id",),
-    "file_search_calls": ("project_id", "api_key_id", "vector_store_id"),
-    "web_search_calls": ("project_id", "model", "api_key_id", "context_level"),
-}
+USAGE_GROUP_BY = {e.name: e.group_by for e in USAGE_ENDPOINTS}
 
 
 def ts(day: date) -> int:
