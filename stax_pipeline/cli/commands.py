@@ -252,11 +252,10 @@ def resolve_sync_window(
     default = catch_up_window(today, synced_days, lookback_days)
     if start is None and end is None:
         return default
+    check_day_arguments(start, end, today, date.fromisoformat(FIRST_DAY))  # order, future, too early
+    # One day given: the other comes from the catch-up window, on its right side by construction.
     first = start or min(default.start, end)
     last = end or max(default.last, first)
-    check_day_arguments(start, end, today, date.fromisoformat(FIRST_DAY))
-    if last < first:
-        raise UsageError(f"--end {last} is before --start {first}")
     return SyncWindow.inclusive(first, last)
 
 
