@@ -102,9 +102,12 @@ def openai_admin_source(
     endpoint, not the sum of all of them.
     """
     stats = stats if stats is not None else LoadStats()
+    # One per source, not per process: a load that fails or is abandoned half-way (its generator
+    # never closed) can then never leave the turn held for the next connection's load.
+    large_pages = threading.BoundedSemaphore(1)
     resources = [
         dlt.resource(
-            _costs(client, request, stats),
+            _costs(client, request, stats, large_pages),
             name="costs",
             write_disposition="append",
             columns=COSTS_COLUMNS,
@@ -114,7 +117,7 @@ def openai_admin_source(
     for endpoint in USAGE_ENDPOINTS:
         resources.append(
             dlt.resource(
-                _usage(client, request, stats, endpoint),
+                _usage(client, request, stats, endpoint, large_pages),
                 name=endpoint.table,
                 write_disposition="append",
                 columns=usage_columns(endpoint),
@@ -153,15 +156,14 @@ def _require(client: OpenAIAdminClient | None, request: SyncRequest | None):
 
 # The endpoints whose pages are by far the largest (a large organization's 30 days are one
 # page of ~300k cost rows, ~100k completions rows). A parsed page is all in memory at once, so
-# these take turns; the small endpoints still overlap with them.
-_LARGE_PAGES = threading.BoundedSemaphore(1)
+# these take turns (on the source's `large_pages` semaphore); the small endpoints still overlap.
 _LARGE_PAGE_TABLES = ("costs", "usage_completions")
 
 
-def _costs(client, request, stats: LoadStats) -> Iterator[Any]:
+def _costs(client, request, stats: LoadStats, large_pages: threading.Semaphore) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
-    with _LARGE_PAGES:
+    with large_pages:
         buckets = _pull(
             client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
             (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
@@ -193,10 +195,12 @@ def _flatten_amount(stats: LoadStats):
     return flatten
 
 
-def _usage(client, request, stats: LoadStats, endpoint: UsageEndpoint) -> Iterator[Any]:
+def _usage(
+    client, request, stats: LoadStats, endpoint: UsageEndpoint, large_pages: threading.Semaphore
+) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()
-    with _LARGE_PAGES if endpoint.table in _LARGE_PAGE_TABLES else contextlib.nullcontext():
+    with large_pages if endpoint.table in _LARGE_PAGE_TABLES else contextlib.nullcontext():
         buckets = _pull(
             client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
             (endpoint.group_by, endpoint.fallback_group_by), required=False,
