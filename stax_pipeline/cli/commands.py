@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 from stax_pipeline.cli.table import format_table
 from stax_pipeline.cli.validation import check_day_arguments, read_admin_key
 from stax_pipeline.credentials import (
-    ADMIN_KEY_PREFIX,
     Connection,
     ConnectionStore,
     validate_connection_name,
 )
-from stax_pipeline.credentials.key_format import check_key_characters
+from stax_pipeline.credentials.key_format import ADMIN_KEYS_PAGE, NOT_AN_ADMIN_KEY, check_admin_key_format
 from stax_pipeline.errors import CredentialError, ProviderError, StaxError, UsageError
 from stax_pipeline.settings import load_settings
 
@@ -26,13 +25,8 @@ if TYPE_CHECKING:
 
 # Heavy modules (dlt, Dagster) are imported inside the commands that need them, so
 # `stax connections` and argument errors answer at once.
-ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
 
 
-NOT_AN_ADMIN_KEY = (
-    f"that is not an admin key: OpenAI admin keys start with {ADMIN_KEY_PREFIX} and are created "
-    f"by an organization owner at {ADMIN_KEYS_PAGE} (read-only scope is enough). Nothing was stored."
-)
 WRONG_KEY_TYPE = (
     "wrong key type: paste an admin key (sk-admin-…), not a regular API key "
     "(the API answered 401: the key is not a valid admin key, or it was revoked). Nothing was stored."
@@ -72,9 +66,7 @@ def check_openai_admin_key(
     API) and the organization behind the key."""
     if not api_key:
         raise UsageError(f"no key given: {NOT_AN_ADMIN_KEY}")
-    check_key_characters(api_key)
-    if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) == len(ADMIN_KEY_PREFIX):
-        raise UsageError(NOT_AN_ADMIN_KEY)
+    check_admin_key_format(api_key)
     from stax_pipeline.lib.http import HttpError, RetryPolicy
     from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient
 

@@ -13,6 +13,21 @@ from stax_pipeline.errors import UsageError
 MAX_ADMIN_KEY_CHARS = 200
 _QUOTES = "\"'`"
 
+ADMIN_KEY_PREFIX = "sk-admin-"
+ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
+NOT_AN_ADMIN_KEY = (
+    f"that is not an admin key: OpenAI admin keys start with {ADMIN_KEY_PREFIX} and are created "
+    f"by an organization owner at {ADMIN_KEYS_PAGE} (read-only scope is enough). Nothing was stored."
+)
+
+
+def check_admin_key_format(key: str) -> None:
+    """Raise a one-line UsageError unless ``key`` looks like an OpenAI admin key: the one check
+    the CLI (before any request) and the credential store (before anything is stored) share."""
+    check_key_characters(key)
+    if not key.startswith(ADMIN_KEY_PREFIX) or len(key) == len(ADMIN_KEY_PREFIX):
+        raise UsageError(NOT_AN_ADMIN_KEY)
+
 
 def check_key_characters(key: str) -> None:
     """Raise a one-line UsageError if ``key`` has characters or a length no admin key has."""

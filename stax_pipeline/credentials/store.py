@@ -29,14 +29,13 @@ from stax_pipeline.credentials.crypto import (
     read_key_file,
     write_key_file,
 )
-from stax_pipeline.credentials.key_format import check_key_characters
+from stax_pipeline.credentials.key_format import ADMIN_KEY_PREFIX, check_admin_key_format
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
 from stax_pipeline.lib.endpoints import check_base_url, is_loopback_host
 from stax_pipeline.lib.window import SyncWindow, backfill_window
 from stax_pipeline.settings import DEFAULT_OPENAI_BASE_URL, Settings, shown
 
 PROVIDERS = ("openai",)
-ADMIN_KEY_PREFIX = "sk-admin-"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -157,17 +156,6 @@ def validate_connection_name(name: str) -> str:
 def key_hint(api_key: str) -> str:
     """Return the displayable hint of an admin key, e.g. ``sk-admin-…abcd``."""
     return f"{ADMIN_KEY_PREFIX}…{api_key[-4:]}"
-
-
-def _check_api_key(api_key: str) -> None:
-    check_key_characters(api_key)
-    if not api_key.startswith(ADMIN_KEY_PREFIX) or len(api_key) <= len(ADMIN_KEY_PREFIX) or any(
-        c.isspace() for c in api_key
-    ):
-        raise UsageError(
-            f"an OpenAI admin key starts with {ADMIN_KEY_PREFIX!r} followed by the secret, without "
-            "spaces; create one under Organization settings → Admin keys (nothing was stored)"
-        )
 
 
 def _aad(conn_id: str, provider: str) -> bytes:
@@ -366,7 +354,7 @@ class ConnectionStore:
         validate_connection_name(name)
         if provider not in PROVIDERS:
             raise UsageError(f"unsupported provider {provider!r}; supported: {', '.join(PROVIDERS)}")
-        _check_api_key(api_key)
+        check_admin_key_format(api_key)
         base_url = check_base_url(base_url or self._settings.openai_base_url, source="the API base URL")
         if simulated is None:
             simulated = is_loopback_host(urlsplit(base_url).hostname or "")
