@@ -86,12 +86,11 @@ def load_window(
         loaded_at=datetime.now(UTC),
         sync_id=uuid.uuid4().hex,
     )
-    # The API names the organization only in costs results: a connection made before it was
-    # known learns it from the first one, and a second connection to an organization already
-    # connected fails the extract there, so nothing of this sync is loaded.
+    # The API names the organization only in costs results: a stored connection made before it
+    # was known learns it from the first one, and a second connection to an organization already
+    # connected fails the extract there, so nothing of this sync is loaded. A name that is not
+    # stored (tests, scripts loading raw data) has nothing to record it on.
     store = ConnectionStore(settings)
-    # A stored connection learns (and is checked against) its organization; a load of a name
-    # that is not stored (tests, scripts loading raw data) has nothing to record it on.
     record = partial(store.set_organization, connection) if store.exists(connection) else None
     stats = LoadStats(on_organization=record)
     pipeline = dlt_pipeline(settings, DATASET_NAME)
