@@ -1,4 +1,5 @@
-"""What a pasted admin key may look like before it is sent anywhere or stored.
+"""What no pasted admin key may look like, whatever its provider, before it is sent anywhere or
+stored (each provider's own prefix and guidance: ``sources/<provider>_admin/key_format.py``).
 
 A key is checked for what no key has — control characters (a terminal escape, a NUL), non-ASCII
 (a typographic quote, a look-alike letter), spaces inside, quotes around it, or an absurd length
@@ -13,28 +14,14 @@ from stax_pipeline.errors import UsageError
 MAX_ADMIN_KEY_CHARS = 200
 _QUOTES = "\"'`"
 
-ADMIN_KEY_PREFIX = "sk-admin-"
-ADMIN_KEYS_PAGE = "https://platform.openai.com/settings/organization/admin-keys"
-NOT_AN_ADMIN_KEY = (
-    f"that is not an admin key: OpenAI admin keys start with {ADMIN_KEY_PREFIX} and are created "
-    f"by an organization owner at {ADMIN_KEYS_PAGE} (read-only scope is enough). Nothing was stored."
-)
-
-
-def check_admin_key_format(key: str) -> None:
-    """Raise a one-line UsageError unless ``key`` looks like an OpenAI admin key: the one check
-    the CLI (before any request) and the credential store (before anything is stored) share."""
-    check_key_characters(key)
-    if not key.startswith(ADMIN_KEY_PREFIX) or len(key) == len(ADMIN_KEY_PREFIX):
-        raise UsageError(NOT_AN_ADMIN_KEY)
-
 
 def check_key_characters(key: str) -> None:
-    """Raise a one-line UsageError if ``key`` has characters or a length no admin key has."""
+    """Raise a one-line UsageError if ``key`` has characters or a length no admin key has (of
+    any provider)."""
     if not key.isascii():
         raise UsageError(
             "the key contains non-ASCII characters (a typographic quote or a look-alike letter?): "
-            "copy it again from the OpenAI dashboard. Nothing was stored."
+            "copy it again from the provider's console. Nothing was stored."
         )
     if any(not c.isprintable() and c not in "\t\r\n" for c in key):
         raise UsageError(

@@ -16,10 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from collections.abc import Iterator
 from typing import Any
 
 import dlt
@@ -27,7 +24,8 @@ from dlt.extract.resource import DltResource
 
 from stax_pipeline.lib.arrow import batches_as_arrow
 from stax_pipeline.lib.http import HttpError
-from stax_pipeline.lib.window import SyncWindow, is_final
+from stax_pipeline.lib.window import is_final
+from stax_pipeline.sources.contract import LoadStats, SyncRequest
 from stax_pipeline.sources.openai_admin.helpers import OpenAIAdminClient, bucket_day
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_COLUMNS,
@@ -46,32 +44,6 @@ from stax_pipeline.sources.openai_admin.settings import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadStats:
-    """What a run of the source pulled, for Dagster metadata and progress lines."""
-
-    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    cost_usd_by_day: dict[date, float] = field(default_factory=lambda: defaultdict(float))
-    cost_rows_by_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
-    notes: list[str] = field(default_factory=list)
-    skipped: set[str] = field(default_factory=set)
-    organization_ids: set[str] = field(default_factory=set)  # the costs results' organization_id
-    # Called with each organization id the first time a costs result carries it; raising stops
-    # the extract (nothing of it is loaded).
-    on_organization: Callable[[str], None] | None = None
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    """Which connection and which window of UTC days one load covers, and when it pulled."""
-
-    connection: str
-    window: SyncWindow
-    lookback_days: int
-    loaded_at: datetime
-    sync_id: str
 
 
 @dlt.source(name="openai_admin", max_table_nesting=1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 PROVIDER = "openai"
 DATASET_NAME = "raw_openai"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # new connections' API unless STAX_OPENAI_BASE_URL says
 
 COSTS_PATH = "/organization/costs"
 PROJECTS_PATH = "/organization/projects"
@@ -164,3 +165,16 @@ def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
     columns.update({metric: {"data_type": "bigint"} for metric in endpoint.metrics})
     columns.update({dim: {"data_type": kind} for dim, kind in endpoint.dimensions.items()})
     return columns
+
+
+# The raw schema: every table the source writes, with its columns (dlt's hints; dlt adds
+# ``_dlt_load_id`` and ``_dlt_id``). The one place it is written: the dbt sources
+# (``_openai__sources.yml``) and the usage endpoints of ``int_openai__usage_by_endpoint`` are
+# checked against it (tests/sources/test_raw_catalogue.py).
+RAW_TABLES: dict[str, dict[str, dict[str, object]]] = {
+    "costs": COSTS_COLUMNS,
+    **{endpoint.table: usage_columns(endpoint) for endpoint in USAGE_ENDPOINTS},
+    SYNC_WINDOWS_TABLE: SYNC_WINDOWS_COLUMNS,
+    "projects": PROJECTS_COLUMNS,
+    "project_api_keys": PROJECT_API_KEYS_COLUMNS,
+}
