@@ -1,7 +1,8 @@
 """Loading one connection's window into the warehouse: the data, then the commit marker.
 
-This is the whole ingest use-case as a plain function, so the Dagster asset stays a thin edge
-(it turns a :class:`WindowLoad` into metadata) and tests can call it directly.
+This is the whole ingest use-case as a plain function, the same for every provider (its client,
+source and raw schema come from the registry, ``providers.py``), so the Dagster asset stays a
+thin edge (it turns a :class:`WindowLoad` into metadata) and tests can call it directly.
 """
 
 from __future__ import annotations
@@ -14,20 +15,13 @@ from datetime import UTC, date, datetime
 from functools import partial
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.lib.endpoints import connection_endpoint
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import dlt_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import SyncWindow
+from stax_pipeline.providers import Provider, get_provider
 from stax_pipeline.settings import Settings
-from stax_pipeline.sources.openai_admin import (
-    DATA_RESOURCES,
-    LISTING_RESOURCES,
-    LoadStats,
-    OpenAIAdminClient,
-    SyncRequest,
-    openai_admin_source,
-    sync_windows,
-)
-from stax_pipeline.sources.openai_admin.settings import DATASET_NAME
+from stax_pipeline.sources.contract import LoadStats, SyncRequest
 
 
 def _release_memory() -> None:
@@ -61,8 +55,29 @@ class WindowLoad:
         return sum(self.cost_usd_by_day.values())
 
 
+def load_connection_window(
+    settings: Settings, *, connection: str, window: SyncWindow, run_id: str
+) -> WindowLoad:
+    """:func:`load_window` for a stored connection: its provider, its key, and its own API
+    (``lib/endpoints.py``: never another, and the simulator only for a simulated connection)."""
+    store = ConnectionStore(settings)
+    stored = store.get(connection)
+    endpoint = connection_endpoint(stored)
+    return load_window(
+        settings,
+        get_provider(stored.provider),
+        connection=connection,
+        window=window,
+        api_key=store.api_key(connection),
+        base_url=endpoint.base_url,
+        expect_simulator=endpoint.simulator,
+        run_id=run_id,
+    )
+
+
 def load_window(
     settings: Settings,
+    provider: Provider,
     *,
     connection: str,
     window: SyncWindow,
@@ -71,7 +86,8 @@ def load_window(
     run_id: str,
     expect_simulator: bool | None = None,
 ) -> WindowLoad:
-    """Pull ``window`` of ``connection`` from the API into ``raw_openai``, then commit it.
+    """Pull ``window`` of ``connection`` from ``provider``'s API at ``base_url`` into its raw
+    schema (``raw_<provider>``), then commit it.
 
     The data load appends a snapshot tagged with a new ``sync_id``; only once it succeeded is the
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
@@ -93,11 +109,12 @@ def load_window(
     store = ConnectionStore(settings)
     record = partial(store.set_organization, connection) if store.exists(connection) else None
     stats = LoadStats(on_organization=record)
-    pipeline = dlt_pipeline(settings, DATASET_NAME)
-    client = OpenAIAdminClient(base_url, api_key, expect_simulator=expect_simulator)
+    pipeline = dlt_pipeline(settings, provider.dataset_name)
+    client = provider.client(base_url, api_key, expect_simulator=expect_simulator)
+    data_resources, listings = provider.data_resources, provider.listing_resources
     seconds: dict[str, float] = {}
     try:
-        source = openai_admin_source(client, request, stats).with_resources(*DATA_RESOURCES)
+        source = provider.source(client, request, stats).with_resources(*data_resources)
         with timed() as extract:
             pipeline.extract(source)
         # Endpoints are pulled concurrently: the fetch floor is the slowest endpoint's wait.
@@ -112,11 +129,11 @@ def load_window(
     with timed() as normalize:
         pipeline.normalize()
     seconds["normalize"] = normalize[0]
-    committed = [t for t in DATA_RESOURCES if t not in LISTING_RESOURCES and t not in stats.skipped]
+    committed = [t for t in data_resources if t not in listings and t not in stats.skipped]
     with timed() as load:
         pipeline.load()
         # The commit marker, written only once the data load succeeded.
-        pipeline.run(sync_windows(request, committed))
+        pipeline.run(provider.sync_windows(request, committed))
     seconds["load"] = load[0]
     _release_memory()
     rows = dict(stats.rows)

@@ -98,7 +98,8 @@ class Provider:
 
     def validate_key(self, base_url: str, api_key: str, *, expect_simulator: bool | None = None) -> KeyCheck:
         """Check the key with one cheap request to ``base_url``; one-line errors saying what to do."""
-        return self.module("validate").validate_admin_key(base_url, api_key, expect_simulator=expect_simulator)
+        validate = self.module("validate").validate_admin_key
+        return validate(base_url, api_key, expect_simulator=expect_simulator)
 
     def client(self, base_url: str, api_key: str, **options: Any) -> Any:
         """Its admin API client (``.api``: the shared ApiClient; ``.close()``)."""
@@ -141,6 +142,11 @@ def provider_names() -> tuple[str, ...]:
     return tuple(p.name for p in PROVIDERS)
 
 
+def connect_command() -> str:
+    """How to make a connection, for messages: ``stax connect openai --name NAME``."""
+    return f"stax connect {'|'.join(provider_names())} --name NAME"
+
+
 def get_provider(name: str) -> Provider:
     """The registered provider called ``name``; a one-line UsageError naming the known ones."""
     for provider in PROVIDERS:
@@ -149,4 +155,4 @@ def get_provider(name: str) -> Provider:
     raise UsageError(f"unsupported provider {name!r}; supported: {', '.join(provider_names())}")
 
 
-__all__ = ["PROVIDERS", "Provider", "get_provider", "provider_names"]
+__all__ = ["PROVIDERS", "Provider", "connect_command", "get_provider", "provider_names"]

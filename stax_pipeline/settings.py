@@ -19,7 +19,6 @@ from pathlib import Path
 
 from stax_pipeline.errors import SettingError
 
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_LOOKBACK_DAYS = 3
 DEFAULT_WAREHOUSE_LOCK_TIMEOUT_S = 60.0
 BACKFILL_DAYS = 30
@@ -93,12 +92,12 @@ def _lookback_days() -> int:
     return int(text)
 
 
-def _configured_openai_base_url() -> str | None:
-    """``STAX_OPENAI_BASE_URL`` checked (https, or http only to this machine), or None if unset."""
-    from stax_pipeline.lib.endpoints import check_base_url
+def _configured_base_urls() -> None:
+    """Check every provider's ``STAX_<PROVIDER>_BASE_URL`` (https, or http only to this machine)."""
+    from stax_pipeline.providers import PROVIDERS
 
-    raw = _raw("STAX_OPENAI_BASE_URL")
-    return None if raw is None else check_base_url(raw.strip(), source="STAX_OPENAI_BASE_URL")
+    for provider in PROVIDERS:
+        provider.configured_base_url()
 
 
 def _master_keys() -> None:
@@ -117,17 +116,6 @@ class Settings:
     """
 
     home: Path
-
-    @property
-    def configured_openai_base_url(self) -> str | None:
-        """``STAX_OPENAI_BASE_URL`` when set: the API a NEW connection is made against."""
-        return _configured_openai_base_url()
-
-    @property
-    def openai_base_url(self) -> str:
-        """The API a new connection is made against (existing ones keep their own: see
-        ``stax_pipeline/lib/endpoints.py``)."""
-        return self.configured_openai_base_url or DEFAULT_OPENAI_BASE_URL
 
     @property
     def lookback_days(self) -> int:
@@ -188,7 +176,7 @@ class Settings:
 
 # Every setting Settings.validate() checks (STAX_HOME itself is checked by load_settings).
 _CHECKS: tuple[Callable[[Settings], object], ...] = (
-    lambda s: s.configured_openai_base_url,
+    lambda s: _configured_base_urls(),
     lambda s: s.lookback_days,
     lambda s: s.warehouse_lock_timeout_s,
     lambda s: s.http_retry,

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         number,
         whole_number,
     )
+    from stax_pipeline.providers import provider_names
 
     parser = _Parser(prog="stax", description="Stax: your whole AI bill in one place.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(commands, "connect", "connect an organization with its admin key (read from a "
                  "hidden prompt, or stdin when piped), then backfill its last 30 days")  # fmt: skip
-    p.add_argument("provider", choices=["openai"], help="the provider of the organization (required)")
+    p.add_argument("provider", choices=provider_names(), help="the provider of the organization (required)")
     p.add_argument("--name", required=True, type=name,
                    help="a short name for the connection, 1-40 lowercase letters, digits, - or _ (required)")
     p.add_argument("--no-backfill", action="store_true",

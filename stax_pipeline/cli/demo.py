@@ -15,11 +15,11 @@ DEMO_KEY = "sk-admin-demo-5f2c9a7e41b84d0c"  # the simulator's demo organization
 
 def run_demo() -> int:
     """Simulator on a free loopback port → demo connection → 30-day backfill → report."""
-    from stax_pipeline.cli.commands import _sync_one, connect, run_backfill
     from stax_pipeline.cli.report import spend_report
     from stax_pipeline.lib.window import backfill_window
     from stax_pipeline.orchestration import dagster_instance
     from stax_pipeline.simulator import run_simulator
+    from stax_pipeline.usecases import connect, run_backfill, sync_one
 
     with run_simulator() as sim:
         os.environ["STAX_OPENAI_BASE_URL"] = sim.base_url
@@ -33,15 +33,14 @@ def run_demo() -> int:
                 f"simulator; run `stax disconnect {DEMO_CONNECTION} --purge`, then `stax demo` again"
             )
         if not store.exists(DEMO_CONNECTION):
-            if connect(DEMO_CONNECTION, lambda: DEMO_KEY, backfill=True) != 0:
-                return 1
-        elif store.get(DEMO_CONNECTION).backfilled_at is None:
-            if run_backfill(dagster_instance(settings), store, DEMO_CONNECTION) != 0:
+            connect("openai", DEMO_CONNECTION, lambda prompt: DEMO_KEY)
+        if store.get(DEMO_CONNECTION).backfilled_at is None:
+            if not run_backfill(dagster_instance(settings), store, DEMO_CONNECTION):
                 return 1
         else:  # a demo that already ran: refresh its last 30 days
             window = backfill_window(datetime.now(UTC).date())
             instance = dagster_instance(settings)
-            if not _sync_one(instance, store, DEMO_CONNECTION, window, "re-syncing").success:
+            if not sync_one(instance, store, DEMO_CONNECTION, window, "re-syncing").success:
                 return 1
         print()
         print(spend_report(settings, DEMO_CONNECTION, 30, datetime.now(UTC).date()))

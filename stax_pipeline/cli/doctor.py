@@ -22,10 +22,10 @@ from typing import Any
 
 import duckdb
 
-from stax_pipeline.cli.commands import check_openai_admin_key
 from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
-from stax_pipeline.lib.endpoints import sync_endpoint
+from stax_pipeline.lib.endpoints import connection_endpoint
+from stax_pipeline.providers import get_provider
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.restatements import restated_days, restatement_summary, signed_usd
 from stax_pipeline.settings import Settings
@@ -36,9 +36,9 @@ RESTATED_DAYS_SHOWN = 5
 STALE_AFTER_CLOSED_DAYS = 2
 LOW_TOTAL_ADVICE = (
     "if this looks low you may be on the wrong organization: compare with the organization "
-    "selector on the OpenAI dashboard"
+    "selector on the {title} dashboard"
 )
-ORGANIZATION_NAME_UNKNOWN = "the OpenAI Admin API does not expose organization names"
+ORGANIZATION_NAME_UNKNOWN = "not reported by the {title} Admin API"
 
 
 @dataclass
@@ -97,6 +97,7 @@ def _diagnose_one(
 ) -> Diagnosis:  # fmt: skip
     diagnosis = Diagnosis(connection)
     facts, problems = diagnosis.facts, diagnosis.problems
+    provider = get_provider(connection.provider)
     facts["key"] = {"hint": connection.key_hint, "stored_at": connection.created_at}
     facts["key_check"] = _check_key(settings, store, connection, problems)
     warehouse = warehouse or {}
@@ -105,8 +106,11 @@ def _diagnose_one(
     facts["organization"] = {
         "id": organization,
         "name": connection.organization_name,
-        "name_note": None if connection.organization_name else ORGANIZATION_NAME_UNKNOWN,
+        "name_note": (
+            None if connection.organization_name else ORGANIZATION_NAME_UNKNOWN.format(title=provider.title)
+        ),
     }
+    facts["known_gaps"] = list(provider.known_gaps)  # what its API cannot tell, whatever Stax does
     facts["projects"] = warehouse.get("projects", [])
 
     markers = warehouse.get("committed_days", set()) if not warehouse_error else set()
@@ -162,7 +166,7 @@ def _diagnose_one(
         "last_day": end - timedelta(days=1),
         "cost_usd": warehouse.get("period_cost_usd"),
         "days_with_spend": warehouse.get("period_days_with_spend"),
-        "advice": LOW_TOTAL_ADVICE,
+        "advice": LOW_TOTAL_ADVICE.format(title=provider.title),
     }
     return diagnosis
 
@@ -172,10 +176,11 @@ def _check_key(settings: Settings, store: ConnectionStore, connection: Connectio
     (lib/endpoints.py), never another; it also tells the organization behind the key."""
     base_url = connection.api_base_url
     try:
-        endpoint = sync_endpoint(connection, settings.configured_openai_base_url)
+        endpoint = connection_endpoint(connection)
         base_url = endpoint.base_url
-        organization = check_openai_admin_key(base_url, store.api_key(connection.name),
-                                              expect_simulator=endpoint.simulator).organization_id  # fmt: skip
+        organization = get_provider(connection.provider).validate_key(
+            base_url, store.api_key(connection.name), expect_simulator=endpoint.simulator
+        ).organization_id
     except StaxError as exc:
         error = str(exc).replace(" Nothing was stored.", "")
         problems.append(f"the key check failed: {error}")
@@ -346,6 +351,8 @@ def _print_text(
         organization = facts["organization"]
         line("organization", f"{organization['id'] or 'not reported by the API yet'} (name: "
              f"{organization['name'] or organization['name_note']})")  # fmt: skip
+        if facts["known_gaps"]:
+            line("known gaps", "; ".join(facts["known_gaps"]))
         projects = facts["projects"]
         shown = [p["name"] or p["id"] for p in projects if p["status"] == "active"][:8]
         others = len(projects) - len(shown)

@@ -79,20 +79,6 @@ def number(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def check_day_arguments(start: date | None, end: date | None, today: date, first_day: date) -> None:
-    """Refuse ``--start``/``--end`` out of the days a sync can cover (UTC), or in the wrong order."""
-    for flag, day in (("--start", start), ("--end", end)):
-        if day is not None and day > today:
-            raise UsageError(f"{flag} {day} is in the future (today is {today}, UTC)")
-        if day is not None and day < first_day:
-            raise UsageError(
-                f"{flag} {day} is before the first supported day {first_day} (no provider reports "
-                "usage before it)"
-            )
-    if start is not None and end is not None and end < start:
-        raise UsageError(f"--end {end} is before --start {start}")
-
-
 def read_admin_key(stdin: TextIO | None = None, prompt: str = "Admin key (input hidden): ") -> str:
     """The key from a hidden prompt on a terminal, else the first line of stdin, stripped.
 

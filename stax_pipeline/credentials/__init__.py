@@ -11,20 +11,16 @@ from stax_pipeline.credentials.crypto import (
     load_master_key,
 )
 from stax_pipeline.credentials.store import (
-    ADMIN_KEY_PREFIX,
-    PROVIDERS,
     Connection,
     ConnectionStore,
     backfill_retry_delay,
-    key_hint,
+    unknown_connection,
     validate_connection_name,
 )
 
 __all__ = [
-    "ADMIN_KEY_PREFIX",
     "MASTER_KEY_ENV",
     "NEW_MASTER_KEY_ENV",
-    "PROVIDERS",
     "Connection",
     "ConnectionStore",
     "MasterKey",
@@ -33,7 +29,7 @@ __all__ = [
     "encode_master_key",
     "encrypt",
     "generate_master_key",
-    "key_hint",
     "load_master_key",
+    "unknown_connection",
     "validate_connection_name",
 ]

@@ -29,13 +29,12 @@ from stax_pipeline.credentials.crypto import (
     read_key_file,
     write_key_file,
 )
-from stax_pipeline.credentials.key_format import ADMIN_KEY_PREFIX, check_admin_key_format
 from stax_pipeline.errors import ConfigError, CredentialError, UsageError
 from stax_pipeline.lib.endpoints import check_base_url, is_loopback_host
 from stax_pipeline.lib.window import SyncWindow, backfill_window
-from stax_pipeline.settings import DEFAULT_OPENAI_BASE_URL, Settings, shown
+from stax_pipeline.providers import get_provider
+from stax_pipeline.settings import Settings, shown
 
-PROVIDERS = ("openai",)
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -53,7 +52,8 @@ CREATE TABLE IF NOT EXISTS connections (
 )"""
 # Schema version 2: which days each connection has synced, and the state of its backfill.
 # Version 3: the API base URL each connection was made against, and whether that was the Stax
-# simulator (lib/endpoints.py); connections stored before get the default URL, as real ones.
+# simulator (lib/endpoints.py); connections stored before get their provider's default URL, as
+# real ones.
 # Version 4: the organization behind each key, and disconnected connections kept as tombstones
 # (their key deleted) until their rows are purged. Older stores are migrated in place on first
 # open (columns added, nothing rewritten).
@@ -66,10 +66,10 @@ _ADDED_COLUMNS = {
     "backfill_error": "TEXT",  # why the last attempt failed
     "backfill_retry_at": "TEXT",  # when the daemon may claim it again
     # Where its key is sent: the only API it is ever synced against (simulated: see below).
-    "api_base_url": f"TEXT NOT NULL DEFAULT '{DEFAULT_OPENAI_BASE_URL}'",
+    "api_base_url": "TEXT NOT NULL DEFAULT ''",  # then its provider's default (see _migrate)
     "simulated": "INTEGER NOT NULL DEFAULT 0",  # 1: made against the Stax simulator
     "organization_id": "TEXT",  # learned at connect (or the first sync); one live connection each
-    "organization_name": "TEXT",  # the OpenAI Admin API exposes none: null until a provider does
+    "organization_name": "TEXT",  # null while the provider's API exposes none
     "disconnected_at": "TEXT",  # set by a plain disconnect: key deleted, rows kept (hidden)
 }
 # Two live connections to one organization would count its spend twice.
@@ -121,7 +121,7 @@ class Connection:
     backfill_error: str | None = None
     backfill_retry_at: datetime | None = None
     last_synced_day: date | None = None
-    api_base_url: str = DEFAULT_OPENAI_BASE_URL  # the API it was made against; its key goes nowhere else
+    api_base_url: str = ""  # the API it was made against; its key goes nowhere else
     simulated: bool = False  # made against the Stax simulator: only ever synced against one
     organization_id: str | None = None
     organization_name: str | None = None
@@ -153,11 +153,6 @@ def validate_connection_name(name: str) -> str:
     return name
 
 
-def key_hint(api_key: str) -> str:
-    """Return the displayable hint of an admin key, e.g. ``sk-admin-…abcd``."""
-    return f"{ADMIN_KEY_PREFIX}…{api_key[-4:]}"
-
-
 def _aad(conn_id: str, provider: str) -> bytes:
     return f"stax:v1:{conn_id}:{provider}".encode()
 
@@ -172,8 +167,17 @@ def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text).astimezone(UTC) if text else None
 
 
-def _unknown(name: str) -> UsageError:
+def unknown_connection(name: str) -> UsageError:
+    """The one wording for a connection name that is not stored."""
     return UsageError(f"unknown connection {name!r}; run `stax connections` to list them")
+
+
+def name_taken(name: str) -> UsageError:
+    """The one wording for a new connection whose name is taken."""
+    return UsageError(
+        f"a connection named {name!r} already exists; pick another name or run "
+        f"`stax disconnect {name}` first"
+    )
 
 
 def _other_master_key(name: str) -> CredentialError:
@@ -212,6 +216,13 @@ def _migrate(db: sqlite3.Connection) -> None:
         for column, decl in _ADDED_COLUMNS.items():
             if column not in present:
                 db.execute(f"ALTER TABLE connections ADD COLUMN {column} {decl}")
+        # Connections stored before their API URL was: their provider's own API.
+        unset = db.execute("SELECT DISTINCT provider FROM connections WHERE api_base_url = ''").fetchall()
+        for (provider,) in unset:
+            db.execute(
+                "UPDATE connections SET api_base_url = ? WHERE api_base_url = '' AND provider = ?",
+                (get_provider(provider).default_base_url, provider),
+            )
         db.execute(_SYNCED_DAYS)
         db.execute(_ONE_CONNECTION_PER_ORGANIZATION)
         # A claim from version 1 has no token and may have been left by a run that died: give it
@@ -352,10 +363,9 @@ class ConnectionStore:
         the new key (its rows and synced days count again), e.g. after the old key was revoked.
         """
         validate_connection_name(name)
-        if provider not in PROVIDERS:
-            raise UsageError(f"unsupported provider {provider!r}; supported: {', '.join(PROVIDERS)}")
-        check_admin_key_format(api_key)
-        base_url = check_base_url(base_url or self._settings.openai_base_url, source="the API base URL")
+        registered = get_provider(provider)
+        registered.check_key_format(api_key)
+        base_url = check_base_url(base_url or registered.new_connection_base_url(), source="the API base URL")
         if simulated is None:
             simulated = is_loopback_host(urlsplit(base_url).hostname or "")
         master = self._master()
@@ -368,7 +378,7 @@ class ConnectionStore:
                 "pick another name"
             )
         conn = Connection(
-            uuid.uuid4().hex, name, provider, key_hint(api_key), master.key_id, datetime.now(UTC),
+            uuid.uuid4().hex, name, provider, registered.key_hint(api_key), master.key_id, datetime.now(UTC),
             None, None, None, api_base_url=base_url, simulated=simulated, organization_id=organization_id,
         )
         if tombstone is not None:  # the same organization: the same connection, a new key
@@ -402,11 +412,15 @@ class ConnectionStore:
         except sqlite3.IntegrityError as exc:
             if "organization_id" in str(exc):  # connected meanwhile by another process
                 raise UsageError(f"organization {organization_id} is already connected; nothing was stored") from None
-            raise UsageError(
-                f"a connection named {name!r} already exists; pick another name or run "
-                f"`stax disconnect {name}` first"
-            ) from None
+            raise name_taken(name) from None
         return conn
+
+    def check_new_name(self, name: str) -> None:
+        """Raise a one-line UsageError unless ``name`` is a valid name no live connection has: what
+        connecting checks before it reads a key (``add`` checks it again, atomically)."""
+        validate_connection_name(name)
+        if self.exists(name):
+            raise name_taken(name)
 
     def set_organization(self, name: str, organization_id: str) -> None:
         """Record the organization a sync found behind ``name``'s key (for connections made when
@@ -417,7 +431,7 @@ class ConnectionStore:
                 f"SELECT organization_id FROM connections WHERE name = ? AND {_LIVE}", (name,)
             ).fetchone()
             if row is None:
-                raise _unknown(name)
+                raise unknown_connection(name)
             if row[0] == organization_id:
                 return
             if row[0] is not None:
@@ -433,13 +447,13 @@ class ConnectionStore:
     def _get_in(self, db: sqlite3.Connection, name: str) -> Connection:
         row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}", (name,)).fetchone()
         if row is None:
-            raise _unknown(name)
+            raise unknown_connection(name)
         return _to_connection(row)
 
     def get(self, name: str) -> Connection:
         """Return the named connection; raise UsageError if there is none."""
         if not self._path.exists():  # reading never creates the store
-            raise _unknown(name)
+            raise unknown_connection(name)
         with self._db() as db:
             return self._get_in(db, name)
 
@@ -484,7 +498,7 @@ class ConnectionStore:
             with self._db() as db:
                 row = db.execute(query, (name,)).fetchone()
             if row is None:
-                raise _unknown(name)
+                raise unknown_connection(name)
             # A mismatch may be a rotation that committed between reading the key file and the row.
             if row[5] == master.key_id:
                 break
@@ -503,7 +517,7 @@ class ConnectionStore:
                 (_iso(datetime.now(UTC)), conn.id),
             ).rowcount
             if not gone:
-                raise _unknown(name)
+                raise unknown_connection(name)
         return conn
 
     def purge(self, name: str) -> Connection | None:
@@ -531,7 +545,7 @@ class ConnectionStore:
                 f"SELECT id, created_at FROM connections WHERE name = ? AND {_LIVE}", (name,)
             ).fetchone()
             if row is None:
-                raise _unknown(name)
+                raise unknown_connection(name)
             conn_id, created = row
             db.execute("UPDATE connections SET last_synced_at = ? WHERE id = ?", (_iso(at), conn_id))
             if window is None:
@@ -574,7 +588,7 @@ class ConnectionStore:
                 (by, token, _iso(datetime.now(UTC)), name, *(() if now is None else (_iso(now),))),
             ).rowcount
         if not claimed and not self.exists(name):
-            raise _unknown(name)
+            raise unknown_connection(name)
         return token if claimed else None
 
     def finish_backfill(self, claim: str, at: datetime) -> bool:

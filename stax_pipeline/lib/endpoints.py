@@ -1,7 +1,8 @@
 """Where a connection's admin key may be sent: its own API, over TLS, and nowhere else.
 
 A key is sent only to the API base URL its connection was made against, stored with it at
-connect time (``credentials/store.py``), never to whatever ``STAX_OPENAI_BASE_URL`` says today:
+connect time (``credentials/store.py``), never to whatever its provider's variable
+(``STAX_<PROVIDER>_BASE_URL``, e.g. ``STAX_OPENAI_BASE_URL``) says today:
 
 - **https only**, except plain ``http://`` to this machine (127.0.0.0/8, ``::1``, ``localhost``:
   the simulator, a local proxy). :func:`check_base_url` is applied to the configured URL, to the
@@ -32,6 +33,7 @@ class StoredEndpoint(Protocol):
     """What a stored connection knows about its API (``credentials.Connection``)."""
 
     name: str
+    provider: str
     api_base_url: str
     simulated: bool
 
@@ -87,6 +89,26 @@ def check_base_url(url: str, *, source: str) -> str:
             "localhost)"
         )
     return url.rstrip("/")
+
+
+def configured_base_url(variable: str) -> str | None:
+    """The base URL in the environment ``variable`` (a provider's ``STAX_<PROVIDER>_BASE_URL``),
+    checked as :func:`check_base_url` does; None when it is unset or blank."""
+    import os
+
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return None
+    return check_base_url(raw.strip(), source=variable)
+
+
+def connection_endpoint(connection: StoredEndpoint) -> ApiEndpoint:
+    """Where a sync (or a key check) of a stored connection sends its key: :func:`sync_endpoint`
+    with its provider's configured URL and variable (``providers.py``)."""
+    from stax_pipeline.providers import get_provider
+
+    provider = get_provider(connection.provider)
+    return sync_endpoint(connection, provider.configured_base_url(), variable=provider.base_url_variable)
 
 
 def sync_endpoint(

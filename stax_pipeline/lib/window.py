@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from stax_pipeline.errors import UsageError
 from stax_pipeline.settings import BACKFILL_DAYS
 
 # Dagster is imported inside the helpers that speak to it, so the dlt source (and the CLI's
@@ -83,6 +84,24 @@ def catch_up_window(today: date, synced_days: Iterable[date], lookback_days: int
         (day for day in SyncWindow(min(synced), today).days() if day not in synced), nightly.start
     )
     return SyncWindow(min(first_missing, nightly.start), today)
+
+
+def check_sync_days(start: date | None, end: date | None, today: date) -> None:
+    """Refuse ``--start``/``--end`` out of the days a sync can cover (UTC), or in the wrong order."""
+    first_day = date.fromisoformat(FIRST_DAY)
+    for flag, day in (("--start", start), ("--end", end)):
+        if day is not None and day > today:
+            raise UsageError(f"{flag} {day} is in the future (today is {today}, UTC)")
+        if day is not None and day < first_day:
+            raise UsageError(
+                f"{flag} {day} is before the first supported day {first_day} (no provider reports "
+                "usage before it)"
+            )
+    if start is not None and end is not None and end < start:
+        raise UsageError(f"--end {end} is before --start {start}")
+
+
+# --- adapters: the window as Dagster partitions and as dbt vars -----------------------------------
 
 
 def partition_key(connection: str, day: date) -> str:

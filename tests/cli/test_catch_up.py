@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from stax_pipeline.cli.commands import plan_sync
+from stax_pipeline.usecases import plan_sync
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.window import SyncWindow, backfill_window
 from stax_pipeline.settings import load_settings

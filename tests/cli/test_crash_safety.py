@@ -24,7 +24,7 @@ import psutil
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from stax_pipeline.cli.commands import run_backfill
+from stax_pipeline.usecases import run_backfill
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.runs import PID_TAG
 from stax_pipeline.orchestration import dagster_instance

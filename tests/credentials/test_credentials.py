@@ -268,8 +268,8 @@ def test_invalid_key_and_provider_refused(store: ConnectionStore) -> None:
     with pytest.raises(UsageError, match="start with sk-admin-") as err:
         store.add("prod", "openai", "sk-proj-abcdefghijklmnop")
     assert "abcdefgh" not in str(err.value)
-    with pytest.raises(UsageError, match="unsupported provider"):
-        store.add("prod", "anthropic", KEY_A)
+    with pytest.raises(UsageError, match="unsupported provider 'nosuch'; supported: openai"):
+        store.add("prod", "nosuch", KEY_A)
     assert store.list() == []
 
 

@@ -24,6 +24,7 @@ from dbt.cli.main import dbtRunner
 from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.dbt import window_in_environment
 from stax_pipeline.lib.window import SyncWindow, dbt_vars
+from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults, Simulator, run_simulator
 from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
@@ -84,7 +85,7 @@ RESTATED = SyncWindow.inclusive(GLOBEX_WINDOW.last, GLOBEX_WINDOW.last)
 
 def _load(settings, name: str, key: str, window: SyncWindow, base_url: str) -> None:
     """The ingest the Dagster asset runs: the window into raw_openai, then its commit marker."""
-    load_window(settings, connection=name, window=window, api_key=key, base_url=base_url,
+    load_window(settings, get_provider("openai"), connection=name, window=window, api_key=key, base_url=base_url,
                 run_id=f"focus-test-{name}-{window}")
 
 

@@ -16,6 +16,7 @@ from stax_pipeline.cli.ui import ui_environment
 from stax_pipeline.errors import ConfigError, SettingError
 from stax_pipeline.lib.instance_config import write_instance_config
 from stax_pipeline.orchestration import INSTANCE_TEMPLATE
+from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 
 
@@ -32,7 +33,8 @@ def home(tmp_path, monkeypatch) -> Path:
 def test_a_malformed_setting_fails_only_what_uses_it(home, monkeypatch):
     monkeypatch.setenv("STAX_LOOKBACK_DAYS", "abc")
     settings = load_settings(create=False)  # reading commands: fine
-    assert settings.warehouse_lock_timeout_s == 60.0 and settings.openai_base_url == "https://api.openai.com/v1"
+    assert settings.warehouse_lock_timeout_s == 60.0
+    assert get_provider("openai").new_connection_base_url() == "https://api.openai.com/v1"
     with pytest.raises(SettingError, match="STAX_LOOKBACK_DAYS must be a whole number of days from 0 to 365, got 'abc'"):
         settings.lookback_days
     with pytest.raises(SettingError, match="STAX_LOOKBACK_DAYS"):

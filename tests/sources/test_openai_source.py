@@ -168,6 +168,7 @@ def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulato
     """An endpoint with no rows in the first sync still gets its table (dlt's JSON path, with a
     NOT NULL ``_dlt_id``); the later Arrow loads of real rows must fit that table."""
     from stax_pipeline.ingest import load_window
+    from stax_pipeline.providers import get_provider
 
     org = simulator.org_for_key(ADMIN_KEY)
     days = [TODAY - timedelta(days=n) for n in range(1, 60)]
@@ -175,7 +176,7 @@ def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulato
     busy = next(d for d in days if org.usage_facts("web_search_calls", d))
     settings = load_settings()
     for day in (empty, busy):
-        load_window(settings, connection="acme", window=SyncWindow(day, day + timedelta(days=1)),
+        load_window(settings, get_provider("openai"), connection="acme", window=SyncWindow(day, day + timedelta(days=1)),
                     api_key=ADMIN_KEY, base_url=simulator.base_url, run_id=f"run-{day}")
     count = _query(settings.warehouse_path,
                    "select count(*), count(_dlt_id) from raw_openai.usage_web_search_calls")[0]

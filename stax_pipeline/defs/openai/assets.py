@@ -13,11 +13,9 @@ from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResul
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.defs.retries import retry_step_after_outages
-from stax_pipeline.ingest import load_window
-from stax_pipeline.lib.endpoints import sync_endpoint
+from stax_pipeline.ingest import load_connection_window
 from stax_pipeline.lib.warehouse import describe_only_pipeline, wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.settings import load_settings
@@ -78,14 +76,13 @@ _describe_pipeline = describe_only_pipeline("stax_raw_openai_describe", DATASET_
 )
 @retry_step_after_outages
 def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
-    """Load the run's window for each of its connections (:func:`load_window`), then report
+    """Load the run's window for each of its connections (:func:`load_connection_window`), then report
     rows, spend and requests as metadata. Each table's materialization of every (connection, day)
     partition carries the window's figures; those of ``raw_openai/costs`` carry the day's own
     ``cost_usd`` and ``cost_rows`` too (the window's total is ``window_cost_usd``), so the UI's
     plot of the asset by partition is the daily spend curve."""
     settings = load_settings()
     wait_for_warehouse(settings)
-    store = ConnectionStore(settings)
     window, connections = window_from_context(context)
     rows: dict[str, int] = defaultdict(int)
     requests: dict[str, int] = defaultdict(int)
@@ -93,15 +90,8 @@ def openai_admin_assets(context: AssetExecutionContext) -> Iterator[Any]:
     cost_usd = 0.0
     for connection in connections:
         context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
-        endpoint = sync_endpoint(store.get(connection), settings.configured_openai_base_url)
-        loaded = load_window(
-            settings,
-            connection=connection,
-            window=window,
-            api_key=store.api_key(connection),
-            base_url=endpoint.base_url,
-            expect_simulator=endpoint.simulator,
-            run_id=context.run.run_id,
+        loaded = load_connection_window(
+            settings, connection=connection, window=window, run_id=context.run.run_id
         )
         for note in loaded.notes:
             context.log.warning(f"{connection}: {note}")
