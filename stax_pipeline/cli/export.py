@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.credentials import ConnectionStore, unknown_connection
 from stax_pipeline.errors import StaxError, UsageError
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.settings import Settings
@@ -67,7 +67,7 @@ def export_focus(
     # A connection no longer stored (disconnected without --purge) is still known by its rows.
     unstored = connection if connection and not ConnectionStore(settings).exists(connection) else None
     if unstored is not None and not _has_data(settings):
-        raise _unknown_connection(unstored)
+        raise unknown_connection(unstored)
     name = f"focus_cost_and_usage_{connection or 'all'}_{first}_{last}.{file_format}"
     with _read_focus(settings) as con:
         if unstored is not None:
@@ -107,11 +107,7 @@ def _check_connection_has_rows(con: duckdb.DuckDBPyConnection, name: str) -> Non
         [name],
     ).fetchall()[0][0]
     if not seen:
-        raise _unknown_connection(name)
-
-
-def _unknown_connection(name: str) -> UsageError:
-    return UsageError(f"unknown connection {name!r}; run `stax connections` to list them")
+        raise unknown_connection(name)
 
 
 def _select(connection: str | None, first: date, last: date) -> tuple[str, list]:

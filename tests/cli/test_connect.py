@@ -67,6 +67,19 @@ def test_rejected_keys_exit_non_zero_with_guidance_and_store_nothing(stax_home, 
         assert simulator.requests == []  # refused before any request
 
 
+def test_connect_accepts_exactly_the_registered_providers(stax_home, simulator):
+    from stax_pipeline.providers import provider_names
+
+    result = stax("connect", "nosuch", "--name", "acme", key=ADMIN_KEY)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "invalid choice: 'nosuch'" in line
+    assert all(repr(name) in line for name in provider_names())  # the choices are the registry's
+    assert ADMIN_KEY not in result.stderr + result.stdout
+    assert simulator.requests == []
+    assert_nothing_stored(stax_home, ADMIN_KEY)
+
+
 def test_unreachable_api_says_so_and_stores_nothing(stax_home, monkeypatch):
     monkeypatch.setenv("STAX_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     result = stax("connect", "openai", "--name", "acme", key=ADMIN_KEY)
