@@ -34,7 +34,7 @@ def test_each_folder_keeps_the_contract(provider: Provider):
         assert "abcdefgh" not in str(refused.value)
     key = provider.key_prefix + "Qx7vLr2NpW9sKd4TmYb8HcZf3JgE6uRa"
     provider.check_key_format(key)
-    assert provider.key_hint(key) == f"{provider.key_prefix}…3uRa"
+    assert provider.key_hint(key) == f"{provider.key_prefix}…6uRa"
 
 
 def test_unknown_provider_is_one_line_naming_the_known_ones():
