@@ -164,9 +164,10 @@ def _configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its errors are one line on stderr (exit 2 for bad input).
 
-    A reader that goes away (``stax doctor | head -1``) ends the command quietly with 141, what
-    a shell reports for a program ended by SIGPIPE; output is flushed here so that happens
-    inside this function, not as an "Exception ignored" message at interpreter exit.
+    A reader that goes away (``stax report | head -1``) has what it wanted: the command ends
+    quietly with 0 (no traceback, no SIGPIPE status for `set -o pipefail` scripts). Output is
+    flushed here so that happens inside this function, not as an "Exception ignored" message at
+    interpreter exit.
     """
     try:
         try:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-        return 141
+        return 0
 
 
 def _run(argv: list[str] | None) -> int:
@@ -192,15 +193,7 @@ def _run(argv: list[str] | None) -> int:
 
     handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
     try:
-        code = handler(args) or 0
-        sys.stdout.flush()  # inside the try: a reader that went away is a BrokenPipeError here
-        return code
-    except BrokenPipeError:
-        # `stax report | head`: the reader has what it wanted. Point stdout at /dev/null so the
-        # interpreter's final flush does not complain, and end quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return handler(args) or 0  # a reader that went away: main() ends quietly
     except StaxError as exc:
         from stax_pipeline.lib.redaction import redact_secrets
 
