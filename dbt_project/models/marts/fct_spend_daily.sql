@@ -8,7 +8,7 @@
 
 with line_items as (
 
-    select * from {{ ref('int_openai__cost_line_items') }}
+    select * from {{ ref('int_all_providers__cost_line_items') }}
     {{ where_in_sync_window('date', 'connection') }}
 
 ),
@@ -28,6 +28,9 @@ final as (
         sku,
         charge_type,
         line_item_shape,
+        service_tier,  -- Anthropic's; null for OpenAI, whose line item names batch
+        context_window,  -- Anthropic's
+        inference_geo,  -- Anthropic's
         coalesce(sum(cost_usd), 0) as cost_usd,
         sum(quantity) as quantity,
         min(quantity_unit) as quantity_unit,
