@@ -376,8 +376,11 @@ def _group_by(params: dict[str, list[str]], allowed: tuple[str, ...]) -> set[str
     return chosen
 
 
-def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory) -> bytes:
-    """The body of a successful answer to ``path`` (``/v1/organizations/…``), or AnthropicError."""
+def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory,
+          page_size: int | None = None) -> bytes:
+    """The body of a successful answer to ``path`` (``/v1/organizations/…``), or AnthropicError.
+    ``pager_factory(path, params, limit)`` gives the shared bucket pager (which honours the
+    page-size, cursor-loop and endless-pages faults); ``page_size`` caps listing pages too."""
     if path == "/v1/organizations/cost_report":
         return _report(path, params, org, pager_factory, cost=True)
     if path == "/v1/organizations/usage_report/messages":
@@ -390,19 +393,21 @@ def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, p
             items.insert(0, {"type": "workspace", "id": "default", "name": "Default Workspace",
                              "display_color": "#6C5BB9", "created_at": "2024-06-03T00:00:00Z",
                              "archived_at": None})
-        return _listing(params, items)
+        return _listing(params, items, page_size)
     if path == "/v1/organizations/api_keys":
-        return _listing(params, [{k: v for k, v in key.items()} for key in org.api_keys()])
+        return _listing(params, [dict(key) for key in org.api_keys()], page_size)
     raise AnthropicError(404, "not_found_error", f"Not found: GET {path}")
 
 
-def _listing(params: dict[str, list[str]], items: list[dict[str, Any]]) -> bytes:
+def _listing(params: dict[str, list[str]], items: list[dict[str, Any]], page_size: int | None) -> bytes:
     try:
         limit = int((params.get("limit") or ["20"])[0])
     except ValueError:
         raise _invalid("limit: Input should be a valid integer") from None
     if not 1 <= limit <= 1000:
         raise _invalid("limit: Input should be between 1 and 1000")
+    if page_size:
+        limit = min(limit, page_size)
     after = (params.get("after_id") or [""])[0]
     if after:
         ids = [i["id"] for i in items]

@@ -420,7 +420,7 @@ class Simulator:
             key = anthropic.authenticate(api_key, version, revoked)
             org = self.anthropic_org_for_key(key)
             payload = anthropic.route(path, normalize_params(raw), org,
-                                      lambda p, params, size: _Pager(p, params, size, faults))
+                                      lambda p, params, size: _Pager(p, params, size, faults), faults.page_size)
         except anthropic.AnthropicError as error:
             return self._anthropic_error(error)
         except ApiError as error:  # the shared page-token check: re-worded in Anthropic's shape
