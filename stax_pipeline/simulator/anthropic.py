@@ -113,12 +113,14 @@ class AnthropicOrganization:
         self.workspaces: list[dict[str, Any]] = []
         for i, name in enumerate(rng.sample(_WORKSPACE_NAMES, n)):
             created += rng.randint(DAY, 90 * DAY)
-            archived = i == n - 1 and rng.random() < 0.5  # sometimes the newest one is archived, late
+            # sometimes the newest one was archived this autumn: its usage stops that day
+            archived = i == n - 1 and rng.random() < 0.5
+            archived_at = int(datetime(2026, 9, 1, tzinfo=UTC).timestamp()) + rng.randint(0, 60) * DAY
             self.workspaces.append({
                 "type": "workspace", "id": "wrkspc_01" + _rid(rng, 22), "name": name,
                 "display_color": "#%06X" % rng.randrange(1 << 24),
                 "created_at": rfc3339(created),
-                "archived_at": rfc3339(int(datetime(2026, 12, 20, tzinfo=UTC).timestamp())) if archived else None,
+                "archived_at": rfc3339(archived_at) if archived else None,
             })
         # None is the default workspace, as the reports name it
         self.workspace_ids: list[str | None] = [None, *(w["id"] for w in self.workspaces)]

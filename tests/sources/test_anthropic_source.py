@@ -16,7 +16,7 @@ from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
-from stax_pipeline.sources.anthropic_admin import AnthropicAdminClient, LoadStats
+from stax_pipeline.sources.anthropic_admin import AnthropicAdminClient
 from stax_pipeline.sources.anthropic_admin.helpers import cents_to_dollars
 from stax_pipeline.sources.anthropic_admin.load import load_anthropic_window
 from stax_pipeline.sources.anthropic_admin.settings import (
