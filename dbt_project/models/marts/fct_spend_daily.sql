@@ -28,9 +28,10 @@ final as (
         sku,
         charge_type,
         line_item_shape,
-        service_tier,  -- Anthropic's; null for OpenAI, whose line item names batch
-        context_window,  -- Anthropic's
-        inference_geo,  -- Anthropic's
+        -- Anthropic's (its line item, the cost report's description, implies them); null for OpenAI
+        min(service_tier) as service_tier,
+        min(context_window) as context_window,
+        min(inference_geo) as inference_geo,
         coalesce(sum(cost_usd), 0) as cost_usd,
         sum(quantity) as quantity,
         min(quantity_unit) as quantity_unit,
