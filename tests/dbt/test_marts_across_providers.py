@@ -206,3 +206,13 @@ def test_a_restated_day_is_replaced_for_its_window_alone(built):
     for (day, _), dollars in _truth_by_day_model(built, "anthropic").items():
         by_day[day] += dollars
     assert sum(got.values()) == pytest.approx(sum(by_day.values()), abs=TOLERANCE)
+    # and fct_restatements says what moved, under its provider, to the cent
+    (moved, rows) = _rows(built["con"], """
+        select sum(new_cost_usd - previous_cost_usd), count(*) from marts.fct_restatements
+        where provider = 'anthropic' and connection = 'claude' and date = ?""", [RESTATED.start])[0]
+    assert rows > 0
+    assert moved == pytest.approx(float(after[RESTATED.start] - built["restated_before"][RESTATED.start]),
+                                  abs=TOLERANCE)
+    (models_named,) = _rows(built["con"], "select count(*) from marts.fct_restatements where "
+                                          "provider = 'anthropic' and model like 'claude-%'")[0]
+    assert models_named > 0

@@ -26,12 +26,7 @@ final as (
         cast(null as varchar) as product,
         model,
         case when model is null then cost_type end as sku,
-        case
-            when token_type = 'uncached_input_tokens' then 'input'
-            when token_type = 'cache_read_input_tokens' then 'cached input'
-            when token_type like 'cache_creation.%' then 'cache write'
-            when token_type = 'output_tokens' then 'output'
-        end as charge_type,
+        {{ anthropic_charge_type('token_type') }} as charge_type,
         case
             when model is not null then 'model'
             when cost_type is not null then 'sku'
