@@ -20,6 +20,11 @@ the request fails with an error that names the endpoint, the problem and what to
 
 Anything else fails at once: a 3xx (redirects are not followed; a redirect's body is never taken
 for data), any other 4xx. No message ever contains the API key.
+
+Providers differ only in an :class:`ApiDialect`: how the key is sent (OpenAI's bearer token,
+Anthropic's ``x-api-key`` and ``anthropic-version``), how an error body reads, what each final
+status tells the user and which setting names the base URL. Anthropic's 529 ``overloaded_error``
+is a 5xx and its 429 ``rate_limit_error`` carries ``retry-after``: the policy above covers both.
 """
 
 from __future__ import annotations
