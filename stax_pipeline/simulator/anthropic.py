@@ -15,7 +15,7 @@ this module holds what is Anthropic's:
   buckets, ``group_by[]`` of model, workspace_id, api_key_id, service_tier, context_window,
   inference_geo), both paged by ``page``/``next_page``/``has_more``;
   ``…/workspaces`` (``include_archived``, ``include_default``) and ``…/api_keys`` paged by
-  ``after_id``;
+  ``after_id``; ``…/me`` (the organization's id and name);
 - :class:`AnthropicOrganization`: usage per day at the finest grain, costs priced from it **in
   cents, as exact decimals** (what the API's ``amount`` strings say), and the truth functions the
   tests compare the marts with. As on the real API, Priority Tier usage has no cost rows, code
@@ -108,6 +108,10 @@ class AnthropicOrganization:
         self.seed = seed
         self._now = now
         self._revision = revision
+        # GET /v1/organizations/me: a UUID and a name
+        self.org_id = "%08x-%04x-4%03x-8%03x-%012x" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12),
+                                                       rng.getrandbits(12), rng.getrandbits(48))
+        self.org_name = f"{rng.choice(('Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli'))} AI"
         n = rng.randint(2, 4)
         created = int(datetime(2024, 6, 3, tzinfo=UTC).timestamp())
         self.workspaces: list[dict[str, Any]] = []
@@ -396,6 +400,8 @@ def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, p
                              "display_color": "#6C5BB9", "created_at": "2024-06-03T00:00:00Z",
                              "archived_at": None})
         return _listing(params, items, page_size)
+    if path == "/v1/organizations/me":
+        return json.dumps({"id": org.org_id, "type": "organization", "name": org.org_name}).encode()
     if path == "/v1/organizations/api_keys":
         return _listing(params, [dict(key) for key in org.api_keys()], page_size)
     raise AnthropicError(404, "not_found_error", f"Not found: GET {path}")

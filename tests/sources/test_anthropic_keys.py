@@ -36,9 +36,12 @@ def test_a_key_that_is_not_an_admin_key_is_refused_before_any_request(simulator,
 
 def test_a_good_admin_key_is_checked_with_one_cost_report_request(stax_home, simulator):
     check = validate_admin_key(simulator.base_url, GOOD_KEY)
-    assert check.simulated is True and check.organization_id is None
-    [(path, params)] = simulator.requests
-    assert path == "/v1/organizations/cost_report" and params["bucket_width"] == ["1d"]
+    assert check.simulated is True
+    # checked by the cost report, then asked whose it is
+    [(check_path, params), (me_path, _)] = simulator.requests
+    assert check_path == "/v1/organizations/cost_report" and params["bucket_width"] == ["1d"]
+    assert me_path == "/v1/organizations/me"
+    assert check.organization_id == simulator.anthropic_org_for_key(GOOD_KEY).org_id
     check_admin_key_format(GOOD_KEY)  # and the format check alone passes it
 
 
@@ -59,7 +62,7 @@ def test_401_and_403_say_what_to_do_in_one_line(stax_home, simulator, key, statu
     else:
         assert "lacks permission" in message
     assert key not in message
-    assert len(simulator.requests) == 1  # one request, no retries of a final answer
+    assert len(simulator.requests) == 1  # one request, no retries of a final answer, no lookup
 
 
 def test_a_key_revoked_at_runtime_is_refused(stax_home, simulator):

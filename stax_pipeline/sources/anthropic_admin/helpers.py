@@ -29,6 +29,7 @@ from stax_pipeline.sources.anthropic_admin.settings import (
     COST_REPORT_PATH,
     LIST_MAX_LIMIT,
     LIST_MAX_PAGES,
+    ORGANIZATION_PATH,
     WORKSPACES_PATH,
 )
 
@@ -216,6 +217,18 @@ class AnthropicAdminClient:
                     endpoint=path,
                 )
             seen.add(after)
+
+    def organization_id(self) -> str | None:
+        """The id of the organization behind the key (``GET /organizations/me``), or None when
+        the API does not say (an older API without the endpoint, or any failure: the id only
+        guards against connecting one organization twice, it never blocks a valid key)."""
+        try:
+            me = self.api.get_json(ORGANIZATION_PATH)
+        except ProviderError as exc:  # HttpError included
+            log.info("%s did not name the organization: %s", ORGANIZATION_PATH, exc)
+            return None
+        organization = me.get("id")
+        return organization if isinstance(organization, str) and organization else None
 
     def check_admin_key(self) -> None:
         """One cheap request only an admin key can make: yesterday's cost report, ungrouped (one

@@ -19,6 +19,7 @@ COST_REPORT_PATH = "/organizations/cost_report"
 USAGE_MESSAGES_PATH = "/organizations/usage_report/messages"
 WORKSPACES_PATH = "/organizations/workspaces"
 API_KEYS_PATH = "/organizations/api_keys"
+ORGANIZATION_PATH = "/organizations/me"  # the key's organization: id (a UUID) and name
 
 BUCKET_WIDTH = "1d"  # the cost report has no other width; usage is pulled at the same grain
 MAX_BUCKETS_PER_PAGE = 31  # `limit` at 1d, for both reports

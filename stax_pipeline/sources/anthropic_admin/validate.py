@@ -23,7 +23,7 @@ NO_PERMISSION_403 = (
 @dataclass(frozen=True)
 class KeyCheck:
     """What the key check learned: whether the Stax simulator answered, and the organization
-    behind the key (always None here: the cost report does not name it)."""
+    behind the key (None when the API did not say)."""
 
     simulated: bool
     organization_id: str | None
@@ -34,7 +34,9 @@ def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | 
 
     The key's form first (:func:`check_admin_key_format`: nothing is sent for a key no API could
     accept), then one request to ``GET /organizations/cost_report`` (yesterday, ungrouped):
-    401 means not an admin key or revoked, 403 means the key lacks permission. Raises
+    401 means not an admin key or revoked, 403 means the key lacks permission. Only a key that
+    passed is asked for its organization (``GET /organizations/me``, a few seconds of retries at
+    most, None if the API does not say), so one organization is not connected twice. Raises
     :class:`~stax_pipeline.errors.UsageError` (form), :class:`CredentialError` (401/403) or
     :class:`ProviderError` (anything else); every message ends "Nothing was stored."
     """
@@ -45,7 +47,7 @@ def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | 
     )
     try:
         client.check_admin_key()
-        return KeyCheck(simulated=bool(client.api.answered_by_simulator), organization_id=None)
+        simulated = bool(client.api.answered_by_simulator)
     except HttpError as exc:
         if exc.status == 401:
             raise CredentialError(NOT_AN_ADMIN_KEY_401) from None
@@ -62,3 +64,10 @@ def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | 
         ) from None
     finally:
         client.close()
+    lookup = AnthropicAdminClient(
+        base_url, api_key, retry=RetryPolicy.from_env().at_most(3), expect_simulator=expect_simulator
+    )
+    try:
+        return KeyCheck(simulated=simulated, organization_id=lookup.organization_id())
+    finally:
+        lookup.close()
