@@ -383,14 +383,14 @@ def _group_by(params: dict[str, list[str]], allowed: tuple[str, ...]) -> set[str
 
 
 def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory,
-          page_size: int | None = None) -> bytes:
+          page_size: int | None = None, *, ending_at_strict: bool = False) -> bytes:
     """The body of a successful answer to ``path`` (``/v1/organizations/…``), or AnthropicError.
     ``pager_factory(path, params, limit)`` gives the shared bucket pager (which honours the
     page-size, cursor-loop and endless-pages faults); ``page_size`` caps listing pages too."""
     if path == "/v1/organizations/cost_report":
-        return _report(path, params, org, pager_factory, cost=True)
+        return _report(path, params, org, pager_factory, cost=True, strict=ending_at_strict)
     if path == "/v1/organizations/usage_report/messages":
-        return _report(path, params, org, pager_factory, cost=False)
+        return _report(path, params, org, pager_factory, cost=False, strict=ending_at_strict)
     if path == "/v1/organizations/workspaces":
         include_archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
         include_default = (params.get("include_default") or ["false"])[0].lower() == "true"
@@ -427,7 +427,9 @@ def _listing(params: dict[str, list[str]], items: list[dict[str, Any]], page_siz
 
 
 def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory, *,
-            cost: bool) -> bytes:
+            cost: bool, strict: bool = False) -> bytes:
+    """One page of a report. Buckets end at or before ``ending_at`` (``strict``: before it), the
+    last one at the latest ending after now (today, still filling up)."""
     start = _timestamp(params, "starting_at", required=True)
     end = _timestamp(params, "ending_at", required=False)
     assert start is not None
@@ -444,6 +446,8 @@ def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization,
     if not 1 <= limit <= MAX_BUCKETS_1D:
         raise _invalid(f"limit: Input should be less than or equal to {MAX_BUCKETS_1D} for bucket_width=1d")
     group_by = _group_by(params, COST_GROUP_BY if cost else USAGE_GROUP_BY)
+    if strict and end is not None:
+        end -= DAY  # the bucket ending exactly at ending_at is left out
     upper = org.now_ts() if end is None else min(end, org.now_ts())
     pager = pager_factory(path, params, limit)
     first = pager.resume if pager.resume is not None else start // DAY * DAY

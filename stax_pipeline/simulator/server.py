@@ -89,6 +89,9 @@ class Faults:
     revised_days: int = 3
     error_body_string: bool = False
     missing_usage_endpoints: tuple[str, ...] = ()  # an older API without these (404)
+    # Anthropic reports: read "buckets that end before ending_at" strictly, leaving out the bucket
+    # that ends exactly at ending_at
+    ending_at_strict: bool = False
 
     def take(self, burst: str) -> bool:
         """Atomically consume one unit of a ``*_burst`` counter; False when it is exhausted."""
@@ -420,7 +423,8 @@ class Simulator:
             key = anthropic.authenticate(api_key, version, revoked)
             org = self.anthropic_org_for_key(key)
             payload = anthropic.route(path, normalize_params(raw), org,
-                                      lambda p, params, size: _Pager(p, params, size, faults), faults.page_size)
+                                      lambda p, params, size: _Pager(p, params, size, faults), faults.page_size,
+                                      ending_at_strict=faults.ending_at_strict)
         except anthropic.AnthropicError as error:
             return self._anthropic_error(error)
         except ApiError as error:  # the shared page-token check: re-worded in Anthropic's shape

@@ -190,3 +190,20 @@ def test_the_dbt_sources_declare_exactly_the_raw_catalogue():
             for name, hint in columns.items()
         }
         assert {k: v for k, v in declared[table].items() if not k.startswith("_dlt")} == expected, table
+
+
+def test_a_server_reading_ending_at_strictly_still_gives_the_last_day(stax_home, simulator):
+    """"Buckets that end before ending_at", read strictly, leaves out the window's last bucket;
+    the source then asks for that day alone, so the day is not committed as empty."""
+    org = simulator.anthropic_org_for_key(ANTHROPIC_KEY)
+    last = max(d for d, dollars in org.cost_usd_by_day(WINDOW.start, WINDOW.end).items() if dollars)
+    window = SyncWindow(last - timedelta(days=3), last + timedelta(days=1))  # ends on a day with spend
+    simulator.faults = Faults(retry_after=0, ending_at_strict=True)
+    path, _, _ = _load(simulator, window)
+    truth = org.cost_usd_by_day(window.start, window.end)
+    landed = dict(_query(path, "select date, sum(amount_usd) from raw_anthropic.cost_report group by 1"))
+    assert {d: landed.get(d, Decimal(0)) for d in truth} == truth
+    cost_requests = _requests_to(simulator, COST_REPORT_PATH)
+    assert len(cost_requests) == 2
+    assert cost_requests[1]["starting_at"] == [f"{last.isoformat()}T00:00:00Z"]
+    assert len(_requests_to(simulator, USAGE_MESSAGES_PATH)) == 2

@@ -142,7 +142,38 @@ class AnthropicAdminClient:
 
         Every page request resends the original parameters plus ``page``. A token handed out
         twice, or paging past :func:`max_bucket_pages`, fails instead of looping forever.
+
+        ``ending_at`` is documented as "buckets that end before" it: read as "at or before", the
+        window's last bucket (which ends exactly at ``end``) is in the answer; read strictly, it
+        is not. So when the last day has closed and no bucket of it came back, it is asked for
+        alone (``ending_at`` a day later, and only that day kept): the day is never committed as
+        empty merely because of how a server reads the bound.
         """
+        last_day = end - timedelta(days=1)
+        seen_last_day = False
+        for bucket in self._iter_pages(path, start=start, end=end, limit=limit, group_by=group_by,
+                                       extra=extra):
+            seen_last_day = seen_last_day or bucket_day(bucket["starting_at"]) == last_day
+            yield bucket
+        if seen_last_day or end > datetime.now(UTC).date():
+            return
+        log.info("%s: no bucket for %s with ending_at=%s; asking for that day alone", path, last_day, end)
+        for bucket in self._iter_pages(path, start=last_day, end=end + timedelta(days=1), limit=limit,
+                                       group_by=group_by, extra=extra):
+            if bucket_day(bucket["starting_at"]) == last_day:
+                yield bucket
+
+    def _iter_pages(
+        self,
+        path: str,
+        *,
+        start: date,
+        end: date,
+        limit: int,
+        group_by: Sequence[str],
+        extra: Sequence[tuple[str, str]],
+    ) -> Iterator[dict[str, Any]]:
+        """The buckets of every page of one report query for [start, end)."""
         params: list[tuple[str, str]] = [
             ("starting_at", rfc3339_midnight(start)),
             ("ending_at", rfc3339_midnight(end)),
