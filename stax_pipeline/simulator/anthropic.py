@@ -383,14 +383,17 @@ def _group_by(params: dict[str, list[str]], allowed: tuple[str, ...]) -> set[str
 
 
 def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory,
-          page_size: int | None = None, *, ending_at_strict: bool = False) -> bytes:
+          page_size: int | None = None, *, ending_at_strict: bool = False,
+          unknown_group_by: tuple[str, ...] = ()) -> bytes:
     """The body of a successful answer to ``path`` (``/v1/organizations/…``), or AnthropicError.
     ``pager_factory(path, params, limit)`` gives the shared bucket pager (which honours the
     page-size, cursor-loop and endless-pages faults); ``page_size`` caps listing pages too."""
     if path == "/v1/organizations/cost_report":
-        return _report(path, params, org, pager_factory, cost=True, strict=ending_at_strict)
+        return _report(path, params, org, pager_factory, cost=True, strict=ending_at_strict,
+                       unknown_group_by=unknown_group_by)
     if path == "/v1/organizations/usage_report/messages":
-        return _report(path, params, org, pager_factory, cost=False, strict=ending_at_strict)
+        return _report(path, params, org, pager_factory, cost=False, strict=ending_at_strict,
+                       unknown_group_by=unknown_group_by)
     if path == "/v1/organizations/workspaces":
         include_archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
         include_default = (params.get("include_default") or ["false"])[0].lower() == "true"
@@ -427,7 +430,7 @@ def _listing(params: dict[str, list[str]], items: list[dict[str, Any]], page_siz
 
 
 def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory, *,
-            cost: bool, strict: bool = False) -> bytes:
+            cost: bool, strict: bool = False, unknown_group_by: tuple[str, ...] = ()) -> bytes:
     """One page of a report. Buckets end at or before ``ending_at`` (``strict``: before it), the
     last one at the latest ending after now (today, still filling up)."""
     start = _timestamp(params, "starting_at", required=True)
@@ -445,7 +448,8 @@ def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization,
         raise _invalid("limit: Input should be a valid integer") from None
     if not 1 <= limit <= MAX_BUCKETS_1D:
         raise _invalid(f"limit: Input should be less than or equal to {MAX_BUCKETS_1D} for bucket_width=1d")
-    group_by = _group_by(params, COST_GROUP_BY if cost else USAGE_GROUP_BY)
+    allowed = tuple(d for d in (COST_GROUP_BY if cost else USAGE_GROUP_BY) if d not in unknown_group_by)
+    group_by = _group_by(params, allowed)
     if strict and end is not None:
         end -= DAY  # the bucket ending exactly at ending_at is left out
     upper = org.now_ts() if end is None else min(end, org.now_ts())

@@ -92,6 +92,7 @@ class Faults:
     # Anthropic reports: read "buckets that end before ending_at" strictly, leaving out the bucket
     # that ends exactly at ending_at
     ending_at_strict: bool = False
+    anthropic_unknown_group_by: tuple[str, ...] = ()  # an older Anthropic API without these dimensions
 
     def take(self, burst: str) -> bool:
         """Atomically consume one unit of a ``*_burst`` counter; False when it is exhausted."""
@@ -424,7 +425,8 @@ class Simulator:
             org = self.anthropic_org_for_key(key)
             payload = anthropic.route(path, normalize_params(raw), org,
                                       lambda p, params, size: _Pager(p, params, size, faults), faults.page_size,
-                                      ending_at_strict=faults.ending_at_strict)
+                                      ending_at_strict=faults.ending_at_strict,
+                                      unknown_group_by=faults.anthropic_unknown_group_by)
         except anthropic.AnthropicError as error:
             return self._anthropic_error(error)
         except ApiError as error:  # the shared page-token check: re-worded in Anthropic's shape

@@ -24,6 +24,7 @@ from stax_pipeline.sources.anthropic_admin.settings import (
     COST_REPORT_PATH,
     MAX_BUCKETS_PER_PAGE,
     RAW_TABLES,
+    USAGE_FALLBACK_GROUP_BYS,
     USAGE_GROUP_BY,
     USAGE_MESSAGES_PATH,
 )
@@ -207,3 +208,16 @@ def test_a_server_reading_ending_at_strictly_still_gives_the_last_day(stax_home,
     assert len(cost_requests) == 2
     assert cost_requests[1]["starting_at"] == [f"{last.isoformat()}T00:00:00Z"]
     assert len(_requests_to(simulator, USAGE_MESSAGES_PATH)) == 2
+
+
+def test_an_api_without_the_newer_usage_dimensions_is_pulled_coarser_and_says_so(stax_home, simulator):
+    simulator.faults = Faults(retry_after=0, anthropic_unknown_group_by=("inference_geo", "context_window"))
+    path, stats, _ = _load(simulator)
+    groupings = [sorted(p["group_by[]"]) for p in _requests_to(simulator, USAGE_MESSAGES_PATH)]
+    assert groupings == [sorted(USAGE_GROUP_BY), sorted(USAGE_FALLBACK_GROUP_BYS[0]),
+                         sorted(USAGE_FALLBACK_GROUP_BYS[1])]
+    assert any("group_by[]=service_tier, context_window" in n for n in stats.notes)
+    org = simulator.anthropic_org_for_key(ANTHROPIC_KEY)
+    (output, geos) = _query(path, "select sum(output_tokens), count(inference_geo) from raw_anthropic.usage_messages")[0]
+    assert output == sum(f["output_tokens"] for d in WINDOW.days() for f in org.usage_facts(d))
+    assert geos == 0

@@ -24,6 +24,7 @@ import dlt
 from dlt.extract.resource import DltResource
 
 from stax_pipeline.lib.arrow import batches_as_arrow
+from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import is_final
 from stax_pipeline.sources.anthropic_admin.helpers import (
     AnthropicAdminClient,
@@ -41,6 +42,7 @@ from stax_pipeline.sources.anthropic_admin.settings import (
     MAX_BUCKETS_PER_PAGE,
     SYNC_WINDOWS_COLUMNS,
     SYNC_WINDOWS_TABLE,
+    USAGE_FALLBACK_GROUP_BYS,
     USAGE_GROUP_BY,
     USAGE_MESSAGES_COLUMNS,
     USAGE_MESSAGES_PATH,
@@ -151,15 +153,40 @@ def _in_dollars(stats: LoadStats):
 def _usage_messages(client, request, stats: LoadStats) -> Iterator[Any]:
     client, request = _require(client, request)
     yield dlt.mark.materialize_table_schema()
-    buckets = client.iter_buckets(
-        USAGE_MESSAGES_PATH,
-        start=request.window.start,
-        end=request.window.end,
-        limit=MAX_BUCKETS_PER_PAGE,
-        group_by=USAGE_GROUP_BY,
+    buckets = _grouped_as_finely_as_accepted(
+        client, request, stats, USAGE_MESSAGES_PATH, (USAGE_GROUP_BY, *USAGE_FALLBACK_GROUP_BYS)
     )
     rows = _bucket_rows(buckets, request, USAGE_MESSAGES_TABLE, stats, _flatten_usage)
     yield from batches_as_arrow(rows, USAGE_MESSAGES_COLUMNS)
+
+
+def _grouped_as_finely_as_accepted(client, request, stats: LoadStats, path: str, groupings) -> Iterator[dict]:
+    """Every bucket of ``path`` for the window, grouped by the first grouping the API accepts.
+
+    The API refuses a grouping (HTTP 400) on the first page, before any bucket was yielded; only
+    then is the next, coarser one tried, so a fallback can never duplicate rows. A refusal after
+    rows were yielded fails the load (its sync stays invisible: no commit marker).
+    """
+    for i, group_by in enumerate(groupings):
+        yielded = False
+        try:
+            for bucket in client.iter_buckets(
+                path, start=request.window.start, end=request.window.end, limit=MAX_BUCKETS_PER_PAGE,
+                group_by=group_by,
+            ):
+                yielded = True
+                yield bucket
+            return
+        except HttpError as exc:
+            if yielded or exc.status != 400 or i + 1 == len(groupings):
+                raise
+            dropped = ", ".join(d for d in group_by if d not in groupings[i + 1])
+            note = (
+                f"{USAGE_MESSAGES_TABLE}: the API refused group_by[]={dropped} (HTTP 400: "
+                f"{exc.api_message}); pulled without it, so {dropped} is null"
+            )
+            log.warning(note)
+            stats.notes.append(note)
 
 
 def _flatten_usage(row: dict[str, Any]) -> dict[str, Any]:

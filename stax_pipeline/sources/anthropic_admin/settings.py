@@ -32,6 +32,12 @@ LIST_MAX_PAGES = 1000  # past that, the API is paging forever
 COST_GROUP_BY = ("workspace_id", "description")
 # Usage: every dimension that attributes spend, never per user account.
 USAGE_GROUP_BY = ("model", "workspace_id", "api_key_id", "service_tier", "context_window", "inference_geo")
+# If the API refuses that grouping (an older API without the newer dimensions), coarser ones, in
+# order; the dimensions left out are null. Model, workspace and key always attribute usage.
+USAGE_FALLBACK_GROUP_BYS = (
+    ("model", "workspace_id", "api_key_id", "service_tier", "context_window"),
+    ("model", "workspace_id", "api_key_id"),
+)
 
 # The id staging gives the default workspace, which the reports name with a null workspace_id.
 DEFAULT_WORKSPACE_ID = "default"
