@@ -77,6 +77,8 @@ def test_cents_to_dollars_never_goes_through_a_float():
     assert cents_to_dollars("123.45") == Decimal("1.2345")
     assert cents_to_dollars("0.000001") == Decimal("0.00000001")
     assert cents_to_dollars("10000000000000.01") == Decimal("100000000000.0001")
+    # finer than the landed DECIMAL(38, 18) holds: rounded half-even at 1e-18 dollars, not refused
+    assert cents_to_dollars("1.23456789012345678951") == Decimal("0.012345678901234568")
     assert cents_to_dollars(None) is None
     with pytest.raises(Exception, match="not a decimal number"):
         cents_to_dollars("NaN")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from stax_pipeline.errors import ProviderError
 from stax_pipeline.lib.http import ApiClient, ApiDialect, HttpError, RetryPolicy
 from stax_pipeline.lib.redaction import redact
 from stax_pipeline.sources.anthropic_admin.settings import (
+    AMOUNT_USD_SCALE,
     API_KEYS_PATH,
     API_VERSION,
     BASE_URL_SETTING,
@@ -86,9 +87,15 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
+# Room for any dollar amount DECIMAL(38, 18) holds, so quantizing never runs out of digits.
+_DOLLARS = Context(prec=40, rounding=ROUND_HALF_EVEN)
+_DOLLARS_QUANTUM = Decimal(1).scaleb(-AMOUNT_USD_SCALE)
+
+
 def cents_to_dollars(amount: Any) -> Decimal | None:
     """A cost report ``amount`` (a decimal string in cents: ``"123.45"`` = $1.2345) in dollars,
-    exactly: Decimal arithmetic, never a float. None stays None; anything that is not a finite
+    exactly: Decimal arithmetic, never a float, to the landed column's 1e-18 dollars (an API
+    amount finer than that is rounded half-even). None stays None; anything that is not a finite
     decimal number fails the load rather than landing a wrong dollar figure."""
     if amount is None:
         return None
@@ -96,13 +103,14 @@ def cents_to_dollars(amount: Any) -> Decimal | None:
         cents = Decimal(str(amount).strip())
     except InvalidOperation:
         cents = Decimal("NaN")
-    if not cents.is_finite():
+    if not cents.is_finite() or cents.adjusted() > 37 - AMOUNT_USD_SCALE:
         raise ProviderError(
-            f"GET {COST_REPORT_PATH} returned an amount that is not a decimal number ({str(amount)[:40]!r}); "
-            "nothing of this sync was stored. Run the sync again later; if it persists, report it.",
+            f"GET {COST_REPORT_PATH} returned an amount that is not a decimal number of cents "
+            f"({str(amount)[:40]!r}); nothing of this sync was stored. Run the sync again later; "
+            "if it persists, report it.",
             endpoint=COST_REPORT_PATH,
         )
-    return cents / CENTS_PER_DOLLAR
+    return _DOLLARS.divide(cents, CENTS_PER_DOLLAR).quantize(_DOLLARS_QUANTUM, context=_DOLLARS)
 
 
 def max_bucket_pages(start: date, end: date) -> int:

@@ -56,12 +56,14 @@ BUCKET_COLUMNS: Columns = {
 }
 
 # `amount` is a decimal string in the currency's lowest unit (cents for USD). It is kept as the API
-# sent it (`amount`), and converted to dollars exactly (`amount_usd`, Decimal / 100, printed as a
-# decimal string and landed as DECIMAL(38, 12): never through a float).
+# sent it (`amount`), and converted to dollars exactly (`amount_usd`: Decimal / 100, landed as
+# DECIMAL(38, 18), never through a float; digits past 1e-18 dollars, if the API ever sent them,
+# are rounded half-even).
+AMOUNT_USD_SCALE = 18
 COST_REPORT_COLUMNS: Columns = {
     **BUCKET_COLUMNS,
     "amount": {"data_type": "text"},
-    "amount_usd": {"data_type": "decimal", "precision": 38, "scale": 12},
+    "amount_usd": {"data_type": "decimal", "precision": 38, "scale": AMOUNT_USD_SCALE},
     "currency": {"data_type": "text"},
     "workspace_id": {"data_type": "text"},
     "description": {"data_type": "text"},

@@ -18,7 +18,7 @@ renamed as (
         context_window,
         inference_geo,
         -- `amount` is a decimal string in cents; the source converted it to dollars exactly
-        cast(amount as decimal(38, 12)) as amount_cents,
+        cast(amount as decimal(38, 16)) as amount_cents,
         amount_usd as cost_usd_exact,
         cast(amount_usd as double) as cost_usd,
         lower(currency) as currency,
