@@ -1,5 +1,5 @@
 {#- No missing days: fct_spend_daily_by_connection has exactly one row for every day a costs sync
-    committed (raw_openai.sync_windows, via stg_openai__synced_days), $0 or not, and
+    committed (every provider's sync_windows, via int_all_providers__synced_cost_days), $0 or not, and
     fct_spend_daily_by_project has every such day too (for a connection with any project). Scoped to the sync window when window vars
     are set. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_spend_daily_by_connection'}}}) }}
@@ -7,9 +7,8 @@
 with synced_days as (
 
     select connection, date
-    from {{ ref('stg_openai__synced_days') }}
-    where resource = 'costs'
-        and {{ in_sync_window('date', 'connection') }}
+    from {{ ref('int_all_providers__synced_cost_days') }}
+    where {{ in_sync_window('date', 'connection') }}
 
 ),
 

@@ -1,14 +1,15 @@
 {#- Usage check: per (connection, date) and in total, both model spend marts hold every unit of
-    usage that every model-naming endpoint reported (int_openai__usage_by_endpoint), and no model
+    usage that every model-naming endpoint of every provider reported (int_all_providers__usage_by_endpoint), and no model
     row carries a fine-tune's usage-side id (`ft:<base>:…`): fine-tuned usage must sit on the row
     of its billed `ft-<base>` name, beside its cost, never on a row of its own. Together with the
     marts' unique grain this means no (day, project, model) has its cost on one row and its
     tokens on another. Scoped to the sync window when window vars are set. -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_model_spend_daily'}}}) }}
 {%- set units = {
-    'input_tokens': "endpoint in ('completions', 'embeddings', 'moderations')",
-    'output_tokens': "endpoint = 'completions'",
-    'input_cached_tokens': "endpoint = 'completions'",
+    'input_tokens': "endpoint in ('completions', 'embeddings', 'moderations', 'messages')",
+    'output_tokens': "endpoint in ('completions', 'messages')",
+    'input_cached_tokens': "endpoint in ('completions', 'messages')",
+    'input_cache_write_tokens': "endpoint in ('completions', 'messages')",
     'images': "endpoint = 'images'",
     'characters': "endpoint = 'audio_speeches'",
     'seconds': "endpoint = 'audio_transcriptions'",
@@ -27,7 +28,7 @@ with reported as (
         coalesce(sum({{ fields.get(unit, unit) }}) filter (where {{ endpoints }}), 0) as {{ unit }}
             {{- ',' if not loop.last }}
         {%- endfor %}
-    from {{ ref('int_openai__usage_by_endpoint') }}
+    from {{ ref('int_all_providers__usage_by_endpoint') }}
     where {{ in_sync_window('date', 'connection') }}
     group by connection, date
 

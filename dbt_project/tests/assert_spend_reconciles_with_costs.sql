@@ -1,5 +1,6 @@
 {#- Money check: per (connection, date) and in total, every spend mart holds exactly the cost
-    amounts of the latest recorded syncs (stg_openai__costs), to 1e-6 USD, and
+    amounts of the latest recorded syncs of every provider (int_all_providers__cost_line_items: one row
+    per staged cost row of stg_openai__costs and stg_anthropic__cost_report), to 1e-6 USD, and
     fct_spend_daily holds every staged cost row once. Fails if a row is dropped or doubled.
     Scoped to the sync window when window vars are set: that is what the run rebuilt. -#}
 {#- meta.dagster.ref: dagster-dbt shows this multi-model test as an asset check of fct_spend_daily -#}
@@ -16,8 +17,8 @@
 
 with staged as (
 
-    select connection, date, 'stg_openai__costs' as relation, cost_usd, 1 as source_rows
-    from {{ ref('stg_openai__costs') }}
+    select connection, date, 'staged costs' as relation, cost_usd, 1 as source_rows
+    from {{ ref('int_all_providers__cost_line_items') }}
     where {{ in_sync_window('date', 'connection') }}
 
 ),
@@ -66,7 +67,7 @@ with_totals as (
 
 marts as (
 
-    select * from with_totals where relation != 'stg_openai__costs'
+    select * from with_totals where relation != 'staged costs'
 
 ),
 
@@ -74,7 +75,7 @@ expected as (
 
     -- what each mart must hold: the staged costs of every (connection, date)
     select mart_names.relation, staged.connection, staged.date, staged.cost_usd, staged.source_rows
-    from (select * from with_totals where relation = 'stg_openai__costs') as staged
+    from (select * from with_totals where relation = 'staged costs') as staged
     cross join (values {% for mart in marts %}('{{ mart }}'){{ ', ' if not loop.last }}{% endfor %}) as mart_names (relation)
 
 ),

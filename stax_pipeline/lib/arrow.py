@@ -27,8 +27,12 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def arrow_type(data_type: str) -> pa.DataType:
-    """The Arrow type of a dlt ``data_type`` hint."""
+def arrow_type(data_type: str, hint: Mapping[str, Any] | None = None) -> pa.DataType:
+    """The Arrow type of a dlt ``data_type`` hint (``decimal`` with the hint's precision and scale,
+    so exact amounts — Python ``Decimal`` values — never pass through a float)."""
+    if data_type == "decimal":
+        hint = hint or {}
+        return pa.decimal128(int(hint.get("precision", 38)), int(hint.get("scale", 9)))
     return _ARROW_TYPES[data_type]
 
 
@@ -41,7 +45,7 @@ def rows_to_arrow(rows: list[dict[str, Any]], columns: Mapping[str, Mapping[str,
     """
     fields, arrays = [], []
     for name, hint in columns.items():
-        kind = arrow_type(str(hint["data_type"]))
+        kind = arrow_type(str(hint["data_type"]), hint)
         # nullability as hinted, so dlt finds the Arrow schema equal to its own
         fields.append(pa.field(name, kind, nullable=hint.get("nullable", True) is not False))
         arrays.append(pa.array([row.get(name) for row in rows], type=kind))

@@ -20,6 +20,11 @@ the request fails with an error that names the endpoint, the problem and what to
 
 Anything else fails at once: a 3xx (redirects are not followed; a redirect's body is never taken
 for data), any other 4xx. No message ever contains the API key.
+
+Providers differ only in an :class:`ApiDialect`: how the key is sent (OpenAI's bearer token,
+Anthropic's ``x-api-key`` and ``anthropic-version``), how an error body reads, what each final
+status tells the user and which setting names the base URL. Anthropic's 529 ``overloaded_error``
+is a 5xx and its 429 ``rate_limit_error`` carries ``retry-after``: the policy above covers both.
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -196,6 +201,29 @@ _REDIRECT_HINT = (
 )
 
 
+def bearer_auth(token: str) -> dict[str, str]:
+    """OpenAI's authentication: the key as a bearer token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class ApiDialect:
+    """What differs between two providers' JSON-over-HTTPS APIs, and nothing else: how the key is
+    sent, how an error body names the problem, what to tell the user per final status and which
+    setting holds the base URL. Everything else (retries, budgets, redirects, the simulator
+    check, secret masking) is the one :class:`ApiClient` policy. The default is OpenAI's."""
+
+    auth_headers: Callable[[str], dict[str, str]] = bearer_auth
+    error_details: Callable[[httpx.Response], tuple[str, str | None]] = field(
+        default_factory=lambda: error_details
+    )
+    hints: Mapping[int, str] = field(default_factory=lambda: _WHAT_TO_DO)
+    base_url_setting: str = "STAX_OPENAI_BASE_URL"
+
+
+OPENAI_DIALECT = ApiDialect()
+
+
 class HttpError(ProviderError):
     """A final HTTP error status from the provider (after retries, if it was retryable)."""
 
@@ -207,11 +235,13 @@ class HttpError(ProviderError):
         message: str,
         param: str | None,
         gave_up: str | None = None,
+        dialect: ApiDialect | None = None,
     ):
+        dialect = dialect or OPENAI_DIALECT
         if 300 <= status < 400:
-            hint = _REDIRECT_HINT
+            hint = _REDIRECT_HINT.replace("STAX_OPENAI_BASE_URL", dialect.base_url_setting)
         else:
-            hint = _WHAT_TO_DO.get(status, "the API is failing; run the sync again later")
+            hint = dialect.hints.get(status, "the API is failing; run the sync again later")
         if gave_up:
             hint = f"{gave_up}; {hint}"
         super().__init__(
@@ -225,16 +255,18 @@ class HttpError(ProviderError):
 
     @classmethod
     def from_response(
-        cls, endpoint: str, response: httpx.Response, *, gave_up: str | None = None
+        cls, endpoint: str, response: httpx.Response, *, gave_up: str | None = None,
+        dialect: ApiDialect | None = None,
     ) -> HttpError:
+        dialect = dialect or OPENAI_DIALECT
         if response.is_redirect or 300 <= response.status_code < 400:
             location = response.headers.get("Location", "").split("?")[0]
             message, param = f"redirected to {redact(location) or 'nowhere'}", None
         else:
-            message, param = error_details(response)
+            message, param = dialect.error_details(response)
         return cls(
             endpoint=endpoint, status=response.status_code, message=message, param=param,
-            gave_up=gave_up,
+            gave_up=gave_up, dialect=dialect,
         )  # fmt: skip
 
 
@@ -262,7 +294,8 @@ class ApiClient:
     sent; the token (and its encodings) is masked by :func:`redact` from then on.
     ``expect_simulator`` (True or False) ends the request with a ProviderError when an answer
     does (not) come from the Stax simulator (see ``lib/endpoints.py``); ``answered_by_simulator``
-    tells what the last answer was. ``budget`` is the run's shared :class:`RunRetryBudget`; by
+    tells what the last answer was. ``dialect`` is the provider's way of authenticating and of
+    wording errors (OpenAI's by default). ``budget`` is the run's shared :class:`RunRetryBudget`; by
     default the one of the enclosing :func:`run_retry_budget` block, else a budget of this
     client's own. ``sleep`` is injectable so tests can record the waits instead of sleeping them.
     """
@@ -277,7 +310,9 @@ class ApiClient:
         timeout_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         expect_simulator: bool | None = None,
+        dialect: ApiDialect | None = None,
     ):
+        self.dialect = dialect or OPENAI_DIALECT
         self.base_url = check_base_url(base_url, source="the API base URL")
         if not _is_header_safe(token):
             raise CredentialError(
@@ -294,7 +329,7 @@ class ApiClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
-                "Authorization": f"Bearer {token}",
+                **self.dialect.auth_headers(token),
                 "Content-Type": "application/json",
                 "User-Agent": "stax-pipeline",
             },
@@ -364,7 +399,7 @@ class ApiClient:
             return _Failure(f"could not connect to {self.base_url}")
         except httpx.UnsupportedProtocol:
             raise ProviderError(
-                f"{self.base_url} is not an http(s) URL; check STAX_OPENAI_BASE_URL",
+                f"{self.base_url} is not an http(s) URL; check {self.dialect.base_url_setting}",
                 endpoint=endpoint,
             ) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -377,13 +412,13 @@ class ApiClient:
         status = response.status_code
         if is_retryable_status(status):
             return _Failure(
-                f"HTTP {status}: {error_details(response)[0]}",
+                f"HTTP {status}: {self.dialect.error_details(response)[0]}",
                 rate_limited=status == 429,
                 retry_after_s=retry_after_seconds(response.headers.get("Retry-After")),
                 response=response,
             )
         if status >= 300:  # a redirect's body is never data
-            raise HttpError.from_response(endpoint, response)
+            raise HttpError.from_response(endpoint, response, dialect=self.dialect)
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -408,7 +443,7 @@ class ApiClient:
             problem = (
                 f"{self.base_url} did not answer as the Stax simulator, but this connection was "
                 "made against the simulator: its key and data never go to a real API. Start "
-                "`stax simulator` and point STAX_OPENAI_BASE_URL at it"
+                f"`stax simulator` and point {self.dialect.base_url_setting} at it"
             )
         raise ProviderError(f"GET {endpoint}: {problem}", status=response.status_code, endpoint=endpoint)
 
@@ -427,9 +462,9 @@ class ApiClient:
                 f"(STAX_HTTP_RUN_RETRY_SECONDS={self.budget.limit_s:g})"
             )
         if failure.response is not None:
-            return HttpError.from_response(endpoint, failure.response, gave_up=limit)
+            return HttpError.from_response(endpoint, failure.response, gave_up=limit, dialect=self.dialect)
         return RetriesExhausted(
             f"GET {endpoint} failed: {failure.problem}; {limit}. Check that {self.base_url} is "
-            "reachable (STAX_OPENAI_BASE_URL) and run the sync again later.",
+            f"reachable ({self.dialect.base_url_setting}) and run the sync again later.",
             endpoint=endpoint,
         )

@@ -1,7 +1,10 @@
-"""HTTP front of the OpenAI Admin API simulator: auth, validation, buckets, paging and faults.
+"""HTTP front of the Admin API simulator: auth, validation, buckets, paging and faults.
 
-Serves ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>``,
-``/v1/organization/projects`` and ``/v1/organization/projects/<id>/api_keys`` on a stdlib ``ThreadingHTTPServer``. Request handling lives in
+Serves OpenAI's ``GET /v1/organization/costs``, ``/v1/organization/usage/<endpoint>``,
+``/v1/organization/projects`` and ``/v1/organization/projects/<id>/api_keys``, and Anthropic's
+``/v1/organizations/…`` (see :mod:`.anthropic`), on a stdlib ``ThreadingHTTPServer``: the two
+path families are distinct, so one process serves both APIs. The fault switches apply to both,
+each answering with its own API's error bodies. Request handling lives in
 :meth:`Simulator.handle` so it is independent of the socket plumbing.
 
 A large organization's 30-day page is tens of megabytes of JSON, so the results of every closed
@@ -32,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from stax_pipeline.lib.endpoints import SIMULATOR_HEADER
+from stax_pipeline.simulator import anthropic
 from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start, paused_gc
 from stax_pipeline.simulator.profiles import profile_named
 
@@ -85,6 +89,10 @@ class Faults:
     revised_days: int = 3
     error_body_string: bool = False
     missing_usage_endpoints: tuple[str, ...] = ()  # an older API without these (404)
+    # Anthropic reports: read "buckets that end before ending_at" strictly, leaving out the bucket
+    # that ends exactly at ending_at
+    ending_at_strict: bool = False
+    anthropic_unknown_group_by: tuple[str, ...] = ()  # an older Anthropic API without these dimensions
 
     def take(self, burst: str) -> bool:
         """Atomically consume one unit of a ``*_burst`` counter; False when it is exhausted."""
@@ -218,6 +226,10 @@ class _Pager:
         self.endless = faults.endless_pages
         self.resume = self._decode(self.token) if self.token else None
 
+    def encode(self, start: int) -> str:
+        """The cursor of the page that starts at bucket ``start``."""
+        return self._encode(start)
+
     def _encode(self, start: int) -> str:
         return "page_" + base64.urlsafe_b64encode(struct.pack(">q8s", start, self.fingerprint)).decode()
 
@@ -268,6 +280,7 @@ class Simulator:
         self.port: int | None = None
         self._lock = threading.Lock()
         self._orgs: dict[str, Organization] = {}
+        self._anthropic_orgs: dict[str, anthropic.AnthropicOrganization] = {}
         self._revoked: set[str] = set()
         self._requests: list[tuple[str, dict[str, list[str]]]] = []
         self._errors_served = 0
@@ -305,13 +318,28 @@ class Simulator:
                                                self.profile)
             return self._orgs[key]
 
+    def anthropic_org_for_key(self, key: str) -> anthropic.AnthropicOrganization:
+        """The Anthropic organization an admin key sees, seeded from sha256(key)."""
+        with self._lock:
+            if key not in self._anthropic_orgs:
+                self._anthropic_orgs[key] = anthropic.AnthropicOrganization(
+                    anthropic.org_seed(key), self._now,
+                    lambda: (self.faults.revision, self.faults.revised_days))
+            return self._anthropic_orgs[key]
+
     def _now(self) -> datetime:
         return self.now()
 
-    def handle(self, target: str, authorization: str | None) -> Response:
-        """Answer one GET request (``target`` is the path with its query string)."""
+    def handle(self, target: str, authorization: str | None, *, api_key: str | None = None,
+               anthropic_version: str | None = None) -> Response:
+        """Answer one GET request (``target`` is the path with its query string). OpenAI paths
+        authenticate by ``authorization`` (a bearer token), Anthropic's by ``api_key`` (the
+        ``x-api-key`` header) and need ``anthropic_version``."""
         url = urlsplit(target)
         path = url.path.rstrip("/")
+        if path.startswith(anthropic.PATH_PREFIX):
+            return self._handle_anthropic(path, parse_qs(url.query, keep_blank_values=True), api_key,
+                                          anthropic_version)
         raw = parse_qs(url.query, keep_blank_values=True)
         faults = self.faults
         with self._lock:
@@ -351,6 +379,69 @@ class Simulator:
         if faults.drop_mid_response_every and nth % faults.drop_mid_response_every == 0:
             return Response(200, payload, drop="mid_body")
         return Response(200, payload)
+
+    def _handle_anthropic(self, path: str, raw: dict[str, list[str]], api_key: str | None,
+                          version: str | None) -> Response:
+        """One Anthropic Admin API request, with the same fault switches as OpenAI's, answered in
+        Anthropic's error shape (429 ``rate_limit_error``, 529 ``overloaded_error``, …)."""
+        faults = self.faults
+        with self._lock:
+            self._requests.append((path, raw))
+            self._received += 1
+            nth = self._received
+            nth_of_path = self._received_by_path[path] = self._received_by_path.get(path, 0) + 1
+            if faults.outage_at_request and nth == faults.outage_at_request:
+                self._outage_until = time.monotonic() + faults.outage_seconds
+            in_outage = self._outage_until is not None and time.monotonic() < self._outage_until
+            revoked = set(self._revoked)
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        if in_outage:
+            if faults.outage_mode == "drop":
+                return Response(0, b"", drop="unanswered")
+            return self._anthropic_error(anthropic.AnthropicError(529, *anthropic.SERVER_ERRORS[529]))
+        if faults.take("redirect_burst"):
+            page = {"data": [], "has_more": False, "next_page": None}
+            return Response(301, json.dumps(page).encode(),
+                            headers={"Location": f"https://api.anthropic.invalid{path}"})
+        try:
+            if (faults.take("rate_limit_burst") or nth_of_path <= faults.rate_limit_per_path
+                    or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)):
+                raise anthropic.AnthropicError(
+                    429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit",
+                    headers={"retry-after": self._retry_after()})
+            hit = faults.take("error_5xx_burst")
+            with self._lock:
+                if not hit and faults.error_5xx_rate > 0:
+                    hit = self._error_rng.random() < faults.error_5xx_rate
+                if hit:
+                    status = (500, 529, 502, 529)[self._errors_served % 4]
+                    self._errors_served += 1
+            if hit:
+                if status == 502:
+                    return Response(502, _BAD_GATEWAY, "text/html")
+                raise anthropic.AnthropicError(status, *anthropic.SERVER_ERRORS[status])
+            key = anthropic.authenticate(api_key, version, revoked)
+            org = self.anthropic_org_for_key(key)
+            payload = anthropic.route(path, normalize_params(raw), org,
+                                      lambda p, params, size: _Pager(p, params, size, faults), faults.page_size,
+                                      ending_at_strict=faults.ending_at_strict,
+                                      unknown_group_by=faults.anthropic_unknown_group_by)
+        except anthropic.AnthropicError as error:
+            return self._anthropic_error(error)
+        except ApiError as error:  # the shared page-token check: re-worded in Anthropic's shape
+            message = json.loads(error.body)["error"]
+            text = message["message"] if isinstance(message, dict) else str(message)
+            return self._anthropic_error(anthropic.AnthropicError(error.status, "invalid_request_error", text))
+        if faults.take("truncated_body_burst"):
+            payload = payload[: len(payload) // 2]
+        if faults.drop_mid_response_every and nth % faults.drop_mid_response_every == 0:
+            return Response(200, payload, drop="mid_body")
+        return Response(200, payload)
+
+    @staticmethod
+    def _anthropic_error(error: anthropic.AnthropicError) -> Response:
+        return Response(error.status, error.body, headers=error.headers)
 
     def _retry_after(self) -> str:
         """The 429's ``Retry-After`` in the form the faults ask for."""
@@ -585,7 +676,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
-        response = self.server.simulator.handle(self.path, self.headers.get("Authorization"))
+        response = self.server.simulator.handle(
+            self.path, self.headers.get("Authorization"), api_key=self.headers.get("x-api-key"),
+            anthropic_version=self.headers.get("anthropic-version"),
+        )
         if response.drop == "unanswered":
             self.close_connection = True
             return
@@ -636,8 +730,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = Non
           profile: str = "small") -> None:
     """Serve in the foreground until Ctrl-C."""
     server = _Server(Simulator(faults=faults, profile=profile), host, port)
-    print(f"OpenAI Admin API simulator at {server.simulator.base_url}, {profile} organizations "
-          "(any sk-admin-... key; Ctrl-C to stop)", flush=True)
+    print(f"OpenAI and Anthropic Admin API simulator at {server.simulator.base_url}, {profile} organizations "
+          "(any sk-admin-... or sk-ant-admin01-... key; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
     endpoint has and nulls for those it has not (null = not applicable, not zero). `billed_model`
     is the model as cost line items name it (fine-tunes: `ft-<base>`), what model spend joins on. -#}
 {%- set endpoints = {
-    'completions': ['num_model_requests', 'input_tokens', 'output_tokens', 'input_cached_tokens'],
+    'completions': ['num_model_requests', 'input_tokens', 'output_tokens', 'input_cached_tokens',
+                    'input_cache_write_tokens'],
     'embeddings': ['num_model_requests', 'input_tokens'],
     'moderations': ['num_model_requests', 'input_tokens'],
     'images': ['num_model_requests', 'images'],
@@ -21,6 +22,7 @@
     'input_tokens': 'bigint',
     'output_tokens': 'bigint',
     'input_cached_tokens': 'bigint',
+    'input_cache_write_tokens': 'bigint',
     'images': 'bigint',
     'characters': 'bigint',
     'seconds': 'double',

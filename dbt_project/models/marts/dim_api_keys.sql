@@ -1,6 +1,10 @@
 with listed_keys as (
 
-    select * from {{ ref('stg_openai__project_api_keys') }}
+    select *, cast(null as varchar) as listed_status from {{ ref('stg_openai__project_api_keys') }}
+
+    union all by name
+
+    select * from {{ ref('int_anthropic__api_keys') }}
 
 ),
 
@@ -10,13 +14,13 @@ seen_keys as (
     select provider, connection, api_key_id, min(project_id) as project_id
     from (
         select provider, connection, api_key_id, project_id
-        from {{ ref('stg_openai__costs') }}
+        from {{ ref('int_all_providers__cost_line_items') }}
         where api_key_id is not null
 
         union all
 
         select provider, connection, api_key_id, project_id
-        from {{ ref('int_openai__usage_by_endpoint') }}
+        from {{ ref('int_all_providers__usage_by_endpoint') }}
         where api_key_id is not null
     ) as seen
     group by provider, connection, api_key_id
@@ -29,7 +33,8 @@ never_listed_keys as (
     select seen_keys.*
     from seen_keys
     anti join listed_keys
-        on seen_keys.connection = listed_keys.connection
+        on seen_keys.provider = listed_keys.provider
+        and seen_keys.connection = listed_keys.connection
         and seen_keys.api_key_id = listed_keys.api_key_id
 
 ),
@@ -48,7 +53,8 @@ final as (
         created_at,
         last_used_at,
         is_listed,
-        case when is_listed then 'active' else 'deleted' end as status,
+        -- Anthropic's listing says active, inactive or archived; OpenAI lists active keys only
+        case when is_listed then coalesce(listed_status, 'active') else 'deleted' end as status,
         name as last_listed_name,
         loaded_at as last_listed_at
     from listed_keys

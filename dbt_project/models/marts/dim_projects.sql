@@ -1,19 +1,19 @@
 with projects as (
 
-    select * from {{ ref('stg_openai__projects') }}
+    select * from {{ ref('int_all_providers__projects') }}
 
 ),
 
 seen_projects as (
 
     select provider, connection, project_id
-    from {{ ref('stg_openai__costs') }}
+    from {{ ref('int_all_providers__cost_line_items') }}
     where project_id is not null
 
     union
 
     select provider, connection, project_id
-    from {{ ref('int_openai__usage_by_endpoint') }}
+    from {{ ref('int_all_providers__usage_by_endpoint') }}
     where project_id is not null
 
 ),
@@ -25,7 +25,8 @@ unlisted_projects as (
     select seen_projects.*
     from seen_projects
     anti join projects
-        on seen_projects.connection = projects.connection
+        on seen_projects.provider = projects.provider
+        and seen_projects.connection = projects.connection
         and seen_projects.project_id = projects.project_id
 
 ),

@@ -11,9 +11,10 @@
     under the name its line items bill (fine-tunes as `ft-<base>`). The usage columns and the
     endpoints they come from: -#}
 {%- set usage_units = {
-    'input_tokens': "endpoint in ('completions', 'embeddings', 'moderations')",
-    'output_tokens': "endpoint = 'completions'",
-    'input_cached_tokens': "endpoint = 'completions'",
+    'input_tokens': "endpoint in ('completions', 'embeddings', 'moderations', 'messages')",
+    'output_tokens': "endpoint in ('completions', 'messages')",
+    'input_cached_tokens': "endpoint in ('completions', 'messages')",
+    'input_cache_write_tokens': "endpoint in ('completions', 'messages')",
     'images': "endpoint = 'images'",
     'characters': "endpoint = 'audio_speeches'",
     'seconds': "endpoint = 'audio_transcriptions'",
@@ -24,17 +25,17 @@
 
 with line_items as (
 
-    select * from {{ ref('int_openai__cost_line_items') }}
+    select * from {{ ref('int_all_providers__cost_line_items') }}
     {{ where_in_sync_window('date', 'connection') }}
 
 ),
 
 usage as (
 
-    select * from {{ ref('int_openai__usage_by_endpoint') }}
+    select * from {{ ref('int_all_providers__usage_by_endpoint') }}
     where endpoint in (
         'completions', 'embeddings', 'moderations', 'images', 'audio_speeches',
-        'audio_transcriptions', 'web_search_calls'
+        'audio_transcriptions', 'web_search_calls', 'messages'
     )
     {%- if is_incremental() %}
         and {{ in_sync_window('date', 'connection') }}

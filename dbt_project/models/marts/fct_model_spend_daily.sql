@@ -9,8 +9,8 @@
 {#- fct_model_spend_by_api_key_daily summed over API keys: one row per model (its cost beside its
     usage in every unit), per non-model SKU, and per day and project. -#}
 {%- set usage_units = [
-    'input_tokens', 'output_tokens', 'input_cached_tokens', 'images', 'characters', 'seconds',
-    'web_search_calls', 'num_model_requests',
+    'input_tokens', 'output_tokens', 'input_cached_tokens', 'input_cache_write_tokens', 'images',
+    'characters', 'seconds', 'web_search_calls', 'num_model_requests',
 ] -%}
 
 with by_api_key as (

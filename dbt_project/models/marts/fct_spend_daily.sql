@@ -8,7 +8,7 @@
 
 with line_items as (
 
-    select * from {{ ref('int_openai__cost_line_items') }}
+    select * from {{ ref('int_all_providers__cost_line_items') }}
     {{ where_in_sync_window('date', 'connection') }}
 
 ),
@@ -28,6 +28,10 @@ final as (
         sku,
         charge_type,
         line_item_shape,
+        -- Anthropic's (its line item, the cost report's description, implies them); null for OpenAI
+        min(service_tier) as service_tier,
+        min(context_window) as context_window,
+        min(inference_geo) as inference_geo,
         coalesce(sum(cost_usd), 0) as cost_usd,
         sum(quantity) as quantity,
         min(quantity_unit) as quantity_unit,

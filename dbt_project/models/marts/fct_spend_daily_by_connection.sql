@@ -12,17 +12,15 @@
 
 with synced_days as (
 
-    select * from {{ ref('stg_openai__synced_days') }}
-    where resource = 'costs'
-    {%- if is_incremental() %}
-        and {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    select * from {{ ref('int_all_providers__synced_cost_days') }}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 
 spend as (
 
     select
+        provider,
         connection,
         date,
         sum(cost_usd) as cost_usd,
@@ -30,7 +28,7 @@ spend as (
         sum(source_row_count) as cost_rows
     from {{ ref('fct_spend_daily') }}
     {{ where_in_sync_window('date', 'connection') }}
-    group by connection, date
+    group by provider, connection, date
 
 ),
 
@@ -48,7 +46,8 @@ final as (
         synced_days.loaded_at
     from synced_days
     left join spend
-        on synced_days.connection = spend.connection
+        on synced_days.provider = spend.provider
+        and synced_days.connection = spend.connection
         and synced_days.date = spend.date
 
 )

@@ -13,11 +13,8 @@
 
 with synced_days as (
 
-    select * from {{ ref('stg_openai__synced_days') }}
-    where resource = 'costs'
-    {%- if is_incremental() %}
-        and {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    select * from {{ ref('int_all_providers__synced_cost_days') }}
+    {{ where_in_sync_window('date', 'connection') }}
 
 ),
 
@@ -51,7 +48,8 @@ live_projects as (
         projects.project_id
     from synced_days
     inner join projects
-        on synced_days.connection = projects.connection
+        on synced_days.provider = projects.provider
+        and synced_days.connection = projects.connection
     where (projects.created_at is null
             or cast(timezone('UTC', projects.created_at) as date) <= synced_days.date)
         and (projects.archived_at is null

@@ -1,8 +1,8 @@
 {{ config(materialized='view') }}
 
 {%- set usage_units = [
-    'input_tokens', 'output_tokens', 'input_cached_tokens', 'images', 'characters', 'seconds',
-    'web_search_calls', 'num_model_requests',
+    'input_tokens', 'output_tokens', 'input_cached_tokens', 'input_cache_write_tokens', 'images',
+    'characters', 'seconds', 'web_search_calls', 'num_model_requests',
 ] -%}
 
 with model_spend as (

@@ -8,7 +8,7 @@
 
 with usage as (
 
-    select * from {{ ref('int_openai__usage_by_endpoint') }}
+    select * from {{ ref('int_all_providers__usage_by_endpoint') }}
     {{ where_in_sync_window('date', 'connection') }}
 
 ),
@@ -29,6 +29,7 @@ final as (
         cast(sum(input_tokens) as bigint) as input_tokens,
         cast(sum(output_tokens) as bigint) as output_tokens,
         cast(sum(input_cached_tokens) as bigint) as input_cached_tokens,
+        cast(sum(input_cache_write_tokens) as bigint) as input_cache_write_tokens,
         cast(sum(images) as bigint) as images,
         cast(sum(characters) as bigint) as characters,
         sum(seconds) as seconds,

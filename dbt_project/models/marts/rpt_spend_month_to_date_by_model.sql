@@ -23,6 +23,7 @@ final as (
         input_tokens,
         output_tokens,
         input_cached_tokens,
+        input_cache_write_tokens,
         images,
         characters,
         seconds,

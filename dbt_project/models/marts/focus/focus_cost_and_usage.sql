@@ -39,7 +39,10 @@ providers as (
     -- FOCUS's service provider, host provider and invoice issuer of a provider's spend: the API
     -- vendor itself, which bills directly and discloses no hosting provider.
     select *
-    from (values ('openai', 'OpenAI', 'OpenAI API')) as listed (provider, provider_name, service_name)
+    from (values
+        ('openai', 'OpenAI', 'OpenAI API'),
+        ('anthropic', 'Anthropic', 'Claude API')
+    ) as listed (provider, provider_name, service_name)
 
 ),
 

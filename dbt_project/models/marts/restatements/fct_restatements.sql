@@ -9,26 +9,34 @@
 {#- How already-loaded days changed: each committed sync of a (connection, day) compared with the
     committed sync of that day before it, one row per (project, API key, line item) whose cost
     moved, appeared or vanished. A day's first load has nothing to compare with; a sync without
-    a commit marker never counts (as in `latest_snapshot`). Incremental on the run's window:
+    a commit marker never counts (as in `latest_snapshot`). Every provider: OpenAI's costs and
+    Anthropic's cost report (its description as the line item, its workspace as the project,
+    'default' for the default workspace, as in the marts). Incremental on the run's window:
     only days a run re-pulled can gain restatements, and a run reads only those days' snapshots,
     so its cost does not grow with the length of the history. -#}
+
+{%- set cost_resources = {'openai': ('raw_openai', 'costs'), 'anthropic': ('raw_anthropic', 'cost_report')} %}
 
 with commits as (
 
     -- the committed syncs of each (connection, day), in the order `latest_snapshot` uses
+    {%- for provider, (source_name, resource) in cost_resources.items() %}
     select
+        '{{ provider }}' as provider,
         connection,
         date,
         sync_id,
         min(loaded_at) as synced_at,
         -- when the commit marker landed: dlt's load id is its Unix time
         coalesce(min(to_timestamp(try_cast(_dlt_load_id as double))), min(loaded_at)) as committed_at
-    from {{ source_or_empty('raw_openai', 'sync_windows') }}
-    where resource = 'costs'
+    from {{ source_or_empty(source_name, 'sync_windows') }}
+    where resource = '{{ resource }}'
     {%- if is_incremental() %}
         and {{ in_sync_window('date', 'connection') }}
     {%- endif %}
     group by connection, date, sync_id
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 
 ),
 
@@ -44,6 +52,7 @@ ordered_commits as (
 sync_pairs as (
 
     select
+        new_sync.provider,
         new_sync.connection,
         new_sync.date,
         previous_sync.sync_id as previous_sync_id,
@@ -70,7 +79,8 @@ compared_syncs as (
 snapshot_rows as (
 
     -- the snapshots of the compared syncs, one row per (project, key, line item): the API can
-    -- repeat a line item, and the marts sum it, so the comparison does too
+    -- repeat a line item, and the marts sum it, so the comparison does too. Anthropic names its
+    -- model and charge in fields of their own, OpenAI in the line item (parsed below).
     select
         costs.connection,
         costs.date,
@@ -78,8 +88,29 @@ snapshot_rows as (
         costs.project_id,
         costs.api_key_id,
         costs.line_item,
-        sum(cast(costs.amount__value as double)) as cost_usd
-    from {{ source_or_empty('raw_openai', 'costs') }} as costs
+        costs.model_field,
+        costs.charge_type_field,
+        sum(costs.cost_usd) as cost_usd
+    from (
+        select
+            connection, date, sync_id, project_id, api_key_id, line_item,
+            cast(null as varchar) as model_field,
+            cast(null as varchar) as charge_type_field,
+            cast(amount__value as double) as cost_usd
+        from {{ source_or_empty('raw_openai', 'costs') }}
+
+        union all
+
+        select
+            connection, date, sync_id,
+            coalesce(workspace_id, {{ anthropic_default_workspace_id() }}) as project_id,
+            cast(null as varchar) as api_key_id,
+            description as line_item,
+            model as model_field,
+            {{ anthropic_charge_type('token_type') }} as charge_type_field,
+            cast(amount_usd as double) as cost_usd
+        from {{ source_or_empty('raw_anthropic', 'cost_report') }}
+    ) as costs
     inner join compared_syncs
         on costs.connection = compared_syncs.connection
         and costs.date = compared_syncs.date
@@ -131,6 +162,8 @@ changes as (
         coalesce(previous_rows.project_id, new_rows.project_id) as project_id,
         coalesce(previous_rows.api_key_id, new_rows.api_key_id) as api_key_id,
         coalesce(previous_rows.line_item, new_rows.line_item) as line_item,
+        coalesce(previous_rows.model_field, new_rows.model_field) as model_field,
+        coalesce(previous_rows.charge_type_field, new_rows.charge_type_field) as charge_type_field,
         coalesce(previous_rows.cost_usd, 0) as previous_cost_usd,
         coalesce(new_rows.cost_usd, 0) as new_cost_usd,
         case
@@ -165,14 +198,16 @@ parsed as (
 final as (
 
     select
-        'openai' as provider,
+        sync_pairs.provider,
         parsed.connection,
         parsed.date,
         parsed.project_id,
         parsed.api_key_id,
         parsed.line_item,
-        parsed.model,
-        parsed.charge_type,
+        case when sync_pairs.provider = 'openai' then parsed.model else parsed.model_field end as model,
+        case
+            when sync_pairs.provider = 'openai' then parsed.charge_type else parsed.charge_type_field
+        end as charge_type,
         parsed.change_type,
         parsed.previous_cost_usd,
         parsed.new_cost_usd,
