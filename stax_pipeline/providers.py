@@ -79,6 +79,11 @@ class Provider:
         return self.module("settings").DATASET_NAME
 
     @property
+    def cost_resource(self) -> str:
+        """Its day table of dollars: a commit marker of this table is a synced day."""
+        return self.module("settings").COST_RESOURCE
+
+    @property
     def default_base_url(self) -> str:
         return self.module("settings").DEFAULT_BASE_URL
 
@@ -133,6 +138,11 @@ PROVIDERS: tuple[Provider, ...] = (
     Provider("openai", "OpenAI", "openai_admin", "OpenAIAdminClient", "openai_admin_source", known_gaps=(
         "the OpenAI Admin API does not expose organization names",
         "costs carry no user dimension: spend per user is not available (usage only)",
+    )),
+    Provider("anthropic", "Anthropic", "anthropic_admin", "AnthropicAdminClient", "anthropic_admin_source", known_gaps=(
+        "Priority Tier spend is not in the Anthropic cost report (its usage is)",
+        "code execution appears in cost only, with no usage",
+        "the Anthropic API reports no cost per API key (per-key figures are usage only)",
     )),
 )
 

@@ -25,7 +25,7 @@ import duckdb
 from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.endpoints import connection_endpoint
-from stax_pipeline.providers import get_provider
+from stax_pipeline.providers import Provider, get_provider
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.restatements import restated_days, restatement_summary, signed_usd
 from stax_pipeline.settings import Settings
@@ -57,7 +57,7 @@ def diagnose(
     """Check ``connections`` and print the findings (text, or one JSON object); True when
     nothing needs attention."""
     period = (today - timedelta(days=PERIOD_DAYS), today)
-    warehouse, warehouse_error = _read_warehouse_facts(settings, [c.name for c in connections], period)
+    warehouse, warehouse_error = _read_warehouse_facts(settings, connections, period)
     runs = _last_runs(settings, [c.name for c in connections])
     diagnoses = [
         _diagnose_one(settings, store, connection, today, period, warehouse.get(connection.name),
@@ -208,17 +208,19 @@ def _duplicate_organizations(live: list[Connection], diagnoses: list[Diagnosis])
 
 
 def _read_warehouse_facts(
-    settings: Settings, names: list[str], period: tuple[date, date]
+    settings: Settings, connections: list[Connection], period: tuple[date, date]
 ) -> tuple[dict[str, dict[str, Any]], str | None]:
     """Per connection: commit markers, organizations seen, projects, usage without cost,
     restatements and the period's total. The error line instead when the warehouse is busy."""
     if not settings.warehouse_path.exists():
         return {}, None
-    facts: dict[str, dict[str, Any]] = {name: {} for name in names}
+    facts: dict[str, dict[str, Any]] = {c.name: {} for c in connections}
     try:
         with read_warehouse(settings) as con:
-            for name in names:
-                facts[name] = _connection_facts(con, name, period)
+            for connection in connections:
+                facts[connection.name] = _connection_facts(
+                    con, connection.name, get_provider(connection.provider), period
+                )
     except (StaxError, duckdb.Error) as exc:
         return {}, f"the warehouse could not be read: {str(exc).splitlines()[0]}"
     return facts, None
@@ -235,11 +237,13 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[tuple]
 _BILLABLE_USAGE = "select * from marts.fct_usage_daily where connection = ? and endpoint != 'moderations'"
 
 
-def _connection_facts(con: duckdb.DuckDBPyConnection, name: str, period: tuple[date, date]) -> dict[str, Any]:
+def _connection_facts(
+    con: duckdb.DuckDBPyConnection, name: str, provider: Provider, period: tuple[date, date]
+) -> dict[str, Any]:
     start, end = period
-    committed = {day for (day,) in _rows(con, """
-        select distinct date from raw_openai.sync_windows where resource = 'costs' and connection = ?
-        """, [name])}  # fmt: skip
+    committed = {day for (day,) in _rows(con, f"""
+        select distinct date from {provider.dataset_name}.sync_windows where resource = ? and connection = ?
+        """, [provider.cost_resource, name])}  # fmt: skip
     organizations = [org for (org,) in _rows(con, """
         select distinct organization_id from staging.stg_openai__costs
         where connection = ? and organization_id is not null order by 1

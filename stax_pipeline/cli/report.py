@@ -44,19 +44,19 @@ _WINDOW = "date >= ? and date < ? and (? is null or connection = ?)"
 _BY_MODEL = _Dimension(
     title="Spend by model",
     sql=f"""
-        select spend_category, model,
+        select provider, spend_category, model,
                case when spend_category = 'sku' then concat_ws(' | ', product, sku) end as sku,
                sum(cost_usd) as cost_usd,
                {", ".join(f"sum({u}) as {u}" for u in _UNITS)},
                bool_or(has_cost_data) as has_cost_data
         from marts.fct_model_spend_daily
         where {_WINDOW}
-        group by spend_category, model, product, sku
-        order by cost_usd desc, spend_category, model nulls last, sku nulls last
+        group by provider, spend_category, model, product, sku
+        order by cost_usd desc, provider, spend_category, model nulls last, sku nulls last
     """,
-    columns=("spend_category", "model", "sku", "cost_usd", *_UNITS, "has_cost_data"),
-    headers=("MODEL / SKU",),
-    cells=lambda r: (r["model"] or r["sku"] or UNPARSED,),
+    columns=("provider", "spend_category", "model", "sku", "cost_usd", *_UNITS, "has_cost_data"),
+    headers=("PROVIDER", "MODEL / SKU"),
+    cells=lambda r: (r["provider"], r["model"] or r["sku"] or UNPARSED),
     tail_headers=("USAGE", "REQUESTS", "$/1M TOK"),
     tail_cells=lambda r: (
         _usage_in_own_units(r),
@@ -68,20 +68,22 @@ _BY_MODEL = _Dimension(
 _BY_PROJECT = _Dimension(
     title="Spend by project",
     sql=f"""
-        select spend.project_id, projects.name as project_name, projects.status as project_status,
-               spend.cost_usd
+        select spend.provider, spend.project_id, projects.name as project_name,
+               projects.status as project_status, spend.cost_usd
         from (
-            select connection, project_id, sum(cost_usd) as cost_usd
+            select provider, connection, project_id, sum(cost_usd) as cost_usd
             from marts.fct_spend_daily where {_WINDOW}
-            group by connection, project_id
+            group by provider, connection, project_id
         ) as spend
         left join marts.dim_projects as projects
-            on spend.connection = projects.connection and spend.project_id = projects.project_id
+            on spend.provider = projects.provider and spend.connection = projects.connection
+            and spend.project_id = projects.project_id
         order by spend.cost_usd desc, projects.name nulls last, spend.project_id nulls last
     """,
-    columns=("project_id", "project_name", "project_status", "cost_usd"),
-    headers=("PROJECT", "PROJECT ID", "STATUS"),
+    columns=("provider", "project_id", "project_name", "project_status", "cost_usd"),
+    headers=("PROVIDER", "PROJECT", "PROJECT ID", "STATUS"),
     cells=lambda r: (
+        r["provider"],
         r["project_name"] or ("" if r["project_id"] else NO_PROJECT),
         r["project_id"] or "",
         r["project_status"] or "",
@@ -91,26 +93,28 @@ _BY_PROJECT = _Dimension(
 _BY_API_KEY = _Dimension(
     title="Spend by API key",
     sql=f"""
-        select spend.api_key_id, api_keys.name as api_key_name, api_keys.owner_type,
+        select spend.provider, spend.api_key_id, api_keys.name as api_key_name, api_keys.owner_type,
                api_keys.owner_name, coalesce(api_keys.project_id, spend.project_id) as project_id,
                projects.name as project_name, spend.cost_usd, spend.num_model_requests
         from (
-            select connection, api_key_id, min(project_id) as project_id, sum(cost_usd) as cost_usd,
-                   sum(num_model_requests) as num_model_requests
+            select provider, connection, api_key_id, min(project_id) as project_id,
+                   sum(cost_usd) as cost_usd, sum(num_model_requests) as num_model_requests
             from marts.fct_model_spend_by_api_key_daily where {_WINDOW}
-            group by connection, api_key_id
+            group by provider, connection, api_key_id
         ) as spend
         left join marts.dim_api_keys as api_keys
-            on spend.connection = api_keys.connection and spend.api_key_id = api_keys.api_key_id
+            on spend.provider = api_keys.provider and spend.connection = api_keys.connection
+            and spend.api_key_id = api_keys.api_key_id
         left join marts.dim_projects as projects
-            on spend.connection = projects.connection
+            on spend.provider = projects.provider and spend.connection = projects.connection
             and coalesce(api_keys.project_id, spend.project_id) = projects.project_id
         order by spend.cost_usd desc, api_keys.name nulls last, spend.api_key_id nulls last
     """,
-    columns=("api_key_id", "api_key_name", "owner_type", "owner_name", "project_id", "project_name",
+    columns=("provider", "api_key_id", "api_key_name", "owner_type", "owner_name", "project_id", "project_name",
              "cost_usd", "num_model_requests"),
-    headers=("API KEY", "OWNER", "PROJECT", "KEY ID"),
+    headers=("PROVIDER", "API KEY", "OWNER", "PROJECT", "KEY ID"),
     cells=lambda r: (
+        r["provider"],
         r["api_key_name"] or ("" if r["api_key_id"] else NO_API_KEY),
         f"{r['owner_name']} ({r['owner_type'].replace('_', ' ')})" if r["owner_name"] else "",
         (r["project_name"] or r["project_id"] or "") if r["api_key_id"] else "",
@@ -123,15 +127,15 @@ _BY_API_KEY = _Dimension(
 _BY_LINE_ITEM = _Dimension(
     title="Spend by line item",
     sql=f"""
-        select line_item, sum(cost_usd) as cost_usd, sum(quantity) as quantity,
+        select provider, line_item, sum(cost_usd) as cost_usd, sum(quantity) as quantity,
                min(quantity_unit) as quantity_unit
         from marts.fct_spend_daily where {_WINDOW}
-        group by line_item
-        order by cost_usd desc, line_item nulls last
+        group by provider, line_item
+        order by cost_usd desc, provider, line_item nulls last
     """,
-    columns=("line_item", "cost_usd", "quantity", "quantity_unit"),
-    headers=("LINE ITEM",),
-    cells=lambda r: (r["line_item"] if r["line_item"] is not None else "(none)",),
+    columns=("provider", "line_item", "cost_usd", "quantity", "quantity_unit"),
+    headers=("PROVIDER", "LINE ITEM"),
+    cells=lambda r: (r["provider"], r["line_item"] if r["line_item"] is not None else "(none)"),
     tail_headers=("QUANTITY", "UNIT"),
     tail_cells=lambda r: (
         f"{r['quantity']:,.0f}" if r["quantity"] is not None else "",

@@ -106,9 +106,11 @@ def describe_only_pipeline(pipeline_name: str, dataset_name: str) -> Pipeline:
 def read_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection; a clear error if there is no warehouse yet or a sync holds it."""
     if not settings.warehouse_path.exists():
+        from stax_pipeline.providers import connect_command
+
         raise StaxError(
             f"no warehouse at {settings.warehouse_path} yet; connect an organization "
-            "(`stax connect openai --name NAME`) or run `stax sync`"
+            f"(`{connect_command()}`) or run `stax sync`"
         )
     con = _connect(settings, read_only=True)
     try:

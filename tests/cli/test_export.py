@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import duckdb
 import pytest

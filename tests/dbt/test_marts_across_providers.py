@@ -23,9 +23,9 @@ from dbt.cli.main import dbtRunner
 from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.dbt import window_in_environment
 from stax_pipeline.lib.window import SyncWindow, dbt_vars
+from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults, run_simulator
-from stax_pipeline.sources.anthropic_admin.load import load_anthropic_window
 from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -60,10 +60,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         env.setenv("STAX_HOME", str(home))
         env.delenv("STAX_LOOKBACK_DAYS", raising=False)
         settings = load_settings()
-        load_window(settings, connection="acme", window=WINDOW, api_key=ADMIN_KEY,
+        anthropic = get_provider("anthropic")
+        load_window(settings, get_provider("openai"), connection="acme", window=WINDOW, api_key=ADMIN_KEY,
                     base_url=simulator.base_url, run_id="providers-acme")
-        load_anthropic_window(settings, connection="claude", window=WINDOW, api_key=ANTHROPIC_KEY,
-                              base_url=simulator.base_url)
+        load_window(settings, anthropic, connection="claude", window=WINDOW, api_key=ANTHROPIC_KEY,
+                    base_url=simulator.base_url, run_id="providers-claude")
         _dbt_build(home)
         before = simulator.anthropic_org_for_key(ANTHROPIC_KEY).cost_usd_by_day(RESTATED.start, RESTATED.end)
         # acme is not re-pulled: its truth is what the API said when it was
@@ -71,8 +72,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         openai_truth = (openai.cost_total_by_day(WINDOW.start, WINDOW.end),
                         openai.cost_by_day_model(WINDOW.start, WINDOW.end))
         simulator.faults = Faults(revision=1, revised_days=1, retry_after=0)  # the last day changes
-        load_anthropic_window(settings, connection="claude", window=RESTATED, api_key=ANTHROPIC_KEY,
-                              base_url=simulator.base_url)
+        load_window(settings, anthropic, connection="claude", window=RESTATED, api_key=ANTHROPIC_KEY,
+                    base_url=simulator.base_url, run_id="providers-claude-restated")
         _dbt_build(home, RESTATED, ["claude"])
         con = duckdb.connect(str(settings.warehouse_path))
         try:

@@ -17,9 +17,9 @@ STAX_DBT = str(Path(sys.executable).parent / "stax-dbt")
 
 # A parent that starts a child the way dagster-dbt starts stax-dbt (a plain Popen), says the
 # child's pid, and waits. The child asks to die with its parent, says so, then would live a minute.
-PARENT = f"""
+PARENT = """
 import os, subprocess, sys
-child = subprocess.Popen([sys.executable, "-c", {{CHILD!r}}, str(os.getpid())])
+child = subprocess.Popen([sys.executable, "-c", {CHILD!r}, str(os.getpid())])
 print(child.pid, flush=True)
 child.wait()
 """

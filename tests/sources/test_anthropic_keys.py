@@ -36,7 +36,7 @@ def test_a_key_that_is_not_an_admin_key_is_refused_before_any_request(simulator,
 
 def test_a_good_admin_key_is_checked_with_one_cost_report_request(stax_home, simulator):
     check = validate_admin_key(simulator.base_url, GOOD_KEY)
-    assert check.simulated is True
+    assert check.simulator is True
     # checked by the cost report, then asked whose it is
     [(check_path, params), (me_path, _)] = simulator.requests
     assert check_path == "/v1/organizations/cost_report" and params["bucket_width"] == ["1d"]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow
@@ -18,12 +17,12 @@ from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.anthropic_admin import AnthropicAdminClient
 from stax_pipeline.sources.anthropic_admin.helpers import cents_to_dollars
-from stax_pipeline.sources.anthropic_admin.load import load_anthropic_window
+from stax_pipeline.ingest import load_window
+from stax_pipeline.providers import get_provider
 from stax_pipeline.sources.anthropic_admin.settings import (
     COST_GROUP_BY,
     COST_REPORT_PATH,
     MAX_BUCKETS_PER_PAGE,
-    RAW_TABLES,
     USAGE_FALLBACK_GROUP_BYS,
     USAGE_GROUP_BY,
     USAGE_MESSAGES_PATH,
@@ -37,10 +36,11 @@ WINDOW = SyncWindow(TODAY - timedelta(days=5), TODAY)  # five closed days
 
 def _load(sim, window: SyncWindow = WINDOW, key: str = ANTHROPIC_KEY, connection: str = "claude"):
     settings = load_settings()
-    request, stats, committed = load_anthropic_window(
-        settings, connection=connection, window=window, api_key=key, base_url=sim.base_url
+    loaded = load_window(
+        settings, get_provider("anthropic"), connection=connection, window=window, api_key=key,
+        base_url=sim.base_url, run_id=f"test-{connection}",
     )
-    return settings.warehouse_path, stats, committed
+    return settings.warehouse_path, loaded, loaded.committed_tables
 
 
 def _query(path: Path, sql: str, params=()):
@@ -176,23 +176,6 @@ def test_a_different_key_sees_a_different_organization(stax_home, simulator):
     one = simulator.anthropic_org_for_key(ANTHROPIC_KEY)
     other = simulator.anthropic_org_for_key("sk-ant-admin01-test-other-90ab12cd34ef")
     assert {w["id"] for w in one.workspaces}.isdisjoint({w["id"] for w in other.workspaces})
-
-
-def test_the_dbt_sources_declare_exactly_the_raw_catalogue():
-    """One raw-schema catalogue (settings.RAW_TABLES); the dbt sources yml must say the same."""
-    source = yaml.safe_load(SOURCES_YML.read_text())["sources"][0]
-    assert source["name"] == source["schema"] == "raw_anthropic"
-    declared = {t["name"]: {c["name"]: c["data_type"] for c in t["columns"]} for t in source["tables"]}
-    assert set(declared) == set(RAW_TABLES)
-    names = {"text": "varchar", "bigint": "bigint", "date": "date", "bool": "boolean",
-             "timestamp": "timestamp with time zone"}
-    for table, columns in RAW_TABLES.items():
-        expected = {
-            name: (f"decimal({hint['precision']},{hint['scale']})" if hint["data_type"] == "decimal"
-                   else names[str(hint["data_type"])])
-            for name, hint in columns.items()
-        }
-        assert {k: v for k, v in declared[table].items() if not k.startswith("_dlt")} == expected, table
 
 
 def test_a_server_reading_ending_at_strictly_still_gives_the_last_day(stax_home, simulator):

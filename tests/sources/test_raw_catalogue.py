@@ -27,6 +27,12 @@ DUCKDB_TYPES = {
 DLT_COLUMNS = {"_dlt_load_id", "_dlt_id"}
 
 
+def _duckdb_type(hint: dict) -> str:
+    if hint["data_type"] == "decimal":
+        return f"decimal({hint['precision']},{hint['scale']})"
+    return DUCKDB_TYPES[hint["data_type"]]
+
+
 def _declared_sources(provider: Provider) -> dict[str, dict[str, str]]:
     """Tables and column types of the provider's raw schema as its dbt sources yml declares them."""
     path = MODELS / "staging" / provider.name / f"_{provider.name}__sources.yml"
@@ -44,7 +50,7 @@ def test_dbt_sources_declare_exactly_the_catalogue(provider: Provider):
     declared = _declared_sources(provider)
     assert set(declared) == set(catalogue)
     for table, columns in catalogue.items():
-        expected = {name: DUCKDB_TYPES[hint["data_type"]] for name, hint in columns.items()}
+        expected = {name: _duckdb_type(hint) for name, hint in columns.items()}
         found = {name: kind for name, kind in declared[table].items() if name not in DLT_COLUMNS}
         assert found == expected, table
 

@@ -52,7 +52,7 @@ from stax_pipeline.sources.anthropic_admin.settings import (
 
 # The shared shapes of a load request and its statistics (the seam may move them to a shared
 # module; they are the same classes the OpenAI source uses).
-from stax_pipeline.sources.openai_admin import LoadStats, SyncRequest
+from stax_pipeline.sources.contract import LoadStats, SyncRequest
 
 log = logging.getLogger(__name__)
 

@@ -127,6 +127,8 @@ SYNC_WINDOWS_COLUMNS: Columns = {
 
 # The raw-table catalogue: table -> its columns (the dbt sources must declare exactly these).
 COST_REPORT_TABLE = "cost_report"
+# The day table whose commit marker says a day is synced (what `stax doctor` counts as gaps).
+COST_RESOURCE = COST_REPORT_TABLE
 USAGE_MESSAGES_TABLE = "usage_messages"
 RAW_TABLES: dict[str, Columns] = {
     COST_REPORT_TABLE: COST_REPORT_COLUMNS,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from stax_pipeline.errors import CredentialError, ProviderError
 from stax_pipeline.lib.http import HttpError, RetryPolicy
+from stax_pipeline.sources.contract import KeyCheck
 from stax_pipeline.sources.anthropic_admin.helpers import AnthropicAdminClient
 from stax_pipeline.sources.anthropic_admin.key_format import ADMIN_KEYS_PAGE, check_admin_key_format
 from stax_pipeline.sources.anthropic_admin.settings import BASE_URL_SETTING, COST_REPORT_PATH
@@ -18,15 +17,6 @@ NO_PERMISSION_403 = (
     "the Anthropic Admin API answered 403: this key lacks permission to read usage and cost; "
     f"have an organization admin create an admin key at {ADMIN_KEYS_PAGE}. Nothing was stored."
 )
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    """What the key check learned: whether the Stax simulator answered, and the organization
-    behind the key (None when the API did not say)."""
-
-    simulated: bool
-    organization_id: str | None
 
 
 def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | None = None) -> KeyCheck:
@@ -68,6 +58,6 @@ def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | 
         base_url, api_key, retry=RetryPolicy.from_env().at_most(3), expect_simulator=expect_simulator
     )
     try:
-        return KeyCheck(simulated=simulated, organization_id=lookup.organization_id())
+        return KeyCheck(simulator=simulated, organization_id=lookup.organization_id())
     finally:
         lookup.close()

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 PROVIDER = "openai"
 DATASET_NAME = "raw_openai"
+# The day table whose commit marker says a day is synced (what `stax doctor` counts as gaps).
+COST_RESOURCE = "costs"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # new connections' API unless STAX_OPENAI_BASE_URL says
 
 COSTS_PATH = "/organization/costs"
