@@ -41,6 +41,7 @@ def stax_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
     with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as sim:
         monkeypatch.setenv("STAX_OPENAI_BASE_URL", sim.base_url)
+        monkeypatch.setenv("STAX_ANTHROPIC_BASE_URL", sim.base_url)  # it answers both APIs
         yield sim
 
 

@@ -67,6 +67,46 @@ def test_rejected_keys_exit_non_zero_with_guidance_and_store_nothing(stax_home, 
         assert simulator.requests == []  # refused before any request
 
 
+ANTHROPIC_KEY = "sk-ant-admin01-test-6d1e9a0c7b3f2854"
+
+
+def test_connect_anthropic_stores_the_key_encrypted_and_lists_it(stax_home, simulator):
+    result = stax("connect", "anthropic", "--name", "claude", "--no-backfill", key=ANTHROPIC_KEY)
+    assert result.returncode == 0, result.stderr
+    hint = f"sk-ant-admin01-…{ANTHROPIC_KEY[-4:]}"
+    assert hint in result.stdout and ANTHROPIC_KEY not in result.stdout + result.stderr
+    listing = stax("connections")
+    assert "claude" in listing.stdout and "anthropic" in listing.stdout and hint in listing.stdout
+    assert files_containing(stax_home, ANTHROPIC_KEY.encode()) == []
+    assert files_containing(stax_home, ANTHROPIC_KEY[len("sk-ant-admin01-"):].encode()) == []
+    # one cheap check of the key, then the organization behind it (for the one-organization rule)
+    assert [p for p, _ in simulator.requests] == ["/v1/organizations/cost_report", "/v1/organizations/me"]
+    # the same organization under another name is refused, naming the first connection
+    again = stax("connect", "anthropic", "--name", "claude-dup", "--no-backfill", key=ANTHROPIC_KEY)
+    assert again.returncode == 2 and "'claude'" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "says"),
+    [
+        ("sk-ant-api03-abc123def456ghi789", 2, "admin key"),
+        ("sk-admin-abc123def456ghi789", 2, "sk-ant-admin01-"),
+        ("sk-ant-admin01-test-revoked-1111", 1, "not an admin key, or it was revoked"),
+        ("sk-ant-admin01-test-nopermission-2222", 1, "lacks permission"),
+    ],
+)
+def test_rejected_anthropic_keys_exit_non_zero_with_guidance_and_store_nothing(stax_home, simulator, key, code, says):
+    result = stax("connect", "anthropic", "--name", "claude", key=key)
+    assert result.returncode == code, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert says in line and "Nothing was stored" in line
+    assert key not in result.stderr + result.stdout
+    assert_nothing_stored(stax_home, key)
+    if code == 2:
+        assert simulator.requests == []  # refused before any request
+
+
 def test_connect_accepts_exactly_the_registered_providers(stax_home, simulator):
     from stax_pipeline.providers import provider_names
 
