@@ -4,12 +4,12 @@ connection. The CLI, the schedule, the sensor and the UI all run it."""
 from dagster import AssetSelection, define_asset_job
 
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
-from stax_pipeline.defs.openai.assets import openai_admin_assets
+from stax_pipeline.defs.openai.assets import openai_ingest_asset
 
 SYNC_JOB_NAME = "stax_sync"
 
 sync_job = define_asset_job(
     SYNC_JOB_NAME,
-    selection=AssetSelection.assets(openai_admin_assets, stax_dbt_assets),
+    selection=AssetSelection.assets(openai_ingest_asset, stax_dbt_assets),
     description="Pull a window of days for a connection and rebuild the marts for exactly it.",
 )

@@ -178,11 +178,12 @@ def _assert_ui_metadata(instance, run_id, org):
         assert len(materializations) == len(truth), path  # one per day partition of the range
         return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in materializations}
 
-    costs = by_partition("raw_openai", "costs")
+    costs = by_partition("raw_openai")  # the ingest asset: every raw table of the provider
     assert set(costs) == set(truth)
     assert {p: m["cost_usd"] for p, m in costs.items()} == pytest.approx(truth, abs=1e-6)
     assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in costs.values())
-    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows_loaded"] > 0
+    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows"]["costs"] > 0
+    assert next(iter(costs.values()))["requests"]["/organization/costs"] == 1
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
         days = by_partition("marts", mart)
         assert {p: m["cost_usd"] for p, m in days.items()} == pytest.approx(truth, abs=1e-6), mart

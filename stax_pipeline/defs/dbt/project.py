@@ -3,7 +3,10 @@
 without a manifest. ``make install`` prepares the manifest; tests, CI and the CLI rely on that.
 """
 
+import json
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from dagster_dbt import DbtProject
 
@@ -22,3 +25,9 @@ def ensure_manifest() -> Path:
         with environment_without(SECRET_ENV_VARS):  # `dbt parse` runs as a subprocess
             stax_dbt_project.preparer.prepare(stax_dbt_project)
     return stax_dbt_project.manifest_path
+
+
+@cache
+def load_manifest() -> dict[str, Any]:
+    """The parsed manifest (read once per process)."""
+    return json.loads(ensure_manifest().read_text())
