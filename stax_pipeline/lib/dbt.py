@@ -34,6 +34,11 @@ def dbt_executable() -> str:
     return shutil.which("stax-dbt") or "stax-dbt"
 
 
+# dbt runs independent nodes (most of them: the tests) this many at a time, on its one DuckDB
+# connection's cursors. Measured on 2 cores, a large 30-day build: 29.5 s with 1 thread, 19.0 s
+# with 4 — a test waits on dbt's Python more than on DuckDB.
+DBT_THREADS = 4
+
 # dbt's artifacts of the last few runs are kept for debugging; older ones are removed.
 KEEP_DBT_RUNS = 5
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
@@ -69,15 +74,9 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-@contextmanager
-def environment_without(names: Iterable[str]) -> Iterator[None]:
-    """Remove ``names`` from this process's environment for the block, so a subprocess started
-    in it does not inherit them (dagster-dbt copies ``os.environ`` for dbt); then put them back."""
-    removed = {name: os.environ.pop(name) for name in names if name in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(removed)
+def environment_without_secrets() -> dict[str, str]:
+    """A copy of this process's environment for dbt: without the master keys."""
+    return {name: value for name, value in os.environ.items() if name not in SECRET_ENV_VARS}
 
 
 @contextmanager
@@ -135,12 +134,13 @@ def run_dbt_build(
     Unit tests check the SQL, not the data: they run in the test suite, not in syncs.
     """
     mark_as_parent()
-    env = {name: value for name, value in os.environ.items() if name not in SECRET_ENV_VARS}
+    env = environment_without_secrets()
     env[WINDOW_ENV] = json.dumps(dbt_window)
     args = [
         dbt_executable(), "build", "--exclude-resource-type", "unit_test",
         "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
         "--target-path", str(target), "--log-path", str(target), "--no-use-colors",
+        "--threads", str(DBT_THREADS),
         *(["--select", *select] if select else []),
     ]  # fmt: skip
     output = target / "console.log"

@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType
 
 from stax_pipeline.credentials import ConnectionStore
-from stax_pipeline.defs.dbt.project import stax_dbt_project
+from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.orchestration import dagster_instance, run_sync
@@ -208,7 +208,7 @@ def _assert_run_state_under_stax_home(settings, runs: int) -> None:
 
 
 def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simulator):
-    checkout_target = sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir())
+    checkout_target = sorted(p.name for p in (DBT_PROJECT_DIR / "target").iterdir())
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
     instance = dagster_instance(settings)
@@ -241,7 +241,7 @@ def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simu
 
     assert ConnectionStore(settings).get("acme").last_synced_at is not None
     _assert_run_state_under_stax_home(settings, runs=3)
-    assert sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir()) == checkout_target
+    assert sorted(p.name for p in (DBT_PROJECT_DIR / "target").iterdir()) == checkout_target
     # The admin key is nowhere in plaintext under STAX_HOME: dlt state, Dagster logs, warehouse.
     assert files_containing(stax_home, ADMIN_KEY.encode()) == []
     assert files_containing(stax_home, ADMIN_KEY[9:].encode()) == []

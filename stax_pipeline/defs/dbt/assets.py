@@ -17,18 +17,17 @@ from dagster import (
     AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
     MaterializeResult,
+    multi_asset,
 )
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
-from dagster_dbt.asset_utils import get_asset_check_key_for_test
-from dagster_dbt.dbt_project import DbtProject
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.mart_figures import mart_figures
-from stax_pipeline.defs.dbt.project import ensure_manifest, load_manifest, stax_dbt_project
+from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR, load_manifest
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
 from stax_pipeline.lib.dbt import dbt_run_dir, run_dbt_build
 from stax_pipeline.lib.serving import publish_marts
@@ -40,42 +39,27 @@ from stax_pipeline.settings import load_settings
 log = logging.getLogger(__name__)
 
 MARTS_SCHEMA = "marts"
-# The dbt models that are Dagster assets: everything under models/marts.
-MARTS_SELECT = "path:models/marts"
-
 SPEND_MART = AssetKey([MARTS_SCHEMA, "fct_spend_daily"])
 
 _MODEL_TYPES = ("model", "seed", "snapshot")
 
 
-def _schema(props: Mapping[str, Any]) -> str:
-    return props.get("config", {}).get("schema") or props["schema"]
+def _schema(node: Mapping[str, Any]) -> str:
+    return node.get("config", {}).get("schema") or node["schema"]
 
 
-class StaxDbtTranslator(DagsterDbtTranslator):
-    """Marts keyed ``marts/<model>`` (as in the warehouse); every source of a raw dataset keyed
-    by the dataset (``raw_openai``), the key of the provider's ingest asset; each mart depends on
-    the raw datasets and the other marts it reads, through the staging and intermediate models."""
+def _is_mart(node: Mapping[str, Any]) -> bool:
+    return node["resource_type"] in _MODEL_TYPES and _schema(node) == MARTS_SCHEMA
 
-    def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> AssetSpec:
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        props = self.get_resource_props(manifest, unique_id)
-        if props["resource_type"] == "source":
-            return spec.replace_attributes(key=AssetKey([props["source_name"]]))
-        if props["resource_type"] not in _MODEL_TYPES:
-            return spec
-        key = AssetKey([_schema(props), props["name"]])
-        if _schema(props) != MARTS_SCHEMA:
-            return spec.replace_attributes(key=key)  # not an asset; named for dbt's bookkeeping
-        return spec.replace_attributes(
-            key=key, group_name=MARTS_SCHEMA, deps=_asset_parents(manifest, unique_id)
-        )
+
+def _mart_key(node: Mapping[str, Any]) -> AssetKey:
+    """``marts/<model>``: the relation's name in the warehouse (and in marts.duckdb)."""
+    return AssetKey([MARTS_SCHEMA, node["name"]])
 
 
 def _asset_parents(manifest: Mapping[str, Any], unique_id: str) -> list[AssetKey]:
-    """The assets a mart reads: raw datasets and marts, seen through the models in between."""
+    """The assets a mart reads: the raw datasets (a dbt source ``raw_openai.costs`` is the ingest
+    asset ``raw_openai``) and the marts, seen through the staging and intermediate models."""
     found: dict[AssetKey, None] = {}
     todo = list(manifest["parent_map"].get(unique_id, []))
     seen: set[str] = set()
@@ -89,23 +73,78 @@ def _asset_parents(manifest: Mapping[str, Any], unique_id: str) -> list[AssetKey
             continue
         if node["resource_type"] == "source":
             found[AssetKey([node["source_name"]])] = None
-        elif node["resource_type"] in _MODEL_TYPES and _schema(node) == MARTS_SCHEMA:
-            found[AssetKey([_schema(node), node["name"]])] = None
+        elif _is_mart(node):
+            found[_mart_key(node)] = None
         else:
             todo += manifest["parent_map"].get(parent, [])
     return list(found)
 
 
-_translator = StaxDbtTranslator(
-    settings=DagsterDbtTranslatorSettings(enable_asset_checks=True, enable_duplicate_source_asset_keys=True)
-)
+def _attached_model(manifest: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
+    """The model a dbt test checks: a generic test's own, a singular test's only parent, or the
+    model its ``meta.dagster.ref`` names (a test over several models says which it belongs to)."""
+    if test.get("attached_node"):
+        return test["attached_node"]
+    parents = set(test["depends_on"]["nodes"])
+    if len(parents) == 1:
+        return next(iter(parents))
+    meta = test.get("config", {}).get("meta") or test.get("meta") or {}
+    ref = meta.get("dagster", {}).get("ref", {})
+    for unique_id, node in manifest["nodes"].items():
+        if ref and node["name"] == ref.get("name") and node["resource_type"] in _MODEL_TYPES:
+            return unique_id
+    return None
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=stax_dbt_project,
-    select=MARTS_SELECT,
-    dagster_dbt_translator=_translator,
+def _mart_specs(
+    manifest: Mapping[str, Any],
+) -> tuple[list[AssetSpec], list[AssetCheckSpec], dict[str, AssetKey], dict[str, AssetCheckKey]]:
+    """From the manifest: a spec per mart, a check spec per test of a mart, and the asset (and
+    check) key of each dbt unique id."""
+    specs: list[AssetSpec] = []
+    keys: dict[str, AssetKey] = {}
+    for unique_id, node in sorted(manifest["nodes"].items()):
+        if not _is_mart(node):
+            continue
+        keys[unique_id] = _mart_key(node)
+        specs.append(
+            AssetSpec(
+                key=keys[unique_id],
+                deps=_asset_parents(manifest, unique_id),
+                description=node.get("description") or None,
+                group_name=MARTS_SCHEMA,
+                kinds={"dbt", "duckdb"},
+                metadata={
+                    "dbt_unique_id": unique_id,
+                    "materialized": node.get("config", {}).get("materialized", ""),
+                    "relation": f"{MARTS_SCHEMA}.{node['name']}",
+                },
+            )
+        )
+    check_specs: list[AssetCheckSpec] = []
+    checks: dict[str, AssetCheckKey] = {}
+    for unique_id, node in sorted(manifest["nodes"].items()):
+        if node["resource_type"] != "test":
+            continue
+        attached = _attached_model(manifest, node)
+        if attached not in keys:
+            continue  # a test of a staging model: it still runs in the build, as dbt's own
+        spec = AssetCheckSpec(
+            name=node["name"], asset=keys[attached], description=node.get("description") or None
+        )
+        checks[unique_id] = spec.key
+        check_specs.append(spec)
+    return specs, check_specs, keys, checks
+
+
+_SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
+
+
+@multi_asset(
+    name="stax_dbt_assets",
+    specs=_SPECS,
+    check_specs=_CHECK_SPECS,
+    can_subset=True,
     partitions_def=sync_partitions,
     backfill_policy=single_run,
     pool=WAREHOUSE_POOL,
@@ -119,7 +158,7 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     window, connections = window_from_context(context)
     with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
         build = run_dbt_build(
-            stax_dbt_project.project_dir, target, dbt_vars(window, connections), _dbt_selection(context)
+            DBT_PROJECT_DIR, target, dbt_vars(window, connections), _dbt_selection(context)
         )
     for connection in connections:
         record_phase(
@@ -185,24 +224,3 @@ def _check_result(check: AssetCheckKey, result: Mapping[str, Any]) -> AssetCheck
             **({"message": str(result["message"])} if result.get("message") else {}),
         },
     )
-
-
-def _keys() -> tuple[dict[str, AssetKey], dict[str, AssetCheckKey]]:
-    """The asset key of every mart and the check key of every test of one, by dbt unique id."""
-    manifest = load_manifest()
-    specs = {spec.key for spec in stax_dbt_assets.specs}
-    marts: dict[str, AssetKey] = {}
-    checks: dict[str, AssetCheckKey] = {}
-    for unique_id, node in manifest["nodes"].items():
-        if node["resource_type"] in _MODEL_TYPES:
-            key = _translator.get_asset_spec(manifest, unique_id, stax_dbt_project).key
-            if key in specs:
-                marts[unique_id] = key
-        elif node["resource_type"] == "test":
-            check = get_asset_check_key_for_test(manifest, _translator, unique_id, stax_dbt_project)
-            if check is not None and check.asset_key in specs:
-                checks[unique_id] = check
-    return marts, checks
-
-
-_MART_KEYS, _CHECK_KEYS = _keys()
