@@ -260,3 +260,26 @@ def test_failed_run_reports_one_clear_error_and_changes_nothing(stax_home, simul
     assert "HTTP 401" in outcome.error and "/organization/" in outcome.error
     assert ADMIN_KEY not in outcome.error
     assert _marts(settings)[2] == before
+
+
+def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, monkeypatch):
+    """A window longer than MAX_DAYS_PER_RUN runs as consecutive runs (a run holds its events in
+    memory): each part one range run, the marts right, one costs page per part."""
+    from stax_pipeline import orchestration
+
+    monkeypatch.setattr(orchestration, "MAX_DAYS_PER_RUN", 3)
+    settings = load_settings()
+    ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
+    instance = dagster_instance(settings)
+    outcome = run_sync(instance, "acme", WINDOW)  # 5 days: 3 + 2
+    assert outcome.success, outcome.error
+    assert outcome.window == WINDOW
+    runs = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    assert [(r.dagster_run.tags["dagster/asset_partition_range_start"],
+             r.dagster_run.tags["dagster/asset_partition_range_end"]) for r in runs] == [
+        (f"acme|{WINDOW.start}", f"acme|{WINDOW.start + timedelta(days=2)}"),
+        (f"acme|{WINDOW.start + timedelta(days=3)}", f"acme|{WINDOW.last}")]
+    assert runs[-1].dagster_run.run_id == outcome.run_id
+    assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 2
+    _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
+    assert ConnectionStore(settings).get("acme").last_synced_at is not None
