@@ -113,8 +113,9 @@ def _run_one(
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     settings = load_settings()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    # Our progress lines go through Python logging (stderr); Dagster's console is muted and the
-    # dbt output dagster-dbt echoes to stdout goes to a log file (the UI keeps it per run too).
+    # Our progress lines go through Python logging (stderr); Dagster's console is muted and
+    # whatever a library prints to stdout goes to a log file (dbt's console output is in its run
+    # folder, $STAX_HOME/dbt/runs/).
     run_id = str(uuid.uuid4())
     with (
         open(settings.logs_dir / "sync.log", "a") as log_file,

@@ -53,7 +53,7 @@ def provider_ingest_asset(
     and ``requests`` per table and path, the committed ``tables``.
     """
     key = AssetKey([dataset_name])
-    with warnings.catch_warnings():  # backfill_policy is "beta" on @asset; @dlt_assets took it silently
+    with warnings.catch_warnings():  # backfill_policy is "beta" on @asset: no warning at every import
         warnings.simplefilter("ignore", BetaWarning)
         return _ingest_asset(key, provider, load, tables, description)
 

@@ -82,7 +82,7 @@ def environment_without_secrets() -> dict[str, str]:
 @contextmanager
 def window_in_environment(dbt_window: dict) -> Iterator[None]:
     """Put the run's window in ``STAX_DBT_WINDOW`` for the dbt subprocess started in the block
-    (dagster-dbt hands dbt a copy of this process's environment)."""
+    (dbt run in-process, as the dbt tests do, reads it there)."""
     previous = os.environ.get(WINDOW_ENV)
     os.environ[WINDOW_ENV] = json.dumps(dbt_window)
     try:
