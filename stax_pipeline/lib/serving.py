@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMA = "marts"
 # DuckDB's buffer memory while copying: without a limit it takes what the copy of the biggest
-# relation would like (the FOCUS view of a large organization: ~650 MB), on top of the sync's
-# own process; with one, it streams (measured: same time, 360 MB instead of 680 MB peak RSS).
-PUBLISH_MEMORY_LIMIT = "256MB"
+# relation would like (the FOCUS view of a large organization: ~650 MB for 30 days), on top of
+# the sync's own process; with one, it streams (30 large days: same time, 360 MB instead of 680 MB
+# peak RSS with 256 MB; 512 MB leaves room for longer histories without spilling).
+PUBLISH_MEMORY_LIMIT = "512MB"
 
 _STAGING_PREFIX = ".marts-"  # new copies of marts.duckdb before they are renamed into place
 _EXPORTS_PREFIX = ".exports-"  # export directories; `exports` points at the current one
