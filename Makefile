@@ -13,11 +13,13 @@ MANIFEST := dbt_project/target/manifest.json
 
 install: $(BIN)/.installed $(MANIFEST)
 
-# The venv, from the lock file only (`uv sync --frozen` never re-resolves).
+# The venv, from the lock file only (`uv sync --frozen` never re-resolves), its modules compiled
+# to bytecode now: where Python may not write .pyc files (PYTHONDONTWRITEBYTECODE, a read-only
+# venv) every `stax` and dbt process would otherwise compile dagster, dlt and dbt at start-up.
 $(BIN)/.installed: uv.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --quiet
+	$(BIN)/uv sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 # The dbt manifest is prepared by the build, so tests, CI and `stax` load the definitions

@@ -6,25 +6,20 @@ from pathlib import Path
 from dagster import Definitions
 
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
-from stax_pipeline.defs.dbt.project import stax_dbt_project
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.defs.maintenance import dead_run_recovery
-from stax_pipeline.defs.openai.assets import openai_admin_assets
+from stax_pipeline.defs.ingest import INGEST_ASSETS
 from stax_pipeline.defs.schedules import nightly_sync
 from stax_pipeline.defs.sensors import backfill_run_sensors, new_connection_backfill
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage
-from stax_pipeline.lib.dbt import StaxDbtCliResource, dbt_executable
 
 # Run workers and code servers of `make ui` / the daemon write the same instance's storage.
 if os.environ.get("DAGSTER_HOME"):
     install_fast_event_storage(Path(os.environ["DAGSTER_HOME"]))
 
 defs = Definitions(
-    assets=[openai_admin_assets, stax_dbt_assets],
+    assets=[*INGEST_ASSETS.values(), stax_dbt_assets],
     jobs=[sync_job],
     schedules=[nightly_sync],
     sensors=[new_connection_backfill, *backfill_run_sensors, dead_run_recovery],
-    resources={
-        "dbt": StaxDbtCliResource(project_dir=stax_dbt_project, dbt_executable=dbt_executable()),
-    },
 )

@@ -8,7 +8,8 @@ import os
 import re
 import uuid
 from contextlib import redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
@@ -63,12 +64,49 @@ class RunOutcome:
     error: str | None = None
 
 
+# The most days one in-process run covers. A run keeps every event it wrote in memory until it
+# ends (``execute_in_process``), and writes about two per asset per day: a 3-year `stax sync`
+# as one run would hold ~35k. Longer windows run as consecutive runs of at most this many days:
+# 155 = 5 usage pages of 31 days and 1 costs page of 180, so they cost no extra requests but one
+# costs page per run (a 30- or 90-day backfill is still one run, one page per endpoint).
+MAX_DAYS_PER_RUN = 155
+
+
 def run_sync(
     instance: DagsterInstance, connection: str, window: SyncWindow, tags: dict[str, str] | None = None
 ) -> RunOutcome:
-    """Materialize every asset for ``window`` of ``connection`` as ONE range run, in-process
-    (``tags`` added to the run's, e.g. a backfill's claim)."""
+    """Materialize every asset for ``window`` of ``connection``, in-process: ONE range run, or
+    for a window of more than :data:`MAX_DAYS_PER_RUN` days one run per part of it, in order,
+    stopping at the first that fails (the days before it stay synced). ``tags`` are added to
+    each run's, e.g. a backfill's claim."""
+    outcome = None
+    for part in _parts(window, MAX_DAYS_PER_RUN):
+        outcome = _run_one(instance, connection, part, tags)
+        if not outcome.success:
+            if part != window:  # say which part failed
+                outcome = replace(outcome, error=f"days {part}: {outcome.error}")
+            break
+    assert outcome is not None
+    return replace(outcome, window=window) if outcome.success else outcome
+
+
+def _parts(window: SyncWindow, days: int) -> list[SyncWindow]:
+    """``window`` cut into consecutive windows of at most ``days`` days."""
+    parts, start = [], window.start
+    while start < window.end:
+        end = min(start + timedelta(days=days), window.end)
+        parts.append(SyncWindow(start, end))
+        start = end
+    return parts
+
+
+def _run_one(
+    instance: DagsterInstance, connection: str, window: SyncWindow, tags: dict[str, str] | None
+) -> RunOutcome:
+    """One range run of ``window`` of ``connection``, in-process."""
     from stax_pipeline.definitions import defs
+    from stax_pipeline.credentials import ConnectionStore
+    from stax_pipeline.defs.ingest import sync_selection
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
     from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run
 
@@ -76,9 +114,11 @@ def run_sync(
     register_connection(instance, connection)
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     settings = load_settings()
+    selection = sync_selection(ConnectionStore(settings).get(connection).provider)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    # Our progress lines go through Python logging (stderr); Dagster's console is muted and the
-    # dbt output dagster-dbt echoes to stdout goes to a log file (the UI keeps it per run too).
+    # Our progress lines go through Python logging (stderr); Dagster's console is muted and
+    # whatever a library prints to stdout goes to a log file (dbt's console output is in its run
+    # folder, $STAX_HOME/dbt/runs/).
     run_id = str(uuid.uuid4())
     with (
         open(settings.logs_dir / "sync.log", "a") as log_file,
@@ -88,6 +128,7 @@ def run_sync(
         result = job.execute_in_process(
             instance=instance,
             run_id=run_id,
+            asset_selection=selection,
             tags={**range_run_tags(connection, window), **owner_tags(), **(tags or {})},
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},

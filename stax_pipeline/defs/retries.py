@@ -11,8 +11,8 @@ A retried step re-pulls its whole window cleanly: the source keeps no cursor, ev
 under a new ``sync_id``, and the rows of a failed attempt never got their ``sync_windows`` commit
 marker, so staging never reads them.
 
-Why not ``RetryPolicy`` on the asset: ``@dlt_assets`` takes none, and a retry policy retries every
-exception (a revoked key three times, minutes apart) and turns an interrupt into a retry.
+Why not ``RetryPolicy`` on the asset: a retry policy retries every exception (a revoked key three
+times, minutes apart) and turns an interrupt into a retry.
 """
 
 from __future__ import annotations

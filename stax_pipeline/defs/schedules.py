@@ -4,6 +4,7 @@ yesterday plus the lookback days, or from the first day it is missing if nights 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.defs.ingest import sync_selection
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.lib.window import CONNECTION_DIM, catch_up_window, range_run_tags
 from stax_pipeline.settings import load_settings
@@ -29,5 +30,6 @@ def nightly_sync(context: ScheduleEvaluationContext):
         window = catch_up_window(today, store.synced_days(connection.name), settings.lookback_days)
         yield RunRequest(
             run_key=f"nightly:{connection.name}:{today.isoformat()}",
+            asset_selection=sync_selection(connection.provider),
             tags=range_run_tags(connection.name, window),
         )

@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.defs.ingest import sync_selection
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.lib.window import CONNECTION_DIM, backfill_window, range_run_tags
 from stax_pipeline.orchestration import finished_run_failure
@@ -75,6 +76,7 @@ def new_connection_backfill(context: SensorEvaluationContext) -> SensorResult:
         if claim is not None:
             run_requests.append(RunRequest(
                 run_key=f"backfill:{connection.id}:{claim}",
+                asset_selection=sync_selection(connection.provider),
                 tags={**range_run_tags(connection.name, window),
                       **backfill_run_tags(connection.id, claim)},
             ))  # fmt: skip

@@ -1,24 +1,36 @@
 """Cheaper writes for the local Dagster instance's SQLite storage.
 
-Dagster's SQLite event log opens a connection per event and commits it with a full fsync; with
-the WAL journal, closing what is the only connection also checkpoints (more fsyncs). A range run
-writes one event per asset per day, so these syncs were most of a small sync's time. For the
-databases of Stax's own instance (``$STAX_HOME/dagster``) we set ``synchronous=OFF``: a crash
-of the process loses nothing (SQLite has handed the data to the OS), only a crash of the OS
-could lose recent run history — never money, which lives in the warehouse, nor keys, which live
-in the app database; both keep SQLite's/DuckDB's defaults.
+A range run writes one event per asset per (connection, day) partition, and Dagster's SQLite
+event log pays a lot for each: it creates a SQLAlchemy engine, opens a connection, commits with
+a full fsync and closes (with the WAL journal, closing the only connection also checkpoints) —
+for the run's database and again for the index. That bookkeeping was most of a small sync's
+time. For the databases of Stax's own instance (``$STAX_HOME/dagster``):
+
+- ``PRAGMA synchronous=OFF``: a crash of the process loses nothing (SQLite has handed the data to
+  the OS), only a crash of the OS could lose recent run history — never money, which lives in the
+  warehouse, nor keys, which live in the app database; both keep SQLite's/DuckDB's defaults;
+- one engine per database file, kept (the index and the last few runs' files), whose connection
+  is reused per thread instead of opened and closed for every event.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _installed: set[str] = set()
+
+# Engines kept per event-log storage: the index shard and the runs being written.
+KEEP_ENGINES = 4
 
 
 def install_fast_event_storage(dagster_home: Path) -> None:
     """Set ``PRAGMA synchronous=OFF`` on every SQLite connection SQLAlchemy opens to a file
-    under ``dagster_home`` (idempotent; other databases are left alone)."""
+    under ``dagster_home``, and keep the event log's engines there (idempotent; other databases
+    are left alone)."""
     root = str(Path(dagster_home).resolve())
     if root in _installed:
         return
@@ -34,3 +46,48 @@ def install_fast_event_storage(dagster_home: Path) -> None:
 
     event.listen(Engine, "connect", on_connect)
     _installed.add(root)
+    _keep_event_log_engines()
+
+
+def _keep_event_log_engines() -> None:
+    """Replace ``SqliteEventLogStorage._connect`` (Dagster 1.13: a new engine, connection and
+    dispose per call) for storages under an installed root with one that keeps each shard's
+    engine (at most :data:`KEEP_ENGINES`, least recently used disposed first). Same lock, same
+    lazy schema init, same one transaction per call."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    from dagster._core.storage.sql import create_engine
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+    from sqlalchemy.pool import SingletonThreadPool
+
+    original = SqliteEventLogStorage._connect
+    if getattr(original, "__stax__", False):
+        return
+
+    @contextmanager
+    def _connect(self: SqliteEventLogStorage, shard: str) -> Iterator[Any]:
+        base = str(Path(self._base_dir).resolve())
+        if not any(base.startswith(root) for root in _installed):
+            with original(self, shard) as conn:
+                yield conn
+            return
+        with self._db_lock:
+            engines: OrderedDict[str, Any] = self.__dict__.setdefault("_stax_engines", OrderedDict())
+            engine = engines.get(shard)
+            if engine is None:
+                engine = create_engine(
+                    self.conn_string_for_shard(shard),
+                    poolclass=SingletonThreadPool,  # one connection per thread, kept
+                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+                )
+                engines[shard] = engine
+                while len(engines) > KEEP_ENGINES:
+                    engines.popitem(last=False)[1].dispose()
+            engines.move_to_end(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    _connect.__stax__ = True  # type: ignore[attr-defined]
+    SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]

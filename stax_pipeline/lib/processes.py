@@ -4,7 +4,7 @@ Three facts drive this module:
 
 - A pid alone does not name a process: pids are reused (after a reboot, or on a busy machine),
   so a process is its host, its pid *and* its start time.
-- A child does not die with its parent. dagster-dbt starts dbt with a plain ``subprocess.Popen``;
+- A child does not die with its parent. The dbt asset starts dbt with a plain ``subprocess.Popen``;
   when the process running the sync is killed (SIGKILL: the OOM killer), dbt goes on for seconds,
   holding the warehouse's write lock that the next run needs. ``stax-dbt`` fixes that.
 - Dagster swaps the SIGINT/SIGTERM handlers while it runs a job and acts on them only at its own
@@ -81,7 +81,7 @@ def die_with_parent(parent_pid: int | None) -> None:
     """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
 
     The request survives ``exec``, so whatever this process becomes dies with the parent too.
-    Linux ties it to the parent *thread* that started us; dagster-dbt starts dbt from the thread
+    Linux ties it to the parent *thread* that started us; the dbt asset starts dbt from the thread
     that runs the step, which lives until dbt has finished. A parent that died before the
     request (we are then some other process's child) is checked against ``parent_pid``.
     """
@@ -103,7 +103,7 @@ def mark_as_parent() -> None:
 def dbt_tied_to_parent() -> NoReturn:
     """``stax-dbt``: the dbt of this environment, killed with the process that started it.
 
-    dagster-dbt runs it as its dbt executable (``lib/dbt.py``), so a sync killed with SIGKILL
+    The dbt asset runs it as its dbt (``lib/dbt.run_dbt_build``), so a sync killed with SIGKILL
     takes its dbt (and dbt's hold on the warehouse) with it. Startup costs one small Python
     import; then this process *becomes* dbt (same pid, same pipes).
     """

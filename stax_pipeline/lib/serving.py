@@ -43,6 +43,12 @@ from stax_pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 PUBLISHED_SCHEMA = "marts"
+# DuckDB's buffer memory while copying: without a limit it takes what the copy of the biggest
+# relation would like (the FOCUS view of a large organization: ~650 MB for 30 days), on top of
+# the sync's own process; with one, it streams (30 large days: same time, 360 MB instead of 680 MB
+# peak RSS with 256 MB; 512 MB leaves room for longer histories without spilling).
+PUBLISH_MEMORY_LIMIT = "512MB"
+
 _STAGING_PREFIX = ".marts-"  # new copies of marts.duckdb before they are renamed into place
 _EXPORTS_PREFIX = ".exports-"  # export directories; `exports` points at the current one
 _LINK_PREFIX = ".exports-link-"  # a symlink about to be renamed over `exports`
@@ -144,7 +150,10 @@ def _write_copies(
     ``connections`` where a relation names its rows' connection (all rows if None); returns
     rows per name."""
     exports.mkdir(mode=0o700)
-    con = duckdb.connect(str(database), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
+    con = duckdb.connect(
+        str(database),
+        config={"storage_compatibility_version": STORAGE_COMPATIBILITY, "memory_limit": PUBLISH_MEMORY_LIMIT},
+    )
     rows: dict[str, int] = {}
     try:
         con.execute(f"attach {_literal(settings.warehouse_path)} as warehouse (read_only)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,25 +80,6 @@ def dlt_pipeline(settings: Settings, dataset_name: str) -> Pipeline:
     if pipeline.has_pending_data:
         pipeline.abort_packages()
     return pipeline
-
-
-def describe_only_pipeline(pipeline_name: str, dataset_name: str) -> Pipeline:
-    """A dlt pipeline that only describes a source's resources to dagster-dlt, never runs.
-
-    dagster-dlt reads its name and destination when the definitions load. dlt gives every
-    pipeline a working folder; this one's is made in a private temporary folder and removed
-    before returning, so loading the definitions leaves no state anywhere (no folder shared by
-    the machine's users in the system temp directory, and no STAX_HOME read at import).
-    """
-    import dlt
-
-    with tempfile.TemporaryDirectory(prefix="stax-dlt-describe-") as working_dir:
-        return dlt.pipeline(
-            pipeline_name=pipeline_name,
-            destination=dlt.destinations.duckdb(":pipeline:"),
-            dataset_name=dataset_name,
-            pipelines_dir=working_dir,
-        )
 
 
 @contextmanager

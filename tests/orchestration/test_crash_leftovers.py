@@ -55,7 +55,7 @@ def add_run(instance, tags=None, status=DagsterRunStatus.STARTED, holds_slot=Tru
     run_id = str(uuid.uuid4())
     instance.add_run(DagsterRun(job_name="stax_sync", run_id=run_id, tags=tags or {}, status=status))
     if holds_slot:
-        instance.event_log_storage.claim_concurrency_slot(POOL, run_id, "openai_admin")
+        instance.event_log_storage.claim_concurrency_slot(POOL, run_id, "raw_openai")
     return run_id
 
 
@@ -82,7 +82,7 @@ def test_a_run_whose_process_died_is_failed_and_its_slot_passes_on(instance, cap
     assert status(instance, crashed) == DagsterRunStatus.FAILURE
     assert status(instance, waiting) == DagsterRunStatus.STARTED
     assert crashed not in set.union(*pool(instance))  # the slot went to the waiting run
-    assert instance.event_log_storage.claim_concurrency_slot(POOL, waiting, "openai_admin").is_claimed
+    assert instance.event_log_storage.claim_concurrency_slot(POOL, waiting, "raw_openai").is_claimed
     assert caplog.messages == [
         f"a previous sync (run {crashed[:8]}, pid {dead.pid}) died without finishing; "
         "marked it failed and freed its warehouse slot"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from dagster import AssetKey, Definitions, build_schedule_context, build_sensor_context
+from dagster import AssetCheckKey, AssetKey, Definitions, build_schedule_context, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from stax_pipeline.credentials import ConnectionStore
@@ -22,21 +22,27 @@ RAW_TABLES = {"costs", "projects", "project_api_keys", "sync_windows", *(e.table
 def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    dlt_keys = {AssetKey(["raw_openai", t]) for t in RAW_TABLES}
+    raw = AssetKey(["raw_openai"])  # one ingest asset for every raw table of the provider
     materializable = set(graph.materializable_asset_keys)
-    assert dlt_keys <= materializable
-    # dbt staging reads exactly what dlt writes: no external stand-ins for raw tables.
+    assert raw in materializable and graph.get(raw).group_name == "ingest"
+    assert set(graph.get(raw).metadata["raw_tables"].split(", ")) == RAW_TABLES
+    # dbt reads exactly what dlt writes: no external stand-ins for raw tables, and only the marts
+    # are assets (staging and intermediate models are built inside the marts' dbt build).
     assert all(not k.path[0].startswith("openai_admin") for k in graph.get_all_asset_keys())
     assert set(graph.external_asset_keys) == set()
-    assert graph.get(AssetKey(["staging", "stg_openai__costs"])).parent_keys >= {
-        AssetKey(["raw_openai", "costs"]), AssetKey(["raw_openai", "sync_windows"])}
+    assert materializable - {raw} == {k for k in materializable if k.path[0] == "marts"}
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_model_spend_by_api_key_daily", "dim_projects",
                  "dim_api_keys", "fct_spend_daily_by_connection", "fct_spend_daily_by_project"):
         assert AssetKey(["marts", mart]) in materializable
-    assert graph.get(AssetKey(["staging", "stg_openai__project_api_keys"])).parent_keys >= {
-        AssetKey(["raw_openai", "project_api_keys"])}
+    # Lineage goes through the models in between: raw -> marts, and marts -> the marts they read.
+    for mart in ("fct_spend_daily", "dim_api_keys", "dim_projects", "fct_usage_daily"):
+        assert graph.get(AssetKey(["marts", mart])).parent_keys == {raw}, mart
+    assert graph.get(AssetKey(["marts", "fct_spend_daily_by_connection"])).parent_keys == {
+        raw, AssetKey(["marts", "fct_spend_daily"])}
+    assert graph.get(AssetKey(["marts", "rpt_spend_month_to_date_by_model"])).parent_keys == {
+        AssetKey(["marts", "fct_spend_monthly_by_model"])}
     groups = {graph.get(k).group_name for k in materializable}
-    assert groups == {"ingest", "staging", "marts"}
+    assert groups == {"ingest", "marts"}
 
 
 def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
@@ -52,9 +58,12 @@ def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
 
 
 def test_dbt_tests_are_asset_checks():
-    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert any(name.startswith("unique_grain") for name in checks)
-    assert "assert_spend_reconciles_with_costs" in checks
+    checks = defs.resolve_asset_graph().asset_check_keys
+    names = {k.name for k in checks}
+    assert any(name.startswith("unique_grain") for name in names)
+    # a test over several models is the check of the one its meta.dagster.ref names
+    assert AssetCheckKey(AssetKey(["marts", "fct_spend_daily"]), "assert_spend_reconciles_with_costs") in checks
+    assert all(k.asset_key.path[0] == "marts" for k in checks)
 
 
 def test_window_helpers():

@@ -109,7 +109,7 @@ def test_an_outage_longer_than_the_retry_limit_is_retried_by_dagster_and_repulls
     faults = Faults(page_size=PAGE_SIZE, outage_at_request=10, outage_seconds=1.6)
     instance, outcome = _sync(simulator, faults)
     retried = _step_events(instance, outcome.run_id, DagsterEventType.STEP_UP_FOR_RETRY)
-    assert retried == ["openai_admin"]  # the ingest step, once; never the dbt step
+    assert retried == ["raw_openai"]  # the ingest step, once; never the dbt step
     costs_pages = [p for p, _ in simulator.requests if p == "/v1/organization/costs"]
     assert len(costs_pages) >= 2 * 5  # the window's 5 pages were pulled again by the retry
     # The failed attempt's rows (if any reached raw) were never committed, so nothing doubled:
@@ -140,7 +140,7 @@ def test_what_retries_cannot_fix_fails_with_one_clear_line(stax_home, simulator,
     assert re.match(r"GET /organization/\S+ " + says, outcome.error), outcome.error
     assert "\n" not in outcome.error and ADMIN_KEY not in outcome.error
     retried = _step_events(instance, outcome.run_id, DagsterEventType.STEP_UP_FOR_RETRY)
-    assert retried == ["openai_admin"] * step_retries
+    assert retried == ["raw_openai"] * step_retries
 
 
 # -- the scenario through the command line, as a person (or the harness) runs it ----------

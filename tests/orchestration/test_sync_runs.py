@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType
 
 from stax_pipeline.credentials import ConnectionStore
-from stax_pipeline.defs.dbt.project import stax_dbt_project
+from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.orchestration import dagster_instance, run_sync
@@ -178,11 +178,12 @@ def _assert_ui_metadata(instance, run_id, org):
         assert len(materializations) == len(truth), path  # one per day partition of the range
         return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in materializations}
 
-    costs = by_partition("raw_openai", "costs")
+    costs = by_partition("raw_openai")  # the ingest asset: every raw table of the provider
     assert set(costs) == set(truth)
     assert {p: m["cost_usd"] for p, m in costs.items()} == pytest.approx(truth, abs=1e-6)
     assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in costs.values())
-    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows_loaded"] > 0
+    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows"]["costs"] > 0
+    assert next(iter(costs.values()))["requests"]["/organization/costs"] == 1
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
         days = by_partition("marts", mart)
         assert {p: m["cost_usd"] for p, m in days.items()} == pytest.approx(truth, abs=1e-6), mart
@@ -207,7 +208,7 @@ def _assert_run_state_under_stax_home(settings, runs: int) -> None:
 
 
 def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simulator):
-    checkout_target = sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir())
+    checkout_target = sorted(p.name for p in (DBT_PROJECT_DIR / "target").iterdir())
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
     instance = dagster_instance(settings)
@@ -240,7 +241,7 @@ def test_range_run_equals_ground_truth_and_reruns_change_nothing(stax_home, simu
 
     assert ConnectionStore(settings).get("acme").last_synced_at is not None
     _assert_run_state_under_stax_home(settings, runs=3)
-    assert sorted(p.name for p in (stax_dbt_project.project_dir / "target").iterdir()) == checkout_target
+    assert sorted(p.name for p in (DBT_PROJECT_DIR / "target").iterdir()) == checkout_target
     # The admin key is nowhere in plaintext under STAX_HOME: dlt state, Dagster logs, warehouse.
     assert files_containing(stax_home, ADMIN_KEY.encode()) == []
     assert files_containing(stax_home, ADMIN_KEY[9:].encode()) == []
@@ -259,3 +260,26 @@ def test_failed_run_reports_one_clear_error_and_changes_nothing(stax_home, simul
     assert "HTTP 401" in outcome.error and "/organization/" in outcome.error
     assert ADMIN_KEY not in outcome.error
     assert _marts(settings)[2] == before
+
+
+def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, monkeypatch):
+    """A window longer than MAX_DAYS_PER_RUN runs as consecutive runs (a run holds its events in
+    memory): each part one range run, the marts right, one costs page per part."""
+    from stax_pipeline import orchestration
+
+    monkeypatch.setattr(orchestration, "MAX_DAYS_PER_RUN", 3)
+    settings = load_settings()
+    ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
+    instance = dagster_instance(settings)
+    outcome = run_sync(instance, "acme", WINDOW)  # 5 days: 3 + 2
+    assert outcome.success, outcome.error
+    assert outcome.window == WINDOW
+    runs = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    assert [(r.dagster_run.tags["dagster/asset_partition_range_start"],
+             r.dagster_run.tags["dagster/asset_partition_range_end"]) for r in runs] == [
+        (f"acme|{WINDOW.start}", f"acme|{WINDOW.start + timedelta(days=2)}"),
+        (f"acme|{WINDOW.start + timedelta(days=3)}", f"acme|{WINDOW.last}")]
+    assert runs[-1].dagster_run.run_id == outcome.run_id
+    assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 2
+    _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
+    assert ConnectionStore(settings).get("acme").last_synced_at is not None

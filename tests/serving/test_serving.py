@@ -218,25 +218,25 @@ def test_a_client_holding_the_warehouse_fails_the_sync_in_one_line_then_it_recov
     assert _query_once(settings.marts_path, "select count(*) from marts.fct_spend_daily")[0][0] > 0
 
 
-@pytest.mark.parametrize("step", ["openai_admin", "stax_dbt_assets"])
+@pytest.mark.parametrize("step", ["raw_openai", "stax_dbt_assets"])
 def test_lock_lost_after_the_wait_still_reads_as_one_busy_line(stax_home, simulator, monkeypatch, step):
     """A client that grabs the warehouse after the wait returned makes dlt (or dbt) fail on the
     lock itself: the run's error is still the busy line, never dlt's credentials text."""
     from stax_pipeline.definitions import defs
     from stax_pipeline.defs.dbt import assets as dbt_assets
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
-    from stax_pipeline.defs.openai import assets as openai_assets
+    from stax_pipeline.defs import ingest as ingest_assets
 
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
     ensure_warehouse(settings)
-    for module in (openai_assets, dbt_assets):  # the client wins the race after the wait
+    for module in (ingest_assets, dbt_assets):  # the client wins the race after the wait
         monkeypatch.setattr(module, "wait_for_warehouse", lambda settings: None)
     instance = dagster_instance(settings)
     register_connection(instance, "acme")
     job = defs.resolve_job_def(SYNC_JOB_NAME)
     assets = {
-        "openai_admin": openai_assets.openai_admin_assets,
+        "raw_openai": ingest_assets.INGEST_ASSETS["openai"],
         "stax_dbt_assets": dbt_assets.stax_dbt_assets,
     }
 

@@ -1,5 +1,12 @@
-"""Transform assets: the dbt project, run for exactly the window of the Dagster run."""
+"""Transform assets: the dbt marts, built for exactly the window of the Dagster run.
 
+Only the marts are Dagster assets. The staging and intermediate models are dbt's business: every
+``dbt build`` rebuilds the ones the selected marts read, in the same invocation, and their tests
+still run (a failing one fails the build). As assets they would cost two Dagster events per model
+per (connection, day) partition of every run and tell the user nothing the marts do not: so each
+mart's lineage in the UI goes straight to the raw dataset it reads (``raw_openai``), through the
+models in between, and the dbt tests of the marts are the marts' asset checks.
+"""
 
 import logging
 from collections.abc import Iterator, Mapping
@@ -7,21 +14,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
     MaterializeResult,
-    Output,
+    multi_asset,
 )
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
-from dagster_dbt.dbt_project import DbtProject
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.mart_figures import mart_figures
-from stax_pipeline.defs.dbt.project import ensure_manifest, stax_dbt_project
+from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR, load_manifest
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.dbt import dbt_run_dir, window_in_environment
+from stax_pipeline.lib.dbt import dbt_run_dir, run_dbt_build
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
@@ -30,70 +38,136 @@ from stax_pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 
-_GROUPS = {"staging": "staging", "intermediate": "staging", "marts": "marts"}
+MARTS_SCHEMA = "marts"
+SPEND_MART = AssetKey([MARTS_SCHEMA, "fct_spend_daily"])
+
+_MODEL_TYPES = ("model", "seed", "snapshot")
 
 
-SPEND_MART = AssetKey(["marts", "fct_spend_daily"])
+def _schema(node: Mapping[str, Any]) -> str:
+    return node.get("config", {}).get("schema") or node["schema"]
 
 
-class StaxDbtTranslator(DagsterDbtTranslator):
-    """Models keyed ``<schema>/<model>`` (as in the warehouse) and grouped by stage; sources
-    keep dagster-dbt's ``<source>/<table>`` keys, which the dlt assets produce."""
+def _is_mart(node: Mapping[str, Any]) -> bool:
+    return node["resource_type"] in _MODEL_TYPES and _schema(node) == MARTS_SCHEMA
 
-    def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> AssetSpec:
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        props = self.get_resource_props(manifest, unique_id)
-        if props["resource_type"] not in ("model", "seed", "snapshot"):
-            return spec
-        schema = props.get("config", {}).get("schema") or props["schema"]
-        return spec.replace_attributes(
-            key=AssetKey([schema, props["name"]]),
-            group_name=_GROUPS.get(schema, "marts"),
+
+def _mart_key(node: Mapping[str, Any]) -> AssetKey:
+    """``marts/<model>``: the relation's name in the warehouse (and in marts.duckdb)."""
+    return AssetKey([MARTS_SCHEMA, node["name"]])
+
+
+def _asset_parents(manifest: Mapping[str, Any], unique_id: str) -> list[AssetKey]:
+    """The assets a mart reads: the raw datasets (a dbt source ``raw_openai.costs`` is the ingest
+    asset ``raw_openai``) and the marts, seen through the staging and intermediate models."""
+    found: dict[AssetKey, None] = {}
+    todo = list(manifest["parent_map"].get(unique_id, []))
+    seen: set[str] = set()
+    while todo:
+        parent = todo.pop(0)
+        if parent in seen:
+            continue
+        seen.add(parent)
+        node = manifest["sources"].get(parent) or manifest["nodes"].get(parent)
+        if node is None:
+            continue
+        if node["resource_type"] == "source":
+            found[AssetKey([node["source_name"]])] = None
+        elif _is_mart(node):
+            found[_mart_key(node)] = None
+        else:
+            todo += manifest["parent_map"].get(parent, [])
+    return list(found)
+
+
+def _attached_model(manifest: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
+    """The model a dbt test checks: a generic test's own, a singular test's only parent, or the
+    model its ``meta.dagster.ref`` names (a test over several models says which it belongs to)."""
+    if test.get("attached_node"):
+        return test["attached_node"]
+    parents = set(test["depends_on"]["nodes"])
+    if len(parents) == 1:
+        return next(iter(parents))
+    meta = test.get("config", {}).get("meta") or test.get("meta") or {}
+    ref = meta.get("dagster", {}).get("ref", {})
+    for unique_id, node in manifest["nodes"].items():
+        if ref and node["name"] == ref.get("name") and node["resource_type"] in _MODEL_TYPES:
+            return unique_id
+    return None
+
+
+def _mart_specs(
+    manifest: Mapping[str, Any],
+) -> tuple[list[AssetSpec], list[AssetCheckSpec], dict[str, AssetKey], dict[str, AssetCheckKey]]:
+    """From the manifest: a spec per mart, a check spec per test of a mart, and the asset (and
+    check) key of each dbt unique id."""
+    specs: list[AssetSpec] = []
+    keys: dict[str, AssetKey] = {}
+    for unique_id, node in sorted(manifest["nodes"].items()):
+        if not _is_mart(node):
+            continue
+        keys[unique_id] = _mart_key(node)
+        specs.append(
+            AssetSpec(
+                key=keys[unique_id],
+                deps=_asset_parents(manifest, unique_id),
+                description=node.get("description") or None,
+                group_name=MARTS_SCHEMA,
+                kinds={"dbt", "duckdb"},
+                metadata={
+                    "dbt_unique_id": unique_id,
+                    "materialized": node.get("config", {}).get("materialized", ""),
+                    "relation": f"{MARTS_SCHEMA}.{node['name']}",
+                },
+            )
         )
+    check_specs: list[AssetCheckSpec] = []
+    checks: dict[str, AssetCheckKey] = {}
+    for unique_id, node in sorted(manifest["nodes"].items()):
+        if node["resource_type"] != "test":
+            continue
+        attached = _attached_model(manifest, node)
+        if attached not in keys:
+            continue  # a test of a staging model: it still runs in the build, as dbt's own
+        spec = AssetCheckSpec(
+            name=node["name"], asset=keys[attached], description=node.get("description") or None
+        )
+        checks[unique_id] = spec.key
+        check_specs.append(spec)
+    return specs, check_specs, keys, checks
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=stax_dbt_project,
-    dagster_dbt_translator=StaxDbtTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
-    ),
+_SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
+
+
+@multi_asset(
+    name="stax_dbt_assets",
+    specs=_SPECS,
+    check_specs=_CHECK_SPECS,
+    can_subset=True,
     partitions_def=sync_partitions,
     backfill_policy=single_run,
     pool=WAREHOUSE_POOL,
 )
-def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``dbt build`` of the selected models for the run's window (in ``STAX_DBT_WINDOW``):
-    incremental models delete and re-insert exactly those (connection, day)s."""
+def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
+    """``dbt build`` of the selected marts and every model they read, for the run's window (in
+    ``STAX_DBT_WINDOW``): incremental models delete and re-insert exactly those (connection,
+    day)s. Then the marts are published, and each mart's materialization carries its figures."""
     settings = load_settings()
     wait_for_warehouse(settings)
     window, connections = window_from_context(context)
     with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
-        with window_in_environment(dbt_vars(window, connections)):
-            # Unit tests check the SQL, not the data: they run in the test suite, not in syncs.
-            invocation = dbt.cli(
-                ["build", "--exclude-resource-type", "unit_test"],
-                context=context,
-                raise_on_error=False,
-                target_path=target,
-            )
-        # Buffered: dbt holds DuckDB's write lock until it exits, and the spend metadata below
-        # reads the warehouse.
-        events = list(invocation.stream())
+        build = run_dbt_build(
+            DBT_PROJECT_DIR, target, dbt_vars(window, connections), _dbt_selection(context)
+        )
     for connection in connections:
         record_phase(
             settings, run_id=context.run.run_id, connection=connection, phase="dbt",
             seconds=elapsed[0],
         )  # fmt: skip
-    checks = sum(isinstance(e, AssetCheckResult) for e in events)
-    log.info(
-        "dbt build %s: %d models, %d checks, %s", window, len(events) - checks, checks,
-        "ok" if invocation.is_successful() else "FAILED",
-    )
+    log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
     # each day of each mart: its rows and dollars (the UI plots them per partition)
-    figures = mart_figures(settings, window, connections) if invocation.is_successful() else None
+    figures = mart_figures(settings, window, connections) if build.success else None
     if figures is not None:  # BI tools read this published copy, never the warehouse
         published = publish_marts(settings)
         if SPEND_MART in figures:  # the publish's figures ride on the spend mart
@@ -103,19 +177,50 @@ def stax_dbt_assets(context: AssetExecutionContext, dbt: DbtCliResource) -> Iter
                 settings, run_id=context.run.run_id, connection=connection, phase="publish",
                 seconds=published.seconds,
             )  # fmt: skip
-    for event in events:
-        key = getattr(event, "asset_key", None) or _output_key(context, event)
-        if figures is not None and key in figures and isinstance(event, (Output, MaterializeResult)):
-            event = figures.attach(context, key, event)
-        yield event
-    if not invocation.is_successful():
-        raise invocation.get_error()  # dbt's own error summary (wait() does not raise here)
+    selected_checks = context.selected_asset_check_keys
+    for result in build.results:
+        unique_id = result["unique_id"]
+        key = _MART_KEYS.get(unique_id)
+        if key is not None and key in context.selected_asset_keys and result["status"] == "success":
+            metadata = {"unique_id": unique_id, "execution_seconds": float(result.get("execution_time") or 0)}
+            if figures is not None and key in figures:
+                metadata.update(figures.attach(context, key))
+            yield MaterializeResult(asset_key=key, metadata=metadata)
+        check = _CHECK_KEYS.get(unique_id)
+        if check is not None and check in selected_checks and result["status"] in ("pass", "warn", "fail", "error"):
+            yield _check_result(check, result)
+    if not build.success:
+        raise DbtBuildError(build.error())
     store = ConnectionStore(settings)
     for connection in connections:
         store.mark_synced(connection, datetime.now(UTC), window)
 
 
-def _output_key(context: AssetExecutionContext, event: Any) -> AssetKey | None:
-    if isinstance(event, Output):
-        return context.assets_def.keys_by_output_name.get(event.output_name)
-    return None
+class DbtBuildError(Exception):
+    """``dbt build`` failed: the failed nodes and dbt's message, then its last console lines."""
+
+
+def _dbt_selection(context: AssetExecutionContext) -> list[str]:
+    """Every model when the run builds every mart (all models feed one); else the selected marts
+    and what they read (``+model``)."""
+    selected = context.selected_asset_keys
+    if selected >= set(_MART_KEYS.values()):
+        return []
+    return sorted(f"+{key.path[-1]}" for key in selected)
+
+
+def _check_result(check: AssetCheckKey, result: Mapping[str, Any]) -> AssetCheckResult:
+    """A dbt test's result as its asset check's: passed or not, a warning or an error."""
+    status = result["status"]
+    return AssetCheckResult(
+        asset_key=check.asset_key,
+        check_name=check.name,
+        passed=status == "pass",
+        severity=AssetCheckSeverity.WARN if status == "warn" else AssetCheckSeverity.ERROR,
+        metadata={
+            "unique_id": result["unique_id"],
+            "status": status,
+            "failures": int(result.get("failures") or 0),
+            **({"message": str(result["message"])} if result.get("message") else {}),
+        },
+    )

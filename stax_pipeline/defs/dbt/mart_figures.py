@@ -33,12 +33,11 @@ class MartFigures:
     def __contains__(self, key: object) -> bool:
         return key in self.window
 
-    def attach(self, context: AssetExecutionContext, key: AssetKey, event: Any) -> Any:
-        """Give each partition of ``key`` its own figures, and ``event`` the window's."""
+    def attach(self, context: AssetExecutionContext, key: AssetKey) -> dict[str, Any]:
+        """Give each partition of ``key`` its own figures; the window's, for the whole event."""
         for partition, metadata in self.by_partition[key].items():
             context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
-        return event.with_metadata({**(event.metadata or {}), **self.window[key]})
-
+        return dict(self.window[key])
 
 def mart_figures(settings: Settings, window: SyncWindow, connections: Iterable[str]) -> MartFigures:
     """Rows (and ``cost_usd`` where the mart has it) of every mart with a ``connection`` and a

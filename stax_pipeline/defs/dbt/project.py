@@ -1,24 +1,37 @@
-"""The dbt project beside the package, in a module of its own so that
-``dagster-dbt project prepare-and-package --file stax_pipeline/defs/dbt/project.py`` can import it
-without a manifest. ``make install`` prepares the manifest; tests, CI and the CLI rely on that.
+"""The dbt project beside the package, and its manifest.
+
+``make install`` parses the project into ``dbt_project/target/manifest.json`` (and again when a
+model changes); the definitions read the marts, their lineage and their tests from it. Nothing
+here imports dbt or dagster-dbt: together they cost seconds of every ``stax`` command's start-up,
+and a sync only needs dbt's own process (``lib/dbt.run_dbt_build``).
 """
 
+import json
+import subprocess
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from dagster_dbt import DbtProject
-
-from stax_pipeline.lib.dbt import SECRET_ENV_VARS, environment_without
+from stax_pipeline.lib.dbt import dbt_executable, environment_without_secrets
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
-
-stax_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-stax_dbt_project.prepare_if_dev()
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
 def ensure_manifest() -> Path:
     """The manifest path, parsing the project first if the build has not (e.g. a fresh clone
     used without ``make install``)."""
-    if not stax_dbt_project.manifest_path.exists():
-        with environment_without(SECRET_ENV_VARS):  # `dbt parse` runs as a subprocess
-            stax_dbt_project.preparer.prepare(stax_dbt_project)
-    return stax_dbt_project.manifest_path
+    if not MANIFEST_PATH.exists():
+        subprocess.run(
+            [dbt_executable(), "parse", "--quiet", "--profiles-dir", ".", "--target-path", "target"],
+            cwd=DBT_PROJECT_DIR,
+            env=environment_without_secrets(),
+            check=True,
+        )
+    return MANIFEST_PATH
+
+
+@cache
+def load_manifest() -> dict[str, Any]:
+    """The parsed manifest (read once per process)."""
+    return json.loads(ensure_manifest().read_text())
