@@ -37,8 +37,8 @@ from stax_pipeline.lib.window import SyncWindow, partition_key, window_from_cont
 from stax_pipeline.providers import PROVIDERS, Provider, get_provider
 from stax_pipeline.settings import Settings, load_settings
 
-# load(settings, connection, window, run_id): the window of one connection, loaded and committed.
-LoadConnectionWindow = Callable[[Settings, str, SyncWindow, str], WindowLoad]
+# load(settings, *, connection, window, run_id): one connection's window, loaded and committed.
+LoadConnectionWindow = Callable[..., WindowLoad]
 
 
 def provider_ingest_asset(provider: Provider, load: LoadConnectionWindow = load_connection_window) -> AssetsDefinition:
@@ -84,7 +84,7 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
         cost_usd = 0.0
         for connection in connections:
             context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
-            loaded = load(settings, connection, window, context.run.run_id)
+            loaded = load(settings, connection=connection, window=window, run_id=context.run.run_id)
             for note in loaded.notes:
                 context.log.warning(f"{connection}: {note}")
             context.log.info(
@@ -130,8 +130,9 @@ def _check_provider(settings: Settings, provider: Provider, connections: Iterabl
     for connection in connections:
         other = store.get(connection).provider
         if other != provider.name:
+            theirs = get_provider(other)
             raise UsageError(
-                f"{connection} is a {other} connection: materialize {get_provider(other).dataset_name} "
+                f"{connection!r} is a connection to {theirs.title}: materialize {theirs.dataset_name} "
                 f"for it, not {provider.dataset_name}"
             )
 

@@ -9,10 +9,13 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.definitions import defs
+from stax_pipeline.defs.ingest import sync_selection
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
 from stax_pipeline.lib.window import SyncWindow, dbt_vars, is_final, nightly_window
 from stax_pipeline.orchestration import dagster_instance, register_connection
 from stax_pipeline.settings import load_settings
+from stax_pipeline.providers import PROVIDERS
+from stax_pipeline.sources.anthropic_admin.settings import RAW_TABLES as ANTHROPIC_RAW_TABLES
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
 from tests.conftest import ADMIN_KEY
 
@@ -23,26 +26,57 @@ def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     raw = AssetKey(["raw_openai"])  # one ingest asset for every raw table of the provider
+    raw_anthropic = AssetKey(["raw_anthropic"])
+    ingest = {AssetKey([p.dataset_name]) for p in PROVIDERS}  # one per registered provider
+    assert ingest == {raw, raw_anthropic}
     materializable = set(graph.materializable_asset_keys)
-    assert raw in materializable and graph.get(raw).group_name == "ingest"
+    assert ingest <= materializable and {graph.get(k).group_name for k in ingest} == {"ingest"}
     assert set(graph.get(raw).metadata["raw_tables"].split(", ")) == RAW_TABLES
+    assert set(graph.get(raw_anthropic).metadata["raw_tables"].split(", ")) == set(ANTHROPIC_RAW_TABLES)
     # dbt reads exactly what dlt writes: no external stand-ins for raw tables, and only the marts
     # are assets (staging and intermediate models are built inside the marts' dbt build).
     assert all(not k.path[0].startswith("openai_admin") for k in graph.get_all_asset_keys())
     assert set(graph.external_asset_keys) == set()
-    assert materializable - {raw} == {k for k in materializable if k.path[0] == "marts"}
+    assert materializable - ingest == {k for k in materializable if k.path[0] == "marts"}
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_model_spend_by_api_key_daily", "dim_projects",
                  "dim_api_keys", "fct_spend_daily_by_connection", "fct_spend_daily_by_project"):
         assert AssetKey(["marts", mart]) in materializable
-    # Lineage goes through the models in between: raw -> marts, and marts -> the marts they read.
+    # Lineage goes through the models in between: raw -> marts (both providers feed the marts
+    # that union them), and marts -> the marts they read.
     for mart in ("fct_spend_daily", "dim_api_keys", "dim_projects", "fct_usage_daily"):
-        assert graph.get(AssetKey(["marts", mart])).parent_keys == {raw}, mart
+        assert graph.get(AssetKey(["marts", mart])).parent_keys == ingest, mart
     assert graph.get(AssetKey(["marts", "fct_spend_daily_by_connection"])).parent_keys == {
-        raw, AssetKey(["marts", "fct_spend_daily"])}
+        *ingest, AssetKey(["marts", "fct_spend_daily"])}
     assert graph.get(AssetKey(["marts", "rpt_spend_month_to_date_by_model"])).parent_keys == {
         AssetKey(["marts", "fct_spend_monthly_by_model"])}
     groups = {graph.get(k).group_name for k in materializable}
     assert groups == {"ingest", "marts"}
+
+
+def test_a_run_selects_its_connections_provider_and_the_marts():
+    marts = {k for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"}
+    for provider in PROVIDERS:
+        assert set(sync_selection(provider.name)) == {AssetKey([provider.dataset_name]), *marts}
+
+
+def test_another_providers_ingest_asset_refuses_the_connection_before_any_request(stax_home):
+    """Launched by hand in the UI with the wrong provider's asset: one clear line, no request
+    (the OpenAI API never receives an Anthropic key)."""
+    from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+    from stax_pipeline.lib.window import range_run_tags
+    from stax_pipeline.orchestration import run_failure_reason
+
+    store = ConnectionStore(load_settings())
+    instance = _connect(store, "claude", anthropic=("claude",))
+    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+        instance=instance,
+        tags=range_run_tags("claude", SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 2))),
+        asset_selection=[AssetKey(["raw_openai"])],
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert run_failure_reason(result.all_events) == (
+        "'claude' is a connection to Anthropic: materialize raw_anthropic for it, not raw_openai")
 
 
 def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
@@ -79,10 +113,14 @@ def test_window_helpers():
     assert not is_final(date(2026, 11, 25), pulled, 3)  # today, partial
 
 
-def _connect(store: ConnectionStore, *names: str):
+ANTHROPIC_KEY = "sk-ant-admin01-test-6d1e9a0c7b3f2854"
+
+
+def _connect(store: ConnectionStore, *names: str, anthropic: tuple[str, ...] = ()):
     instance = dagster_instance(load_settings())
     for name in names:
-        store.add(name, "openai", ADMIN_KEY)
+        provider, key = ("anthropic", ANTHROPIC_KEY) if name in anthropic else ("openai", ADMIN_KEY)
+        store.add(name, provider, key)
         register_connection(instance, name)
     return instance
 
@@ -90,7 +128,7 @@ def _connect(store: ConnectionStore, *names: str):
 def test_nightly_schedule_runs_each_connection_over_its_own_catch_up_window(stax_home, monkeypatch):
     monkeypatch.setenv("STAX_LOOKBACK_DAYS", "3")
     store = ConnectionStore(load_settings())
-    instance = _connect(store, "acme", "globex", "initech")
+    instance = _connect(store, "acme", "globex", "initech", anthropic=("initech",))
     synced_at = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
     # acme is up to date, globex stopped syncing on 2026-11-10, initech never synced.
     store.mark_synced("acme", synced_at, SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 24)))
@@ -112,6 +150,10 @@ def test_nightly_schedule_runs_each_connection_over_its_own_catch_up_window(stax
         "initech": ("initech|2026-10-26", "initech|2026-11-24"),  # its first 30 days
     }
     assert {r.run_key for r in requests} == {f"nightly:{n}:2026-11-25" for n in windows}
+    # each run pulls its connection's provider only (and rebuilds the marts)
+    ingest = {name: {k for k in r.asset_selection if k.path[0].startswith("raw_")} for name, r in by_connection.items()}
+    assert ingest == {"acme": {AssetKey(["raw_openai"])}, "globex": {AssetKey(["raw_openai"])},
+                      "initech": {AssetKey(["raw_anthropic"])}}
 
 
 def test_sensor_backfills_a_new_connection_once(stax_home):
