@@ -9,7 +9,7 @@ export STAX_HOME
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/')
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: install demo test ui manifest clean bench
+.PHONY: install demo test lint format ui manifest clean bench
 
 install: $(BIN)/.installed $(MANIFEST)
 
@@ -34,6 +34,19 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# ruff (lint + format check), pyright on the package, sqlfluff on the dbt models. All configured in
+# pyproject.toml and dbt_project/.sqlfluff; `make format` applies what the formatters can fix.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
+	cd dbt_project && ../$(BIN)/sqlfluff lint models
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	cd dbt_project && ../$(BIN)/sqlfluff fix models
 
 # The benchmark (benchmarks/README.md): minutes of the whole machine. Options through
 # BENCH_ARGS, e.g. make bench BENCH_ARGS="--only product,baseline".
