@@ -70,11 +70,19 @@ def midnight(day: date) -> int:
 def endpoint_requests(start: date, end: date) -> list[tuple[str, list[tuple[str, str]]]]:
     """(path, params) of every endpoint for UTC days [start, end), as the product asks for them."""
     window = [("start_time", str(midnight(start))), ("end_time", str(midnight(end))), ("bucket_width", "1d")]
-    requests = [("/organization/costs", [*window, ("limit", str(COSTS_LIMIT)),
-                                         *(("group_by", g) for g in COSTS_GROUP_BY)])]
-    requests += [(f"/organization/usage/{name}", [*window, ("limit", str(USAGE_LIMIT)),
-                                                  *(("group_by", g) for g in dims)])
-                 for name, dims in USAGE_GROUP_BY.items()]
+    requests = [
+        (
+            "/organization/costs",
+            [*window, ("limit", str(COSTS_LIMIT)), *(("group_by", g) for g in COSTS_GROUP_BY)],
+        )
+    ]
+    requests += [
+        (
+            f"/organization/usage/{name}",
+            [*window, ("limit", str(USAGE_LIMIT)), *(("group_by", g) for g in dims)],
+        )
+        for name, dims in USAGE_GROUP_BY.items()
+    ]
     return requests
 
 
@@ -155,8 +163,12 @@ def naive_baseline(base_url: str, key: str, start: date, end: date, database: Pa
     """).fetchall()
     seconds["aggregate"] = time.perf_counter() - began
     con.close()
-    return {"rows": rows, "seconds": seconds, "day_model_rows": len(spend),
-            "cost_usd": sum(r[2] for r in spend)}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "day_model_rows": len(spend),
+        "cost_usd": sum(r[2] for r in spend),
+    }
 
 
 def _child_main(argv: list[str]) -> int:
@@ -190,7 +202,7 @@ def tree_rss(root: int) -> tuple[int, int]:
                     stat = f.read()
             except OSError:
                 continue
-            parent = int(stat[stat.rindex(b")") + 2:].split()[1])  # the name may hold spaces
+            parent = int(stat[stat.rindex(b")") + 2 :].split()[1])  # the name may hold spaces
             children.setdefault(parent, []).append(int(entry))
     tree, frontier = [root], [root]
     while frontier:
@@ -225,13 +237,15 @@ class Measured:
         return "\n".join((self.stderr or self.stdout).rstrip().splitlines()[-lines:])
 
 
-def run_measured(argv: list[str], env: dict[str, str], *, stdin: str = "", cwd: Path | None = None,
-                 timeout: float = 3600) -> Measured:
+def run_measured(
+    argv: list[str], env: dict[str, str], *, stdin: str = "", cwd: Path | None = None, timeout: float = 3600
+) -> Measured:
     """Run ``argv`` to its end, sampling the RSS of its process tree every 50 ms."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         began = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=cwd,
-                                start_new_session=True)  # its own group, so a timeout kills the tree
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
+        )  # its own group, so a timeout kills the tree
         assert proc.stdin is not None
         try:
             proc.stdin.write(stdin.encode())
@@ -258,8 +272,15 @@ def run_measured(argv: list[str], env: dict[str, str], *, stdin: str = "", cwd: 
         stderr = err.read().decode(errors="replace")
         if timed_out:
             stderr += f"\n(bench: killed with its process group after the {timeout:g} s timeout)\n"
-        return Measured(argv, proc.returncode, wall, peak / 2**20, peak_main / 2**20,
-                        out.read().decode(errors="replace"), stderr)
+        return Measured(
+            argv,
+            proc.returncode,
+            wall,
+            peak / 2**20,
+            peak_main / 2**20,
+            out.read().decode(errors="replace"),
+            stderr,
+        )
 
 
 # -- the product --------------------------------------------------------------------------------
@@ -269,8 +290,10 @@ class ProductFailed(Exception):
     """A product process exited non-zero: the bench reports it and exits non-zero."""
 
     def __init__(self, what: str, run: Measured) -> None:
-        super().__init__(f"{what}: `{' '.join(run.argv[1:])}` exited {run.exit_code} after "
-                         f"{run.wall_seconds:.1f} s; last lines:\n{run.tail()}")
+        super().__init__(
+            f"{what}: `{' '.join(run.argv[1:])}` exited {run.exit_code} after "
+            f"{run.wall_seconds:.1f} s; last lines:\n{run.tail()}"
+        )
         self.run = run
 
 
@@ -296,8 +319,13 @@ class Product:
         return {**env, "STAX_HOME": str(home), "STAX_OPENAI_BASE_URL": base_url}
 
     def run(self, what: str, home: Path, base_url: str, *args: str, key: str | None = None) -> Measured:
-        run = run_measured([self.stax, *args], self.env(home, base_url), stdin=(key or "") + "\n",
-                           cwd=self.root, timeout=self.timeout)
+        run = run_measured(
+            [self.stax, *args],
+            self.env(home, base_url),
+            stdin=(key or "") + "\n",
+            cwd=self.root,
+            timeout=self.timeout,
+        )
         if run.exit_code != 0:
             raise ProductFailed(what, run)
         return run
@@ -340,8 +368,12 @@ def requests_by_endpoint(sim: Any) -> dict[str, int]:
 
 
 def measured(run: Measured, **extra: Any) -> dict[str, Any]:
-    return {"wall_seconds": round(run.wall_seconds, 2), "peak_rss_mb": round(run.peak_rss_mb),
-            "peak_rss_main_mb": round(run.peak_rss_main_mb), **extra}
+    return {
+        "wall_seconds": round(run.wall_seconds, 2),
+        "peak_rss_mb": round(run.peak_rss_mb),
+        "peak_rss_main_mb": round(run.peak_rss_main_mb),
+        **extra,
+    }
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -363,18 +395,30 @@ class Bench:
 
     def _child(self, kind: str) -> dict[str, Any]:
         start, end = self.window
-        spec = {"base_url": self.large.base_url, "key": LARGE_KEY, "start": start.isoformat(),
-                "end": end.isoformat(), "database": str(self.product.home(kind) / "naive.duckdb")}
+        spec = {
+            "base_url": self.large.base_url,
+            "key": LARGE_KEY,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "database": str(self.product.home(kind) / "naive.duckdb"),
+        }
         Path(spec["database"]).parent.mkdir(parents=True)
         self.large.reset_requests()
-        run = run_measured([sys.executable, __file__, "_child", kind, json.dumps(spec)], dict(os.environ),
-                           timeout=self.product.timeout)
+        run = run_measured(
+            [sys.executable, __file__, "_child", kind, json.dumps(spec)],
+            dict(os.environ),
+            timeout=self.product.timeout,
+        )
         if run.exit_code != 0:
             raise RuntimeError(f"the {kind} script failed (exit {run.exit_code}):\n{run.tail()}")
         result = json.loads(run.stdout)
-        return measured(run, requests=requests_by_endpoint(self.large),
-                        rows=sum(result["rows"].values()), seconds=result["seconds"],
-                        **{k: v for k, v in result.items() if k not in ("rows", "seconds")})
+        return measured(
+            run,
+            requests=requests_by_endpoint(self.large),
+            rows=sum(result["rows"].values()),
+            seconds=result["seconds"],
+            **{k: v for k, v in result.items() if k not in ("rows", "seconds")},
+        )
 
     def fetch_only(self) -> dict[str, Any]:
         return self._child("fetch-only")
@@ -382,25 +426,47 @@ class Bench:
     def baseline(self) -> dict[str, Any]:
         return self._child("baseline")
 
-    def _backfill(self, home: Path, sim: Any, days: int, key: str, connection: str, *,
-                  connect_backfills: bool = True) -> dict[str, Any]:
+    def _backfill(
+        self, home: Path, sim: Any, days: int, key: str, connection: str, *, connect_backfills: bool = True
+    ) -> dict[str, Any]:
         """`stax connect` with its backfill when ``days`` is what it backfills (unless told not
         to), else connect with --no-backfill and `stax sync` the ``days`` days before today;
         measures the process that syncs."""
         sim.reset_requests()
         offset = 0
         if days == PRODUCT_BACKFILL_DAYS and connect_backfills:
-            run = self.product.run("stax connect", home, sim.base_url, "connect", "openai", "--name",
-                                   connection, key=key)
+            run = self.product.run(
+                "stax connect", home, sim.base_url, "connect", "openai", "--name", connection, key=key
+            )
         else:
-            self.product.run("stax connect", home, sim.base_url, "connect", "openai", "--name", connection,
-                             "--no-backfill", key=key)
+            self.product.run(
+                "stax connect",
+                home,
+                sim.base_url,
+                "connect",
+                "openai",
+                "--name",
+                connection,
+                "--no-backfill",
+                key=key,
+            )
             sim.reset_requests()
             offset = timings_offset(home)
-            run = self.product.run("stax sync", home, sim.base_url, "sync", "--connection", connection,
-                                   "--start", (self.today - timedelta(days=days)).isoformat(),
-                                   "--end", (self.today - timedelta(days=1)).isoformat())
-        return measured(run, requests=requests_by_endpoint(sim), phases=read_phases(home, run.wall_seconds, offset))
+            run = self.product.run(
+                "stax sync",
+                home,
+                sim.base_url,
+                "sync",
+                "--connection",
+                connection,
+                "--start",
+                (self.today - timedelta(days=days)).isoformat(),
+                "--end",
+                (self.today - timedelta(days=1)).isoformat(),
+            )
+        return measured(
+            run, requests=requests_by_endpoint(sim), phases=read_phases(home, run.wall_seconds, offset)
+        )
 
     def product_backfill(self) -> dict[str, Any]:
         home = self.product.home("product")
@@ -413,16 +479,24 @@ class Bench:
         if self.product_home is None:  # `stax report` needs a large backfill to read
             setup = self.product_backfill()["wall_seconds"]
         assert self.product_home is not None
-        runs = [self.product.run("stax report", self.product_home, self.large.base_url, "report")
-                for _ in range(REPORT_RUNS)]
+        runs = [
+            self.product.run("stax report", self.product_home, self.large.base_url, "report")
+            for _ in range(REPORT_RUNS)
+        ]
         walls = sorted(r.wall_seconds for r in runs)
-        return {"wall_seconds": round(walls[len(walls) // 2], 2), "runs": [round(w, 2) for w in walls],
-                "peak_rss_mb": round(max(r.peak_rss_mb for r in runs)), "setup_backfill_seconds": setup}
+        return {
+            "wall_seconds": round(walls[len(walls) // 2], 2),
+            "runs": [round(w, 2) for w in walls],
+            "peak_rss_mb": round(max(r.peak_rss_mb for r in runs)),
+            "setup_backfill_seconds": setup,
+        }
 
     def latency(self) -> dict[str, Any]:
         self.large.faults.latency_ms = LATENCY_MS
         try:
-            result = self._backfill(self.product.home("latency"), self.large, self.days, LARGE_KEY, CONNECTION)
+            result = self._backfill(
+                self.product.home("latency"), self.large, self.days, LARGE_KEY, CONNECTION
+            )
         finally:
             self.large.faults.latency_ms = 0
         return {**result, "rows_served": self.rows_served, "latency_ms": LATENCY_MS}
@@ -430,35 +504,49 @@ class Bench:
     def memory(self) -> dict[str, Any]:
         self.large.faults.page_size = 1
         try:
-            runs = {str(days): self._backfill(self.product.home(f"memory-{days}"), self.large, days,
-                                              LARGE_KEY, CONNECTION)
-                    for days in (self.days, 3 * self.days)}
+            runs = {
+                str(days): self._backfill(
+                    self.product.home(f"memory-{days}"), self.large, days, LARGE_KEY, CONNECTION
+                )
+                for days in (self.days, 3 * self.days)
+            }
         finally:
             self.large.faults.page_size = None
         short, long = runs[str(self.days)], runs[str(3 * self.days)]
-        return {"page_size": 1, "by_days": runs,
-                "peak_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 2)}
+        return {
+            "page_size": 1,
+            "by_days": runs,
+            "peak_ratio": round(long["peak_rss_mb"] / short["peak_rss_mb"], 2),
+        }
 
     def nightly(self) -> dict[str, Any]:
         by_history = {}
         for history in NIGHTLY_HISTORIES:
             home = self.product.home(f"nightly-{history}")
-            load = self._backfill(home, self.small, history, SMALL_KEY, SMALL_CONNECTION, connect_backfills=False)
+            load = self._backfill(
+                home, self.small, history, SMALL_KEY, SMALL_CONNECTION, connect_backfills=False
+            )
             self.small.reset_requests()
             offset = timings_offset(home)
             run = self.product.run("stax sync (nightly)", home, self.small.base_url, "sync")
-            by_history[str(history)] = measured(run, requests=requests_by_endpoint(self.small),
-                                                phases=read_phases(home, run.wall_seconds, offset),
-                                                history_load_seconds=load["wall_seconds"])
+            by_history[str(history)] = measured(
+                run,
+                requests=requests_by_endpoint(self.small),
+                phases=read_phases(home, run.wall_seconds, offset),
+                history_load_seconds=load["wall_seconds"],
+            )
         first, last = (by_history[str(h)] for h in NIGHTLY_HISTORIES)
-        return {"by_history_days": by_history,
-                "wall_ratio": round(last["wall_seconds"] / first["wall_seconds"], 2)}
+        return {
+            "by_history_days": by_history,
+            "wall_ratio": round(last["wall_seconds"] / first["wall_seconds"], 2),
+        }
 
 
 def warm_up(sim: Any, key: str, today: date, days: int, total_days: int) -> dict[str, Any]:
     """Serve every closed day the scenarios ask for once, so no timed run pays for the simulator's
     first pass (generating and rendering a large day); time that first pass and a cached one
     over the backfill window, and count its rows as Stax groups them."""
+
     def serve(start: date) -> dict[str, int]:
         rows = {}
         for path, params in endpoint_requests(start, today):
@@ -468,7 +556,7 @@ def warm_up(sim: Any, key: str, today: date, days: int, total_days: int) -> dict
                 body = sim.handle(f"/v1{path}?{query}", f"Bearer {key}").body
                 # one "organization.*" object per result row; the page's tail says if more follow
                 rows[path.removeprefix("/organization/")] += body.count(b'"object": "organization.')
-                cursor = json.loads(b"{" + body[body.rindex(b'"has_more"'):])
+                cursor = json.loads(b"{" + body[body.rindex(b'"has_more"') :])
                 if not cursor["has_more"]:
                     break
                 params = [*(p for p in params if p[0] != "page"), ("page", cursor["next_page"])]
@@ -483,9 +571,15 @@ def warm_up(sim: Any, key: str, today: date, days: int, total_days: int) -> dict
     began = time.perf_counter()
     if total_days > days:
         serve(today - timedelta(days=total_days))
-    return {"days": days, "first_pass_seconds": round(first, 2), "cached_pass_seconds": round(cached, 2),
-            "days_warmed": total_days, "older_days_seconds": round(time.perf_counter() - began, 2),
-            "rows": rows, "rows_total": sum(rows.values())}
+    return {
+        "days": days,
+        "first_pass_seconds": round(first, 2),
+        "cached_pass_seconds": round(cached, 2),
+        "days_warmed": total_days,
+        "older_days_seconds": round(time.perf_counter() - began, 2),
+        "rows": rows,
+        "rows_total": sum(rows.values()),
+    }
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -495,8 +589,13 @@ TARGETS = (  # (name, how to read it from the results, comparison, limit, unit)
     ("backfill wall", ("scenarios", "product", "wall_seconds"), "<=", 45.0, "s"),
     ("backfill peak RSS", ("scenarios", "product", "peak_rss_mb"), "<=", 1024.0, "MB"),
     ("90-day / 30-day peak RSS", ("scenarios", "memory", "peak_ratio"), "<=", 1.2, "x"),
-    ("nightly wall (365-day history)", ("scenarios", "nightly", "by_history_days", "365", "wall_seconds"),
-     "<=", 15.0, "s"),
+    (
+        "nightly wall (365-day history)",
+        ("scenarios", "nightly", "by_history_days", "365", "wall_seconds"),
+        "<=",
+        15.0,
+        "s",
+    ),
     ("nightly 365 / 30", ("scenarios", "nightly", "wall_ratio"), "<=", 1.3, "x"),
     ("report wall", ("scenarios", "report", "wall_seconds"), "<=", 1.0, "s"),
 )
@@ -514,29 +613,66 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, path, op, limit, unit in TARGETS:
         value = _dig(results, path)
-        out.append({"name": name, "value": value, "target": f"{op} {limit:g} {unit}",
-                    "met": None if value is None else value <= limit})
+        out.append(
+            {
+                "name": name,
+                "value": value,
+                "target": f"{op} {limit:g} {unit}",
+                "met": None if value is None else value <= limit,
+            }
+        )
     return out
 
 
 def _table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    lines = [("scenario", "wall s", "peak RSS MB", "requests", "rows", "fetch", "extract+norm", "load",
-              "transform", "publish", "orchestration")]
+    lines = [
+        (
+            "scenario",
+            "wall s",
+            "peak RSS MB",
+            "requests",
+            "rows",
+            "fetch",
+            "extract+norm",
+            "load",
+            "transform",
+            "publish",
+            "orchestration",
+        )
+    ]
 
     def seconds(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
 
     def add(name: str, r: dict[str, Any], rows: int | None, split: dict[str, float | None]) -> None:
-        lines.append((name, f"{r['wall_seconds']:.1f}", f"{r['peak_rss_mb']:,}",
-                      str(sum(r.get("requests", {}).values()) or "-"), "-" if rows is None else f"{rows:,}",
-                      *(seconds(split.get(k)) for k in ("fetch", "extract", "load", "transform", "publish",
-                                                        "orchestration"))))
+        lines.append(
+            (
+                name,
+                f"{r['wall_seconds']:.1f}",
+                f"{r['peak_rss_mb']:,}",
+                str(sum(r.get("requests", {}).values()) or "-"),
+                "-" if rows is None else f"{rows:,}",
+                *(
+                    seconds(split.get(k))
+                    for k in ("fetch", "extract", "load", "transform", "publish", "orchestration")
+                ),
+            )
+        )
 
     def product(name: str, r: dict[str, Any]) -> None:
         p = r.get("phases")
-        split = {} if not p else {"fetch": p["fetch"], "extract": p["extract"] + p["normalize"],
-                                  "load": p["load"], "transform": p["dbt"], "publish": p["publish"],
-                                  "orchestration": p["orchestration"]}
+        split = (
+            {}
+            if not p
+            else {
+                "fetch": p["fetch"],
+                "extract": p["extract"] + p["normalize"],
+                "load": p["load"],
+                "transform": p["dbt"],
+                "publish": p["publish"],
+                "orchestration": p["orchestration"],
+            }
+        )
         add(name, r, r.get("rows_served"), split)
 
     s = results["scenarios"]
@@ -544,8 +680,12 @@ def _table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         add("fetch-only", s["fetch-only"], s["fetch-only"]["rows"], s["fetch-only"]["seconds"])
     if "baseline" in s:
         sec = s["baseline"]["seconds"]
-        add("naive baseline", s["baseline"], s["baseline"]["rows"],
-            {"fetch": sec["fetch"], "load": sec["insert"], "transform": sec["aggregate"]})
+        add(
+            "naive baseline",
+            s["baseline"],
+            s["baseline"]["rows"],
+            {"fetch": sec["fetch"], "load": sec["insert"], "transform": sec["aggregate"]},
+        )
     if "product" in s:
         product("product backfill", s["product"])
     if "latency" in s:
@@ -562,8 +702,12 @@ def _table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 def format_report(results: dict[str, Any]) -> str:
     lines = _table_rows(results)
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
-    text = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                      for i, (c, w) in enumerate(zip(row, widths, strict=True))) for row in lines]
+    text = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in lines
+    ]
     text.insert(1, "  ".join("-" * w for w in widths))
     ratios = results.get("ratios", {})
     if ratios:
@@ -579,19 +723,37 @@ def format_report(results: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
-    return {"nproc": os.cpu_count(), "ram_gb": round(mem_kb / 2**20, 1), "cpu": cpu,
-            "python": platform.python_version(), "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "ram_gb": round(mem_kb / 2**20, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 def git_commit(root: Path) -> str | None:
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -603,15 +765,31 @@ def git_commit(root: Path) -> str | None:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)} (default all)")
-    parser.add_argument("--days", type=int, default=PRODUCT_BACKFILL_DAYS,
-                        help="backfill window in days (memory growth runs DAYS and 3*DAYS)")
-    parser.add_argument("--product-root", type=Path, default=REPO_ROOT,
-                        help="the checkout whose .venv/bin/stax is measured (default: this one)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=PRODUCT_BACKFILL_DAYS,
+        help="backfill window in days (memory growth runs DAYS and 3*DAYS)",
+    )
+    parser.add_argument(
+        "--product-root",
+        type=Path,
+        default=REPO_ROOT,
+        help="the checkout whose .venv/bin/stax is measured (default: this one)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "latest.json")
-    parser.add_argument("--profile", choices=("large", "small"), default="large",
-                        help="simulator profile of the backfill organization (small: to test the bench)")
-    parser.add_argument("--work-dir", type=Path, default=REPO_ROOT / ".bench",
-                        help="where scenario STAX_HOMEs go (removed afterwards unless --keep)")
+    parser.add_argument(
+        "--profile",
+        choices=("large", "small"),
+        default="large",
+        help="simulator profile of the backfill organization (small: to test the bench)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / ".bench",
+        help="where scenario STAX_HOMEs go (removed afterwards unless --keep)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scenario homes")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds before a process is killed")
     args = parser.parse_args(argv)
@@ -638,10 +816,17 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     today = datetime.now(UTC).date()
     results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-        "bench_commit": git_commit(REPO_ROOT), "product_root": str(args.product_root.resolve()),
-        "product_commit": git_commit(args.product_root), "profile": args.profile, "days": args.days,
-        "window": {"start": (today - timedelta(days=args.days)).isoformat(), "end_exclusive": today.isoformat()},
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "bench_commit": git_commit(REPO_ROOT),
+        "product_root": str(args.product_root.resolve()),
+        "product_commit": git_commit(args.product_root),
+        "profile": args.profile,
+        "days": args.days,
+        "window": {
+            "start": (today - timedelta(days=args.days)).isoformat(),
+            "end_exclusive": today.isoformat(),
+        },
         "scenarios": {},
     }
     exit_code = 0
@@ -651,11 +836,23 @@ def main(argv: list[str] | None = None) -> int:
         total = 3 * args.days if "memory" in args.only else args.days
         print(f"simulator: warming {total} {args.profile} days…", file=sys.stderr, flush=True)
         results["simulator"] = warm_up(large, LARGE_KEY, today, args.days, total)
-        bench = Bench(Product(args.product_root.resolve(), work, args.timeout), large, small, today, args.days,
-                      results["simulator"]["rows_total"])
+        bench = Bench(
+            Product(args.product_root.resolve(), work, args.timeout),
+            large,
+            small,
+            today,
+            args.days,
+            results["simulator"]["rows_total"],
+        )
         runners: dict[str, Callable[[], dict[str, Any]]] = {
-            "fetch-only": bench.fetch_only, "baseline": bench.baseline, "product": bench.product_backfill,
-            "report": bench.report, "latency": bench.latency, "memory": bench.memory, "nightly": bench.nightly}
+            "fetch-only": bench.fetch_only,
+            "baseline": bench.baseline,
+            "product": bench.product_backfill,
+            "report": bench.report,
+            "latency": bench.latency,
+            "memory": bench.memory,
+            "nightly": bench.nightly,
+        }
         for name in SCENARIOS:
             if name not in args.only:
                 continue
@@ -667,8 +864,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAILED {name}: {failure}", file=sys.stderr, flush=True)
                 exit_code = 1
     s = results["scenarios"]
-    results["ratios"] = {f"product/{other}": round(s["product"]["wall_seconds"] / s[other]["wall_seconds"], 2)
-                         for other in ("baseline", "fetch-only") if "product" in s and other in s}
+    results["ratios"] = {
+        f"product/{other}": round(s["product"]["wall_seconds"] / s[other]["wall_seconds"], 2)
+        for other in ("baseline", "fetch-only")
+        if "product" in s and other in s
+    }
     results["targets"] = evaluate_targets(results)
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.parent.mkdir(parents=True, exist_ok=True)

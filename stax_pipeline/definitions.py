@@ -6,9 +6,9 @@ from pathlib import Path
 from dagster import Definitions
 
 from stax_pipeline.defs.dbt.assets import stax_dbt_assets
+from stax_pipeline.defs.ingest import INGEST_ASSETS
 from stax_pipeline.defs.jobs import sync_job
 from stax_pipeline.defs.maintenance import dead_run_recovery
-from stax_pipeline.defs.ingest import INGEST_ASSETS
 from stax_pipeline.defs.schedules import nightly_sync
 from stax_pipeline.defs.sensors import backfill_run_sensors, new_connection_backfill
 from stax_pipeline.lib.dagster_storage import install_fast_event_storage

@@ -139,9 +139,13 @@ def load_window(
     rows = dict(stats.rows)
     for phase, value in seconds.items():
         record_phase(
-            settings, run_id=run_id, connection=connection, phase=phase, seconds=value,
+            settings,
+            run_id=run_id,
+            connection=connection,
+            phase=phase,
+            seconds=value,
             **({"rows": sum(rows.values())} if phase == "extract" else {}),
-        )  # fmt: skip
+        )
     return WindowLoad(
         connection=connection,
         window=window,

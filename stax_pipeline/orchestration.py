@@ -104,8 +104,8 @@ def _run_one(
     instance: DagsterInstance, connection: str, window: SyncWindow, tags: dict[str, str] | None
 ) -> RunOutcome:
     """One range run of ``window`` of ``connection``, in-process."""
-    from stax_pipeline.definitions import defs
     from stax_pipeline.credentials import ConnectionStore
+    from stax_pipeline.definitions import defs
     from stax_pipeline.defs.ingest import sync_selection
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
     from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run

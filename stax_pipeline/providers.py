@@ -135,15 +135,29 @@ class Provider:
 
 # One line per provider folder.
 PROVIDERS: tuple[Provider, ...] = (
-    Provider("openai", "OpenAI", "openai_admin", "OpenAIAdminClient", "openai_admin_source", known_gaps=(
-        "the OpenAI Admin API does not expose organization names",
-        "costs carry no user dimension: spend per user is not available (usage only)",
-    )),
-    Provider("anthropic", "Anthropic", "anthropic_admin", "AnthropicAdminClient", "anthropic_admin_source", known_gaps=(
-        "Priority Tier spend is not in the Anthropic cost report (its usage is)",
-        "code execution appears in cost only, with no usage",
-        "the Anthropic API reports no cost per API key (per-key figures are usage only)",
-    )),
+    Provider(
+        "openai",
+        "OpenAI",
+        "openai_admin",
+        "OpenAIAdminClient",
+        "openai_admin_source",
+        known_gaps=(
+            "the OpenAI Admin API does not expose organization names",
+            "costs carry no user dimension: spend per user is not available (usage only)",
+        ),
+    ),
+    Provider(
+        "anthropic",
+        "Anthropic",
+        "anthropic_admin",
+        "AnthropicAdminClient",
+        "anthropic_admin_source",
+        known_gaps=(
+            "Priority Tier spend is not in the Anthropic cost report (its usage is)",
+            "code execution appears in cost only, with no usage",
+            "the Anthropic API reports no cost per API key (per-key figures are usage only)",
+        ),
+    ),
 )
 
 

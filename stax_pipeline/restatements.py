@@ -91,8 +91,11 @@ def report_note(settings: Settings, connection: str | None, start: date, end: da
     if not days:
         return []
     plural = "s" if days != 1 else ""
-    return ["", f"{days} restated day{plural} in the last {(end - start).days} days (revised by the "
-                f"provider after they were synced), net {signed_usd(net)}; see `stax doctor`"]  # fmt: skip
+    return [
+        "",
+        f"{days} restated day{plural} in the last {(end - start).days} days (revised by the "
+        f"provider after they were synced), net {signed_usd(net)}; see `stax doctor`",
+    ]
 
 
 def signed_usd(amount: float) -> str:

@@ -53,11 +53,19 @@ def connect(provider_name: str, name: str, read_key: Callable[[str], str]) -> Co
     checked = provider.validate_key(base_url, api_key)
     settings = load_settings()  # now STAX_HOME may be created
     reconnecting = store.disconnected(name) is not None  # same organization: its rows come back
-    connection = store.add(name, provider.name, api_key, base_url=base_url, simulated=checked.simulator,
-                           organization_id=checked.organization_id)  # fmt: skip
+    connection = store.add(
+        name,
+        provider.name,
+        api_key,
+        base_url=base_url,
+        simulated=checked.simulator,
+        organization_id=checked.organization_id,
+    )
     where = "the Stax simulator at " if checked.simulator else ""
-    print(f"{'Reconnected' if reconnecting else 'Connected'} {name!r} ({provider.name}, key "
-          f"{connection.key_hint}, {where}{base_url}, {organization_text(connection)}).")  # fmt: skip
+    print(
+        f"{'Reconnected' if reconnecting else 'Connected'} {name!r} ({provider.name}, key "
+        f"{connection.key_hint}, {where}{base_url}, {organization_text(connection)})."
+    )
     if reconnecting:
         from stax_pipeline.cli.disconnect import publish_live_rows
 
@@ -127,21 +135,28 @@ def resolve_sync_window(
 
 
 def plan_sync(
-    store: ConnectionStore, names: list[str], start: date | None, end: date | None,
-    lookback_days: int, today: date,
-) -> dict[str, SyncWindow]:  # fmt: skip
+    store: ConnectionStore,
+    names: list[str],
+    start: date | None,
+    end: date | None,
+    lookback_days: int,
+    today: date,
+) -> dict[str, SyncWindow]:
     """Each connection's own window (its catch-up window unless told otherwise), all resolved —
     and every argument error raised — before anything runs."""
     return {
-        name: resolve_sync_window(start, end, lookback_days, store.synced_days(name), today)
-        for name in names
+        name: resolve_sync_window(start, end, lookback_days, store.synced_days(name), today) for name in names
     }
 
 
 def sync_one(
-    instance: DagsterInstance, store: ConnectionStore, name: str, window: SyncWindow, verb: str,
+    instance: DagsterInstance,
+    store: ConnectionStore,
+    name: str,
+    window: SyncWindow,
+    verb: str,
     tags: dict[str, str] | None = None,
-) -> RunOutcome:  # fmt: skip
+) -> RunOutcome:
     """One connection's window as one Dagster range run, with a line before and after."""
     from stax_pipeline.orchestration import run_sync
 

@@ -14,8 +14,7 @@ from stax_pipeline.simulator import Simulator
 from tests.cli.test_connect import stax
 from tests.conftest import files_containing
 
-
-OPENAI_KEY, ANTHROPIC_KEY = (dict((p, k) for _, p, k in DEMO_CONNECTIONS)[p] for p in ("openai", "anthropic"))
+OPENAI_KEY, ANTHROPIC_KEY = ({p: k for _, p, k in DEMO_CONNECTIONS}[p] for p in ("openai", "anthropic"))
 
 
 def _truth(first: date, end: date) -> dict[str, float]:
@@ -46,10 +45,12 @@ def test_demo_runs_end_to_end(stax_home):
             ).fetchall()[0]
             assert runs == 1, dataset  # the 30-day backfill was one sync, not 30
             assert (end - start).days == 30, dataset
-        spend = dict(con.execute(
-            "select provider, sum(cost_usd) from marts.fct_spend_daily where date >= ? and date < ? group by 1",
-            [start, end],
-        ).fetchall())
+        spend = dict(
+            con.execute(
+                "select provider, sum(cost_usd) from marts.fct_spend_daily where date >= ? and date < ? group by 1",
+                [start, end],
+            ).fetchall()
+        )
     finally:
         con.close()
     for provider, dollars in _truth(start, end).items():  # each provider's total kept apart

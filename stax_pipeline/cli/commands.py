@@ -25,8 +25,10 @@ def cmd_connect(args) -> int:
         from stax_pipeline.lib.window import backfill_window
 
         window = backfill_window(today_utc())
-        print(f"No backfill now. To backfill its last {window.num_days} days, run (or let the "
-              "Dagster daemon do it):")  # fmt: skip
+        print(
+            f"No backfill now. To backfill its last {window.num_days} days, run (or let the "
+            "Dagster daemon do it):"
+        )
         print(f"  stax sync --connection {args.name} --start {window.start} --end {window.last}")
         return 0
     from stax_pipeline.orchestration import dagster_instance
@@ -68,11 +70,18 @@ def cmd_connections(args) -> int:
 def _print_connections(connections: list[Connection]) -> None:
     rows = [("NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST SYNC", "LAST DAY", "BACKFILL")]
     rows += [
-        (c.name, c.provider + (" (simulator)" if c.simulated else ""),
-         c.organization_id or "(not yet known)", c.key_hint, _fmt_time(c.created_at),
-         _fmt_time(c.last_synced_at), str(c.last_synced_day or "-"), _backfill_text(c))
+        (
+            c.name,
+            c.provider + (" (simulator)" if c.simulated else ""),
+            c.organization_id or "(not yet known)",
+            c.key_hint,
+            _fmt_time(c.created_at),
+            _fmt_time(c.last_synced_at),
+            str(c.last_synced_day or "-"),
+            _backfill_text(c),
+        )
         for c in connections
-    ]  # fmt: skip
+    ]
     print("\n".join(format_table(rows)))
 
 
@@ -100,8 +109,11 @@ def cmd_report(args) -> int:
     settings = load_settings(create=False)
     if args.connection:
         ConnectionStore(settings).get(args.connection)
-    print(spend_report(settings, args.connection, args.days, today_utc(), by=args.by,
-                       output_format=args.output_format))
+    print(
+        spend_report(
+            settings, args.connection, args.days, today_utc(), by=args.by, output_format=args.output_format
+        )
+    )
     return 0
 
 
@@ -120,10 +132,16 @@ def cmd_doctor(args) -> int:
 def cmd_export(args) -> int:
     from stax_pipeline.cli.export import export_focus
 
-    print(export_focus(
-        load_settings(), connection=args.connection, first=args.start, last=args.end,
-        out_dir=args.out, file_format=args.format,
-    ).summary())  # fmt: skip
+    print(
+        export_focus(
+            load_settings(),
+            connection=args.connection,
+            first=args.start,
+            last=args.end,
+            out_dir=args.out,
+            file_format=args.format,
+        ).summary()
+    )
     return 0
 
 

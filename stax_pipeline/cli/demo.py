@@ -53,10 +53,14 @@ def run_demo() -> int:
     print()
     print(f"Warehouse: {settings.warehouse_path}")
     print("Open the Dagster UI on it:  make ui   (then http://127.0.0.1:3000)")
-    print(f"Query it (BI tools too):    duckdb -readonly {settings.marts_path} "
-          "\"select * from marts.fct_model_spend_daily limit 10\"")  # fmt: skip
+    print(
+        f"Query it (BI tools too):    duckdb -readonly {settings.marts_path} "
+        '"select * from marts.fct_model_spend_daily limit 10"'
+    )
     window = backfill_window(datetime.now(UTC).date())
-    print(f"Export it as FOCUS 1.3:     stax export focus --start {window.start} --end {window.last} "
-          f"--out {settings.home / 'focus'}")  # fmt: skip
+    print(
+        f"Export it as FOCUS 1.3:     stax export focus --start {window.start} --end {window.last} "
+        f"--out {settings.home / 'focus'}"
+    )
     print("To sync the demo connections again, run `stax demo` again (it starts the simulator).")
     return 0

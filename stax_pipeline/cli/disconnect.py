@@ -27,8 +27,10 @@ def disconnect(settings: Settings, store: ConnectionStore, name: str) -> int:
         )
     store.remove(name)  # an unknown name: one line, nothing changed
     _remove_partition(settings, name)
-    print(f"Disconnected {name!r}: its key is deleted. Its rows stay in the warehouse, hidden from "
-          f"reports and the published marts; `stax disconnect {name} --purge` deletes them.")  # fmt: skip
+    print(
+        f"Disconnected {name!r}: its key is deleted. Its rows stay in the warehouse, hidden from "
+        f"reports and the published marts; `stax disconnect {name} --purge` deletes them."
+    )
     hidden = publish_live_rows(settings)
     if hidden is not None:
         print(f"The published marts will hide them after the next sync ({hidden}).")

@@ -25,8 +25,8 @@ import duckdb
 from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.endpoints import connection_endpoint
-from stax_pipeline.providers import Provider, get_provider
 from stax_pipeline.lib.warehouse import read_warehouse
+from stax_pipeline.providers import Provider, get_provider
 from stax_pipeline.restatements import restated_days, restatement_summary, signed_usd
 from stax_pipeline.settings import Settings
 
@@ -51,22 +51,37 @@ class Diagnosis:
 
 
 def diagnose(
-    settings: Settings, store: ConnectionStore, connections: list[Connection], today: date,
-    *, as_json: bool = False,
-) -> bool:  # fmt: skip
+    settings: Settings,
+    store: ConnectionStore,
+    connections: list[Connection],
+    today: date,
+    *,
+    as_json: bool = False,
+) -> bool:
     """Check ``connections`` and print the findings (text, or one JSON object); True when
     nothing needs attention."""
     period = (today - timedelta(days=PERIOD_DAYS), today)
     warehouse, warehouse_error = _read_warehouse_facts(settings, connections, period)
     runs = _last_runs(settings, [c.name for c in connections])
     diagnoses = [
-        _diagnose_one(settings, store, connection, today, period, warehouse.get(connection.name),
-                      warehouse_error, runs.get(connection.name))
+        _diagnose_one(
+            settings,
+            store,
+            connection,
+            today,
+            period,
+            warehouse.get(connection.name),
+            warehouse_error,
+            runs.get(connection.name),
+        )
         for connection in connections
-    ]  # fmt: skip
+    ]
     diagnosed = {c.name for c in connections}
-    duplicates = {org: names for org, names in _duplicate_organizations(store.list(), diagnoses).items()
-                  if diagnosed & set(names)}  # fmt: skip
+    duplicates = {
+        org: names
+        for org, names in _duplicate_organizations(store.list(), diagnoses).items()
+        if diagnosed & set(names)
+    }
     for organization, names in duplicates.items():
         for diagnosis in diagnoses:
             if diagnosis.connection.name in names:
@@ -80,8 +95,14 @@ def diagnose(
     if warehouse_error:
         problems.append(warehouse_error)
     if as_json:
-        print(json.dumps(_as_json(diagnoses, duplicates, disconnected, warehouse_error, problems),
-                         indent=2, ensure_ascii=False, default=_json_value))  # fmt: skip
+        print(
+            json.dumps(
+                _as_json(diagnoses, duplicates, disconnected, warehouse_error, problems),
+                indent=2,
+                ensure_ascii=False,
+                default=_json_value,
+            )
+        )
     else:
         _print_text(diagnoses, disconnected, warehouse_error, problems)
     return not problems
@@ -91,10 +112,15 @@ def diagnose(
 
 
 def _diagnose_one(
-    settings: Settings, store: ConnectionStore, connection: Connection, today: date,
-    period: tuple[date, date], warehouse: dict[str, Any] | None, warehouse_error: str | None,
+    settings: Settings,
+    store: ConnectionStore,
+    connection: Connection,
+    today: date,
+    period: tuple[date, date],
+    warehouse: dict[str, Any] | None,
+    warehouse_error: str | None,
     run: dict[str, Any] | None,
-) -> Diagnosis:  # fmt: skip
+) -> Diagnosis:
     diagnosis = Diagnosis(connection)
     facts, problems = diagnosis.facts, diagnosis.problems
     provider = get_provider(connection.provider)
@@ -116,29 +142,40 @@ def _diagnose_one(
     markers = warehouse.get("committed_days", set()) if not warehouse_error else set()
     synced = set(store.synced_days(connection.name)) | markers
     first, last = (min(synced), max(synced)) if synced else (None, None)
-    gaps = [] if first is None or warehouse_error else [
-        first + timedelta(days=i) for i in range((last - first).days + 1)
-        if first + timedelta(days=i) not in markers
-    ]  # fmt: skip
+    gaps = (
+        []
+        if first is None or warehouse_error
+        else [
+            first + timedelta(days=i)
+            for i in range((last - first).days + 1)
+            if first + timedelta(days=i) not in markers
+        ]
+    )
     facts["synced_range"] = {"first_day": first, "last_day": last, "days_committed": len(markers)}
     facts["gaps"] = gaps
     if gaps:
-        problems.append(f"{len(gaps)} day(s) in {first}..{last} were never synced (no commit "
-                        f"marker): {_day_ranges(gaps)}; run `stax sync --connection "
-                        f"{connection.name} --start {gaps[0]} --end {gaps[-1]}`")  # fmt: skip
+        problems.append(
+            f"{len(gaps)} day(s) in {first}..{last} were never synced (no commit "
+            f"marker): {_day_ranges(gaps)}; run `stax sync --connection "
+            f"{connection.name} --start {gaps[0]} --end {gaps[-1]}`"
+        )
 
     usage_days = warehouse.get("usage_without_cost_days", [])
     usage_models = warehouse.get("usage_without_cost_models", [])
     facts["usage_without_cost"] = {"days": usage_days, "models": usage_models}
     if usage_days:
-        problems.append(f"usage but no cost on {len(usage_days)} day(s): {_day_ranges(usage_days)} "
-                        "(costs can lag usage by a day; re-sync those days later)")  # fmt: skip
+        problems.append(
+            f"usage but no cost on {len(usage_days)} day(s): {_day_ranges(usage_days)} "
+            "(costs can lag usage by a day; re-sync those days later)"
+        )
     if usage_models:
-        problems.append(f"usage but no cost in the last {PERIOD_DAYS} days for model(s): "
-                        f"{', '.join(usage_models)}")  # fmt: skip
+        problems.append(
+            f"usage but no cost in the last {PERIOD_DAYS} days for model(s): {', '.join(usage_models)}"
+        )
 
-    facts["restatements"] = warehouse.get("restatements", {"days_in_period": 0, "net_change_usd": 0.0,
-                                                           "last": []})  # fmt: skip
+    facts["restatements"] = warehouse.get(
+        "restatements", {"days_in_period": 0, "net_change_usd": 0.0, "last": []}
+    )
 
     yesterday = today - timedelta(days=1)
     behind = (yesterday - last).days if last else None
@@ -151,8 +188,10 @@ def _diagnose_one(
     if last is None:
         problems.append(f"never synced: run `stax sync --connection {connection.name}`")
     elif behind is not None and behind >= STALE_AFTER_CLOSED_DAYS:
-        problems.append(f"{behind} closed day(s) behind (last synced day {last}): run `stax sync` "
-                        "or start the Dagster daemon (`make ui`) for the nightly sync")  # fmt: skip
+        problems.append(
+            f"{behind} closed day(s) behind (last synced day {last}): run `stax sync` "
+            "or start the Dagster daemon (`make ui`) for the nightly sync"
+        )
 
     facts["last_run"] = run
     if run is not None and run["status"] in ("FAILURE", "CANCELED"):
@@ -171,23 +210,29 @@ def _diagnose_one(
     return diagnosis
 
 
-def _check_key(settings: Settings, store: ConnectionStore, connection: Connection, problems: list[str]) -> dict:
+def _check_key(
+    settings: Settings, store: ConnectionStore, connection: Connection, problems: list[str]
+) -> dict:
     """One read-only request with the stored key, against the connection's own API
     (lib/endpoints.py), never another; it also tells the organization behind the key."""
     base_url = connection.api_base_url
     try:
         endpoint = connection_endpoint(connection)
         base_url = endpoint.base_url
-        organization = get_provider(connection.provider).validate_key(
-            base_url, store.api_key(connection.name), expect_simulator=endpoint.simulator
-        ).organization_id
+        organization = (
+            get_provider(connection.provider)
+            .validate_key(base_url, store.api_key(connection.name), expect_simulator=endpoint.simulator)
+            .organization_id
+        )
     except StaxError as exc:
         error = str(exc).replace(" Nothing was stored.", "")
         problems.append(f"the key check failed: {error}")
         return {"ok": False, "base_url": base_url, "error": error}
     if organization and connection.organization_id and organization != connection.organization_id:
-        problems.append(f"the key now reports organization {organization}, but it was connected "
-                        f"to {connection.organization_id}")  # fmt: skip
+        problems.append(
+            f"the key now reports organization {organization}, but it was connected "
+            f"to {connection.organization_id}"
+        )
     return {"ok": True, "base_url": base_url, "error": None}
 
 
@@ -241,29 +286,58 @@ def _connection_facts(
     con: duckdb.DuckDBPyConnection, name: str, provider: Provider, period: tuple[date, date]
 ) -> dict[str, Any]:
     start, end = period
-    committed = {day for (day,) in _rows(con, f"""
+    committed = {
+        day
+        for (day,) in _rows(
+            con,
+            f"""
         select distinct date from {provider.dataset_name}.sync_windows where resource = ? and connection = ?
-        """, [provider.cost_resource, name])}  # fmt: skip
-    organizations = [org for (org,) in _rows(con, """
+        """,
+            [provider.cost_resource, name],
+        )
+    }
+    organizations = [
+        org
+        for (org,) in _rows(
+            con,
+            """
         select distinct organization_id from staging.stg_openai__costs
         where connection = ? and organization_id is not null order by 1
-        """, [name])]  # fmt: skip
+        """,
+            [name],
+        )
+    ]
     projects = [
         {"id": pid, "name": project_name, "status": status}
-        for pid, project_name, status in _rows(con, """
+        for pid, project_name, status in _rows(
+            con,
+            """
             select project_id, name, status from marts.dim_projects where connection = ?
             order by status = 'active' desc, name nulls last, project_id
-            """, [name])
-    ]  # fmt: skip
+            """,
+            [name],
+        )
+    ]
     # Usage of every endpoint but moderations (free, on the real API too) that no cost meets:
     # by day, and by model as costs bill it (a fine-tune's usage under its ft-<base> name).
-    usage_days = [day for (day,) in _rows(con, f"""
+    usage_days = [
+        day
+        for (day,) in _rows(
+            con,
+            f"""
         select date from ({_BILLABLE_USAGE}) group by date having sum(num_model_requests) > 0
         except
         select date from marts.fct_spend_daily where connection = ? group by date having sum(cost_usd) > 0
         order by date
-        """, [name, name])]  # fmt: skip
-    usage_models = [model for (model,) in _rows(con, f"""
+        """,
+            [name, name],
+        )
+    ]
+    usage_models = [
+        model
+        for (model,) in _rows(
+            con,
+            f"""
         select billed_model from ({_BILLABLE_USAGE})
         where date >= ? and date < ? and billed_model is not null
         group by billed_model having sum(num_model_requests) > 0
@@ -272,11 +346,18 @@ def _connection_facts(
         where connection = ? and date >= ? and date < ? and model is not null
         group by model having sum(cost_usd) > 0
         order by 1
-        """, [name, start, end, name, start, end])]  # fmt: skip
-    spend = _rows(con, """
+        """,
+            [name, start, end, name, start, end],
+        )
+    ]
+    spend = _rows(
+        con,
+        """
         select sum(cost_usd), count(distinct date) from marts.fct_spend_daily
         where connection = ? and date >= ? and date < ?
-        """, [name, start, end])  # fmt: skip
+        """,
+        [name, start, end],
+    )
     days_restated, net = restatement_summary(con, name, start, end)
     return {
         "committed_days": committed,
@@ -342,60 +423,106 @@ def _when(value: datetime | None) -> str:
 
 
 def _print_text(
-    diagnoses: list[Diagnosis], disconnected: list[Connection], warehouse_error: str | None,
+    diagnoses: list[Diagnosis],
+    disconnected: list[Connection],
+    warehouse_error: str | None,
     problems: list[str],
-) -> None:  # fmt: skip
+) -> None:
     for diagnosis in diagnoses:
         connection, facts = diagnosis.connection, diagnosis.facts
         line = _line
         print(f"{connection.name} ({connection.provider})")
         check = facts["key_check"]
-        line("key", f"{connection.key_hint} (stored {connection.created_at:%Y-%m-%d}); check "
-             + (f"ok against {check['base_url']}" if check["ok"] else f"FAILED: {check['error']}"))
+        line(
+            "key",
+            f"{connection.key_hint} (stored {connection.created_at:%Y-%m-%d}); check "
+            + (f"ok against {check['base_url']}" if check["ok"] else f"FAILED: {check['error']}"),
+        )
         organization = facts["organization"]
-        line("organization", f"{organization['id'] or 'not reported by the API yet'} (name: "
-             f"{organization['name'] or organization['name_note']})")  # fmt: skip
+        line(
+            "organization",
+            f"{organization['id'] or 'not reported by the API yet'} (name: "
+            f"{organization['name'] or organization['name_note']})",
+        )
         if facts["known_gaps"]:
             line("known gaps", "; ".join(facts["known_gaps"]))
         projects = facts["projects"]
         shown = [p["name"] or p["id"] for p in projects if p["status"] == "active"][:8]
         others = len(projects) - len(shown)
-        line("projects", (", ".join(shown) or "none") + (f" (+{others} archived or unlisted)" if others else ""))
+        line(
+            "projects",
+            (", ".join(shown) or "none") + (f" (+{others} archived or unlisted)" if others else ""),
+        )
         synced = facts["synced_range"]
         if synced["first_day"] is None:
             line("synced days", "none yet")
         else:
-            line("synced days", f"{synced['first_day']}..{synced['last_day']}: "
-                 f"{synced['days_committed']} committed, {len(facts['gaps'])} missing"
-                 + (f" ({_day_ranges(facts['gaps'])})" if facts["gaps"] else ""))  # fmt: skip
+            line(
+                "synced days",
+                f"{synced['first_day']}..{synced['last_day']}: "
+                f"{synced['days_committed']} committed, {len(facts['gaps'])} missing"
+                + (f" ({_day_ranges(facts['gaps'])})" if facts["gaps"] else ""),
+            )
         usage = facts["usage_without_cost"]
-        line("usage, no cost", "none" if not (usage["days"] or usage["models"]) else
-             "; ".join(filter(None, [_day_ranges(usage["days"]), ", ".join(usage["models"])])))  # fmt: skip
+        line(
+            "usage, no cost",
+            "none"
+            if not (usage["days"] or usage["models"])
+            else "; ".join(filter(None, [_day_ranges(usage["days"]), ", ".join(usage["models"])])),
+        )
         restated = facts["restatements"]
-        line("restatements", f"{restated['days_in_period']} restated day(s) in the last {PERIOD_DAYS} "
-             f"days, net {signed_usd(restated['net_change_usd'])}")  # fmt: skip
+        line(
+            "restatements",
+            f"{restated['days_in_period']} restated day(s) in the last {PERIOD_DAYS} "
+            f"days, net {signed_usd(restated['net_change_usd'])}",
+        )
         for day in restated["last"]:
-            changes = ", ".join(f"{day[f'line_items_{k}']} {k}" for k in ("changed", "appeared", "vanished")
-                                if day[f"line_items_{k}"])  # fmt: skip
-            line("", f"  {day['date']}: ${day['previous_cost_usd']:,.2f} -> ${day['new_cost_usd']:,.2f} "
-                 f"({changes}; detected {day['detected_at'][:16].replace('T', ' ')} UTC)")  # fmt: skip
+            changes = ", ".join(
+                f"{day[f'line_items_{k}']} {k}"
+                for k in ("changed", "appeared", "vanished")
+                if day[f"line_items_{k}"]
+            )
+            line(
+                "",
+                f"  {day['date']}: ${day['previous_cost_usd']:,.2f} -> ${day['new_cost_usd']:,.2f} "
+                f"({changes}; detected {day['detected_at'][:16].replace('T', ' ')} UTC)",
+            )
         fresh = facts["freshness"]
         behind = fresh["closed_days_behind"]
-        state = "never synced" if behind is None else "up to date" if behind <= 0 else f"{behind} closed day(s) behind"
-        line("freshness", f"last sync {_when(fresh['last_sync_at'])}, last synced day "
-             f"{fresh['last_synced_day'] or '-'}: {state}")  # fmt: skip
+        state = (
+            "never synced"
+            if behind is None
+            else "up to date"
+            if behind <= 0
+            else f"{behind} closed day(s) behind"
+        )
+        line(
+            "freshness",
+            f"last sync {_when(fresh['last_sync_at'])}, last synced day "
+            f"{fresh['last_synced_day'] or '-'}: {state}",
+        )
         run = facts["last_run"]
-        line("last run", "none" if run is None else
-             f"{run['status']} {_when(run['started_at'])} ({run['window'] or 'no window'}, run "
-             f"{run['run_id'][:8]})" + (f": {run['error']}" if run["error"] else ""))  # fmt: skip
+        line(
+            "last run",
+            "none"
+            if run is None
+            else f"{run['status']} {_when(run['started_at'])} ({run['window'] or 'no window'}, run "
+            f"{run['run_id'][:8]})" + (f": {run['error']}" if run["error"] else ""),
+        )
         period = facts["period"]
         total = period["cost_usd"]
-        line("total", (f"${total:,.2f}" if total is not None else "unknown")
-             + f" over {period['first_day']}..{period['last_day']} — {period['advice']}")
+        line(
+            "total",
+            (f"${total:,.2f}" if total is not None else "unknown")
+            + f" over {period['first_day']}..{period['last_day']} — {period['advice']}",
+        )
         print()
     if disconnected:
-        print("disconnected, rows kept but hidden: " + ", ".join(c.name for c in disconnected)
-              + " (`stax disconnect NAME --purge` deletes them)")  # fmt: skip
+        print(
+            "disconnected, rows kept but hidden: "
+            + ", ".join(c.name for c in disconnected)
+            + " (`stax disconnect NAME --purge` deletes them)"
+        )
     if warehouse_error:
         print(warehouse_error)
     if problems:
@@ -416,9 +543,12 @@ def _line(label: str, text: str) -> None:
 
 
 def _as_json(
-    diagnoses: list[Diagnosis], duplicates: dict[str, list[str]], disconnected: list[Connection],
-    warehouse_error: str | None, problems: list[str],
-) -> dict[str, Any]:  # fmt: skip
+    diagnoses: list[Diagnosis],
+    duplicates: dict[str, list[str]],
+    disconnected: list[Connection],
+    warehouse_error: str | None,
+    problems: list[str],
+) -> dict[str, Any]:
     return {
         "healthy": not problems,
         "problems": problems,

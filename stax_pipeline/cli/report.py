@@ -22,8 +22,16 @@ NO_PROJECT = "(no project)"
 NO_API_KEY = "(no API key: project-level charges)"
 
 # Usage units of fct_model_spend_daily, and how the table names them.
-_UNITS = ("input_tokens", "output_tokens", "input_cached_tokens", "images", "characters", "seconds",
-          "web_search_calls", "num_model_requests")  # fmt: skip
+_UNITS = (
+    "input_tokens",
+    "output_tokens",
+    "input_cached_tokens",
+    "images",
+    "characters",
+    "seconds",
+    "web_search_calls",
+    "num_model_requests",
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +118,17 @@ _BY_API_KEY = _Dimension(
             and coalesce(api_keys.project_id, spend.project_id) = projects.project_id
         order by spend.cost_usd desc, api_keys.name nulls last, spend.api_key_id nulls last
     """,
-    columns=("provider", "api_key_id", "api_key_name", "owner_type", "owner_name", "project_id", "project_name",
-             "cost_usd", "num_model_requests"),
+    columns=(
+        "provider",
+        "api_key_id",
+        "api_key_name",
+        "owner_type",
+        "owner_name",
+        "project_id",
+        "project_name",
+        "cost_usd",
+        "num_model_requests",
+    ),
     headers=("PROVIDER", "API KEY", "OWNER", "PROJECT", "KEY ID"),
     cells=lambda r: (
         r["provider"],
@@ -174,8 +191,10 @@ def spend_report(
     if output_format == "json":
         return _json(rows, by=by, connection=connection, start=start, end=end, days=days, total=total)
     scope = f"connection {connection}" if connection else "all connections"
-    title = (f"{dimension.title}, {start} .. {end - timedelta(days=1)} "
-             f"({days} day{'' if days == 1 else 's'}, {scope})")
+    title = (
+        f"{dimension.title}, {start} .. {end - timedelta(days=1)} "
+        f"({days} day{'' if days == 1 else 's'}, {scope})"
+    )
     if not rows:
         return f"{title}\n\nNo spend in the warehouse for these days: run `stax sync` first."
     table = [(*dimension.headers, "COST (USD)", "SHARE", *dimension.tail_headers)]
@@ -183,10 +202,14 @@ def spend_report(
         share = f"{row['share'] * 100:.1f}%" if row["share"] is not None else ""
         table.append((*dimension.cells(row), f"{row['cost_usd']:,.2f}", share, *dimension.tail_cells(row)))
     blanks = ("",) * (len(dimension.headers) - 1)
-    table.append(("TOTAL", *blanks, f"{total:,.2f}", "100.0%" if total else "", *("",) * len(dimension.tail_headers)))
+    table.append(
+        ("TOTAL", *blanks, f"{total:,.2f}", "100.0%" if total else "", *("",) * len(dimension.tail_headers))
+    )
     first_number = len(dimension.headers)
     right = [i for i in range(first_number, len(table[0])) if table[0][i] not in ("USAGE", "UNIT")]
-    return "\n".join([title, "", *format_table(table, right=right), *report_note(settings, connection, start, end)])
+    return "\n".join(
+        [title, "", *format_table(table, right=right), *report_note(settings, connection, start, end)]
+    )
 
 
 def _usage_in_own_units(row: dict[str, Any]) -> str:
@@ -198,8 +221,11 @@ def _usage_in_own_units(row: dict[str, Any]) -> str:
         parts.append(f"{tokens_in:,} in + {tokens_out:,} out tokens")
     elif tokens_in:
         parts.append(f"{tokens_in:,} input tokens")
-    for unit, singular, plural in (("images", "image", "images"), ("characters", "character", "characters"),
-                                   ("web_search_calls", "web search", "web searches")):
+    for unit, singular, plural in (
+        ("images", "image", "images"),
+        ("characters", "character", "characters"),
+        ("web_search_calls", "web search", "web searches"),
+    ):
         count = row[unit] or 0
         if count:
             parts.append(f"{count:,} {singular if count == 1 else plural}")
@@ -231,14 +257,26 @@ def _csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return out.getvalue().rstrip("\n")
 
 
-def _json(rows: Sequence[dict[str, Any]], *, by: str, connection: str | None, start: date, end: date,
-          days: int, total: float) -> str:
-    return json.dumps({
-        "by": by,
-        "connection": connection,
-        "start": start.isoformat(),
-        "end": (end - timedelta(days=1)).isoformat(),  # inclusive, like `stax sync --end`
-        "days": days,
-        "total_cost_usd": total,
-        "rows": list(rows),
-    }, indent=2, default=str)
+def _json(
+    rows: Sequence[dict[str, Any]],
+    *,
+    by: str,
+    connection: str | None,
+    start: date,
+    end: date,
+    days: int,
+    total: float,
+) -> str:
+    return json.dumps(
+        {
+            "by": by,
+            "connection": connection,
+            "start": start.isoformat(),
+            "end": (end - timedelta(days=1)).isoformat(),  # inclusive, like `stax sync --end`
+            "days": days,
+            "total_cost_usd": total,
+            "rows": list(rows),
+        },
+        indent=2,
+        default=str,
+    )

@@ -58,7 +58,9 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         stripped = text.strip()
         if not (stripped.isascii() and stripped.lstrip("-").isdigit()) or not low <= int(stripped) <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {shown(text)}")
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, got {shown(text)}"
+            )
         return int(stripped)
 
     return parse

@@ -26,7 +26,7 @@ NEW_MASTER_KEY_ENV = "STAX_NEW_MASTER_KEY"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _GENERATE_HINT = (
-    "generate one with: python -c \"import base64, os; print(base64.b64encode(os.urandom(32)).decode())\""
+    'generate one with: python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"'
 )
 
 

@@ -175,8 +175,7 @@ def unknown_connection(name: str) -> UsageError:
 def name_taken(name: str) -> UsageError:
     """The one wording for a new connection whose name is taken."""
     return UsageError(
-        f"a connection named {name!r} already exists; pick another name or run "
-        f"`stax disconnect {name}` first"
+        f"a connection named {name!r} already exists; pick another name or run `stax disconnect {name}` first"
     )
 
 
@@ -194,15 +193,49 @@ def backfill_retry_delay(failed_attempts: int) -> timedelta:
 
 
 def _to_connection(row: tuple) -> Connection:
-    (conn_id, name, provider, hint, version, created, synced, claimed_by, backfilled, claim,
-     claimed_at, attempts, error, retry_at, last_day, base_url, simulated, org_id, org_name,
-     disconnected) = row  # fmt: skip
+    (
+        conn_id,
+        name,
+        provider,
+        hint,
+        version,
+        created,
+        synced,
+        claimed_by,
+        backfilled,
+        claim,
+        claimed_at,
+        attempts,
+        error,
+        retry_at,
+        last_day,
+        base_url,
+        simulated,
+        org_id,
+        org_name,
+        disconnected,
+    ) = row
     return Connection(
-        conn_id, name, provider, hint, version,
-        _parse(created), _parse(synced), claimed_by, _parse(backfilled),
-        claim, _parse(claimed_at), attempts, error, _parse(retry_at),
-        date.fromisoformat(last_day) if last_day else None, base_url, bool(simulated),
-        org_id, org_name, _parse(disconnected),
+        conn_id,
+        name,
+        provider,
+        hint,
+        version,
+        _parse(created),
+        _parse(synced),
+        claimed_by,
+        _parse(backfilled),
+        claim,
+        _parse(claimed_at),
+        attempts,
+        error,
+        _parse(retry_at),
+        date.fromisoformat(last_day) if last_day else None,
+        base_url,
+        bool(simulated),
+        org_id,
+        org_name,
+        _parse(disconnected),
     )
 
 
@@ -323,7 +356,9 @@ class ConnectionStore:
         with self._transaction() as db:
             if not new_path.exists():
                 return
-            versions = {v for (v,) in db.execute(f"SELECT DISTINCT key_version FROM connections WHERE {_LIVE}")}
+            versions = {
+                v for (v,) in db.execute(f"SELECT DISTINCT key_version FROM connections WHERE {_LIVE}")
+            }
             try:
                 if read_key_file(new_path).key_id in versions or not path.exists():
                     os.replace(new_path, path)
@@ -347,9 +382,15 @@ class ConnectionStore:
             ) from None
 
     def add(
-        self, name: str, provider: str, api_key: str, *, base_url: str | None = None,
-        simulated: bool | None = None, organization_id: str | None = None,
-    ) -> Connection:  # fmt: skip
+        self,
+        name: str,
+        provider: str,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        simulated: bool | None = None,
+        organization_id: str | None = None,
+    ) -> Connection:
         """Encrypt and store a new connection's admin key, with the organization it belongs to
         when known; raise UsageError if the name is taken or the organization already connected.
 
@@ -371,15 +412,27 @@ class ConnectionStore:
         master = self._master()
         tombstone = self.disconnected(name)
         revive = tombstone is not None
-        if tombstone is not None and (organization_id is None or tombstone.organization_id != organization_id):
+        if tombstone is not None and (
+            organization_id is None or tombstone.organization_id != organization_id
+        ):
             raise UsageError(
                 f"a disconnected connection named {name!r} still has its rows in the warehouse "
                 f"(hidden from reports); run `stax disconnect {name} --purge` to delete them, or "
                 "pick another name"
             )
         conn = Connection(
-            uuid.uuid4().hex, name, provider, registered.key_hint(api_key), master.key_id, datetime.now(UTC),
-            None, None, None, api_base_url=base_url, simulated=simulated, organization_id=organization_id,
+            uuid.uuid4().hex,
+            name,
+            provider,
+            registered.key_hint(api_key),
+            master.key_id,
+            datetime.now(UTC),
+            None,
+            None,
+            None,
+            api_base_url=base_url,
+            simulated=simulated,
+            organization_id=organization_id,
         )
         if tombstone is not None:  # the same organization: the same connection, a new key
             conn = replace(conn, id=tombstone.id, created_at=tombstone.created_at)
@@ -406,12 +459,25 @@ class ConnectionStore:
                     "INSERT INTO connections (id, name, provider, key_ciphertext, key_nonce, key_version,"
                     " key_hint, created_at, api_base_url, simulated, organization_id)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (conn.id, name, provider, ciphertext, nonce, master.key_id, conn.key_hint,
-                     _iso(conn.created_at), base_url, int(simulated), organization_id),
+                    (
+                        conn.id,
+                        name,
+                        provider,
+                        ciphertext,
+                        nonce,
+                        master.key_id,
+                        conn.key_hint,
+                        _iso(conn.created_at),
+                        base_url,
+                        int(simulated),
+                        organization_id,
+                    ),
                 )
         except sqlite3.IntegrityError as exc:
             if "organization_id" in str(exc):  # connected meanwhile by another process
-                raise UsageError(f"organization {organization_id} is already connected; nothing was stored") from None
+                raise UsageError(
+                    f"organization {organization_id} is already connected; nothing was stored"
+                ) from None
             raise name_taken(name) from None
         return conn
 
@@ -440,9 +506,7 @@ class ConnectionStore:
                     f"connected to {row[0]}; nothing was loaded. Check the key (`stax connections`)"
                 )
             _refuse_connected_organization(db, organization_id, config_error=True)
-            db.execute(
-                "UPDATE connections SET organization_id = ? WHERE name = ?", (organization_id, name)
-            )
+            db.execute("UPDATE connections SET organization_id = ? WHERE name = ?", (organization_id, name))
 
     def _get_in(self, db: sqlite3.Connection, name: str) -> Connection:
         row = db.execute(f"SELECT {_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}", (name,)).fetchone()
@@ -493,7 +557,7 @@ class ConnectionStore:
     def api_key(self, name: str) -> str:
         """Return the decrypted admin key of a connection."""
         query = f"SELECT {_SECRET_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}"
-        for attempt in range(2):
+        for _attempt in range(2):
             master = self._master()
             with self._db() as db:
                 row = db.execute(query, (name,)).fetchone()
@@ -594,9 +658,11 @@ class ConnectionStore:
     def finish_backfill(self, claim: str, at: datetime) -> bool:
         """Mark done the backfill of this claim; False if the claim is no longer current."""
         with self._db() as db:
-            return bool(db.execute(
-                f"UPDATE connections SET {_BACKFILL_DONE} WHERE backfill_claim = ?", (_iso(at), claim)
-            ).rowcount)  # fmt: skip
+            return bool(
+                db.execute(
+                    f"UPDATE connections SET {_BACKFILL_DONE} WHERE backfill_claim = ?", (_iso(at), claim)
+                ).rowcount
+            )
 
     def fail_backfill(self, claim: str, reason: str, at: datetime) -> bool:
         """Release this claim after a failed (or canceled, or lost) attempt, keeping ``reason``

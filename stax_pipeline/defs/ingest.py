@@ -33,7 +33,7 @@ from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.errors import UsageError
 from stax_pipeline.ingest import WindowLoad, load_connection_window
 from stax_pipeline.lib.warehouse import wait_for_warehouse
-from stax_pipeline.lib.window import SyncWindow, partition_key, window_from_context
+from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.providers import PROVIDERS, Provider, get_provider
 from stax_pipeline.settings import Settings, load_settings
 
@@ -41,7 +41,9 @@ from stax_pipeline.settings import Settings, load_settings
 LoadConnectionWindow = Callable[..., WindowLoad]
 
 
-def provider_ingest_asset(provider: Provider, load: LoadConnectionWindow = load_connection_window) -> AssetsDefinition:
+def provider_ingest_asset(
+    provider: Provider, load: LoadConnectionWindow = load_connection_window
+) -> AssetsDefinition:
     """The asset that loads ``provider``'s API into its raw dataset (the asset's key) for a run's
     window.
 

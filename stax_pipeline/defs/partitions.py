@@ -19,9 +19,7 @@ connection_partitions = DynamicPartitionsDefinition(name=CONNECTION_DIM)
 # end_offset=1 includes today (a partial day, marked not final) so `stax sync --end today` works.
 day_partitions = DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC", end_offset=1)
 
-sync_partitions = MultiPartitionsDefinition(
-    {CONNECTION_DIM: connection_partitions, DATE_DIM: day_partitions}
-)
+sync_partitions = MultiPartitionsDefinition({CONNECTION_DIM: connection_partitions, DATE_DIM: day_partitions})
 
 # A range of days is one run (one request per endpoint per page), never one run per day.
 single_run = BackfillPolicy.single_run()

@@ -60,13 +60,9 @@ def new_connection_backfill(context: SensorEvaluationContext) -> SensorResult:
     registered = set(context.instance.get_dynamic_partitions(CONNECTION_DIM))
     partition_requests = []
     if names - registered:
-        partition_requests.append(
-            AddDynamicPartitionsRequest(CONNECTION_DIM, sorted(names - registered))
-        )
+        partition_requests.append(AddDynamicPartitionsRequest(CONNECTION_DIM, sorted(names - registered)))
     if registered - names:
-        partition_requests.append(
-            DeleteDynamicPartitionsRequest(CONNECTION_DIM, sorted(registered - names))
-        )
+        partition_requests.append(DeleteDynamicPartitionsRequest(CONNECTION_DIM, sorted(registered - names)))
     now = datetime.now(UTC)
     settle_stale_claims(context.instance, store, now)
     window = backfill_window(now.date())
@@ -74,12 +70,16 @@ def new_connection_backfill(context: SensorEvaluationContext) -> SensorResult:
     for connection in store.due_backfills(now):
         claim = store.claim_backfill(connection.name, "sensor", now=now)
         if claim is not None:
-            run_requests.append(RunRequest(
-                run_key=f"backfill:{connection.id}:{claim}",
-                asset_selection=sync_selection(connection.provider),
-                tags={**range_run_tags(connection.name, window),
-                      **backfill_run_tags(connection.id, claim)},
-            ))  # fmt: skip
+            run_requests.append(
+                RunRequest(
+                    run_key=f"backfill:{connection.id}:{claim}",
+                    asset_selection=sync_selection(connection.provider),
+                    tags={
+                        **range_run_tags(connection.name, window),
+                        **backfill_run_tags(connection.id, claim),
+                    },
+                )
+            )
     return SensorResult(run_requests=run_requests, dynamic_partitions_requests=partition_requests)
 
 

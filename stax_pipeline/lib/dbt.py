@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,9 +122,7 @@ class DbtBuild:
         return f"dbt build failed: {what}\n{self.output_tail}"
 
 
-def run_dbt_build(
-    project_dir: Path, target: Path, dbt_window: dict, select: Sequence[str] = ()
-) -> DbtBuild:
+def run_dbt_build(project_dir: Path, target: Path, dbt_window: dict, select: Sequence[str] = ()) -> DbtBuild:
     """``dbt build`` of the project (or of ``select``) as a plain subprocess, for the window in
     ``STAX_DBT_WINDOW``, with its artifacts and logs in ``target``.
 
@@ -137,12 +135,23 @@ def run_dbt_build(
     env = environment_without_secrets()
     env[WINDOW_ENV] = json.dumps(dbt_window)
     args = [
-        dbt_executable(), "build", "--exclude-resource-type", "unit_test",
-        "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
-        "--target-path", str(target), "--log-path", str(target), "--no-use-colors",
-        "--threads", str(DBT_THREADS),
+        dbt_executable(),
+        "build",
+        "--exclude-resource-type",
+        "unit_test",
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target),
+        "--no-use-colors",
+        "--threads",
+        str(DBT_THREADS),
         *(["--select", *select] if select else []),
-    ]  # fmt: skip
+    ]
     output = target / "console.log"
     with open(output, "wb") as out:
         process = subprocess.Popen(args, cwd=project_dir, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -70,7 +70,7 @@ def check_base_url(url: str, *, source: str) -> str:
 
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+        _ = parts.port  # reading it raises ValueError on a malformed port
         # The host checked here must be the host the HTTP client connects to.
         same_host = httpx.URL(url).host == (parts.hostname or "")
     except (ValueError, httpx.InvalidURL):

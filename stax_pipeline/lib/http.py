@@ -255,7 +255,11 @@ class HttpError(ProviderError):
 
     @classmethod
     def from_response(
-        cls, endpoint: str, response: httpx.Response, *, gave_up: str | None = None,
+        cls,
+        endpoint: str,
+        response: httpx.Response,
+        *,
+        gave_up: str | None = None,
         dialect: ApiDialect | None = None,
     ) -> HttpError:
         dialect = dialect or OPENAI_DIALECT
@@ -265,9 +269,13 @@ class HttpError(ProviderError):
         else:
             message, param = dialect.error_details(response)
         return cls(
-            endpoint=endpoint, status=response.status_code, message=message, param=param,
-            gave_up=gave_up, dialect=dialect,
-        )  # fmt: skip
+            endpoint=endpoint,
+            status=response.status_code,
+            message=message,
+            param=param,
+            gave_up=gave_up,
+            dialect=dialect,
+        )
 
 
 class RetriesExhausted(ProviderError):
@@ -378,10 +386,16 @@ class ApiClient:
                 raise self._gave_up(endpoint, outcome, spent_s[kind], request_left)
             retries[kind] += 1
             log.warning(
-                "GET %s: %s; retry %d in %.1fs (%.0fs of %gs of %s for this request, %.0fs left for "
-                "the run)", endpoint, outcome.problem, retries[kind], wait, spent_s[kind],
-                policy.max_retry_s, kind, budget.remaining_s,
-            )  # fmt: skip
+                "GET %s: %s; retry %d in %.1fs (%.0fs of %gs of %s for this request, %.0fs left for the run)",
+                endpoint,
+                outcome.problem,
+                retries[kind],
+                wait,
+                spent_s[kind],
+                policy.max_retry_s,
+                kind,
+                budget.remaining_s,
+            )
             self._sleep(wait)
             spent_s[kind] += wait
             budget.spend(wait)

@@ -47,11 +47,16 @@ def write_instance_config(dagster_home: Path, template: Path) -> Path:
             f"{target} is not valid YAML{line}: fix it, or delete it and Stax writes a fresh one"
         ) from None
     if not isinstance(config, dict):
-        raise ConfigError(f"{target} must be a YAML mapping: fix it, or delete it and Stax writes a fresh one")
+        raise ConfigError(
+            f"{target} must be a YAML mapping: fix it, or delete it and Stax writes a fresh one"
+        )
     fixed = [".".join(path) for path, value in REQUIRED.items() if _set(config, path, value)]
     if fixed:
-        log.warning("%s: set %s (the warehouse allows one writer at a time)", target,
-                    ", ".join(f"{key}: {REQUIRED[tuple(key.split('.'))]}" for key in fixed))  # fmt: skip
+        log.warning(
+            "%s: set %s (the warehouse allows one writer at a time)",
+            target,
+            ", ".join(f"{key}: {REQUIRED[tuple(key.split('.'))]}" for key in fixed),
+        )
         _write_private(target, yaml.safe_dump(config, sort_keys=False))
     return target
 

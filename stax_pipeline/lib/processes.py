@@ -13,6 +13,7 @@ Three facts drive this module:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -121,16 +122,12 @@ def stop_children(*, spare: set[int] = frozenset(), timeout: float = 3.0) -> Non
     """Terminate this process's descendants (but ``spare``), then kill whichever lingers."""
     children = [c for c in psutil.Process().children(recursive=True) if c.pid not in spare]
     for child in children:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, lingering = psutil.wait_procs(children, timeout=timeout)
     for child in lingering:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(lingering, timeout=timeout)
 
 
@@ -145,10 +142,8 @@ def exit_now(code: int) -> NoReturn:
     generator the interrupt abandoned still holds), which a normal exit would wait for forever.
     """
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(code)
 
 

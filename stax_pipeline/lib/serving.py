@@ -29,7 +29,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,25 +158,31 @@ def _write_copies(
     try:
         con.execute(f"attach {_literal(settings.warehouse_path)} as warehouse (read_only)")
         con.execute("begin")  # one snapshot of the warehouse for every relation
-        names = [name for (name,) in con.execute(
-            "select table_name from information_schema.tables "
-            "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
-            [PUBLISHED_SCHEMA],
-        ).fetchall()]  # fmt: skip
+        names = [
+            name
+            for (name,) in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
+                [PUBLISHED_SCHEMA],
+            ).fetchall()
+        ]
         # The column naming a row's connection: `connection`, or FOCUS's extension `x_Connection`.
-        connection_column = dict(con.execute(
-            "select table_name, min(column_name) from information_schema.columns "
-            "where table_catalog = 'warehouse' and table_schema = ? "
-            "and lower(column_name) in ('connection', 'x_connection') group by table_name",
-            [PUBLISHED_SCHEMA],
-        ).fetchall())  # fmt: skip
+        connection_column = dict(
+            con.execute(
+                "select table_name, min(column_name) from information_schema.columns "
+                "where table_catalog = 'warehouse' and table_schema = ? "
+                "and lower(column_name) in ('connection', 'x_connection') group by table_name",
+                [PUBLISHED_SCHEMA],
+            ).fetchall()
+        )
         for name in names:
             table = _identifier(name)
             select = f"select * from warehouse.{PUBLISHED_SCHEMA}.{table}"
             if connections is not None and name in connection_column:
                 column = _identifier(connection_column[name])
-                con.execute(f"create table main.{table} as {select} where list_contains(?, {column})",
-                            [connections])  # fmt: skip
+                con.execute(
+                    f"create table main.{table} as {select} where list_contains(?, {column})", [connections]
+                )
             else:
                 con.execute(f"create table main.{table} as {select}")
             rows[name] = con.execute(f"select count(*) from main.{table}").fetchall()[0][0]
@@ -250,10 +256,8 @@ def _fsync(path: Path) -> None:
 
 
 def _remove_quietly(path: Path) -> None:
-    try:
+    with suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _literal(path: Path) -> str:

@@ -159,10 +159,16 @@ def wait_for_warehouse(settings: Settings) -> None:
             if not _LOCK_ERROR.search(str(exc)):
                 raise
             if time.monotonic() >= deadline:
-                raise WarehouseBusyError(warehouse_busy_message(settings, str(exc), waited_s=timeout)) from None
+                raise WarehouseBusyError(
+                    warehouse_busy_message(settings, str(exc), waited_s=timeout)
+                ) from None
             if not announced:
-                log.warning("%s is held by %s; waiting up to %g s for it", settings.warehouse_path,
-                            _holder(str(exc)), timeout)  # fmt: skip
+                log.warning(
+                    "%s is held by %s; waiting up to %g s for it",
+                    settings.warehouse_path,
+                    _holder(str(exc)),
+                    timeout,
+                )
                 announced = True
         time.sleep(min(_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
 

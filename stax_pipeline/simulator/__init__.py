@@ -10,4 +10,12 @@ from stax_pipeline.simulator.anthropic import AnthropicOrganization
 from stax_pipeline.simulator.data import CostFact, Organization
 from stax_pipeline.simulator.server import Faults, Simulator, run_simulator, serve
 
-__all__ = ["AnthropicOrganization", "CostFact", "Faults", "Organization", "Simulator", "run_simulator", "serve"]
+__all__ = [
+    "AnthropicOrganization",
+    "CostFact",
+    "Faults",
+    "Organization",
+    "Simulator",
+    "run_simulator",
+    "serve",
+]

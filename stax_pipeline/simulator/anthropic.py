@@ -44,8 +44,14 @@ COST_GROUP_BY = ("workspace_id", "description", "inference_geo")
 USAGE_GROUP_BY = ("api_key_id", "workspace_id", "model", "service_tier", "context_window", "inference_geo")
 MAX_BUCKETS_1D = 31
 DEFAULT_BUCKETS_1D = 7
-USAGE_METRICS = ("uncached_input_tokens", "cache_read_input_tokens", "cache_creation_1h", "cache_creation_5m",
-                 "output_tokens", "web_search_requests")
+USAGE_METRICS = (
+    "uncached_input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_1h",
+    "cache_creation_5m",
+    "output_tokens",
+    "web_search_requests",
+)
 
 # model -> (display name, USD per million input tokens, per million output tokens)
 MODELS: dict[str, tuple[str, Decimal, Decimal]] = {
@@ -64,9 +70,13 @@ TOKEN_TYPES: dict[str, tuple[str, Decimal]] = {
     "cache_creation.ephemeral_1h_input_tokens": ("Cache Write (1h)", Decimal(2)),
     "output_tokens": ("Output Tokens", Decimal(1)),
 }
-_TOKEN_METRIC = {"uncached_input_tokens": "uncached_input_tokens", "cache_read_input_tokens": "cache_read_input_tokens",
-                 "cache_creation.ephemeral_5m_input_tokens": "cache_creation_5m",
-                 "cache_creation.ephemeral_1h_input_tokens": "cache_creation_1h", "output_tokens": "output_tokens"}
+_TOKEN_METRIC = {
+    "uncached_input_tokens": "uncached_input_tokens",
+    "cache_read_input_tokens": "cache_read_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens": "cache_creation_5m",
+    "cache_creation.ephemeral_1h_input_tokens": "cache_creation_1h",
+    "output_tokens": "output_tokens",
+}
 WEB_SEARCH_CENTS = Decimal(1)  # $10 per 1,000 searches
 CODE_EXECUTION_CENTS_PER_HOUR = Decimal(5)  # $0.05 per container hour
 _WORKSPACE_NAMES = ("Support Agents", "Research", "Claude Code", "Data Pipelines", "Evals", "Sales Copilot")
@@ -102,15 +112,15 @@ class AnthropicOrganization:
     (the same ``Faults.revision``/``revised_days`` switches as the OpenAI side).
     """
 
-    def __init__(self, seed: str, now: Callable[[], datetime],
-                 revision: Callable[[], tuple[int, int]] = lambda: (0, 3)) -> None:
+    def __init__(
+        self, seed: str, now: Callable[[], datetime], revision: Callable[[], tuple[int, int]] = lambda: (0, 3)
+    ) -> None:
         rng = random.Random(f"anthropic/{seed}")
         self.seed = seed
         self._now = now
         self._revision = revision
         # GET /v1/organizations/me: a UUID and a name
-        self.org_id = "%08x-%04x-4%03x-8%03x-%012x" % (rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(12),
-                                                       rng.getrandbits(12), rng.getrandbits(48))
+        self.org_id = f"{rng.getrandbits(32):08x}-{rng.getrandbits(16):04x}-4{rng.getrandbits(12):03x}-8{rng.getrandbits(12):03x}-{rng.getrandbits(48):012x}"
         self.org_name = f"{rng.choice(('Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli'))} AI"
         n = rng.randint(2, 4)
         created = int(datetime(2024, 6, 3, tzinfo=UTC).timestamp())
@@ -120,29 +130,38 @@ class AnthropicOrganization:
             # sometimes the newest one was archived this autumn: its usage stops that day
             archived = i == n - 1 and rng.random() < 0.5
             archived_at = int(datetime(2026, 9, 1, tzinfo=UTC).timestamp()) + rng.randint(0, 60) * DAY
-            self.workspaces.append({
-                "type": "workspace", "id": "wrkspc_01" + _rid(rng, 22), "name": name,
-                "display_color": "#%06X" % rng.randrange(1 << 24),
-                "created_at": rfc3339(created),
-                "archived_at": rfc3339(archived_at) if archived else None,
-            })
+            self.workspaces.append(
+                {
+                    "type": "workspace",
+                    "id": "wrkspc_01" + _rid(rng, 22),
+                    "name": name,
+                    "display_color": f"#{rng.randrange(1 << 24):06X}",
+                    "created_at": rfc3339(created),
+                    "archived_at": rfc3339(archived_at) if archived else None,
+                }
+            )
         # None is the default workspace, as the reports name it
         self.workspace_ids: list[str | None] = [None, *(w["id"] for w in self.workspaces)]
         self.keys: dict[str | None, list[dict[str, Any]]] = {}
         for ws in self.workspace_ids:
             self.keys[ws] = []
             for _ in range(rng.randint(1, 3)):
-                self.keys[ws].append({
-                    "type": "api_key", "id": "apikey_01" + _rid(rng, 22),
-                    "name": f"{rng.choice(_KEY_NAMES)}-{rng.randint(1, 99)}", "workspace_id": ws,
-                    "created_at": rfc3339(created - rng.randint(0, 200) * DAY),
-                    "created_by": {"id": "user_01" + _rid(rng, 22), "type": "user"},
-                    "partial_key_hint": f"sk-ant-api03-{_rid(rng, 3)}...{_rid(rng, 4)}",
-                    "status": "active" if rng.random() < 0.85 else "inactive",
-                })
+                self.keys[ws].append(
+                    {
+                        "type": "api_key",
+                        "id": "apikey_01" + _rid(rng, 22),
+                        "name": f"{rng.choice(_KEY_NAMES)}-{rng.randint(1, 99)}",
+                        "workspace_id": ws,
+                        "created_at": rfc3339(created - rng.randint(0, 200) * DAY),
+                        "created_by": {"id": "user_01" + _rid(rng, 22), "type": "user"},
+                        "partial_key_hint": f"sk-ant-api03-{_rid(rng, 3)}...{_rid(rng, 4)}",
+                        "status": "active" if rng.random() < 0.85 else "inactive",
+                    }
+                )
         # (day, revision) -> (usage facts, code execution quarter-hours per workspace, cost rows)
-        self._cache: dict[tuple[date, int], tuple[list[dict[str, Any]], dict[str | None, int],
-                                                  list[dict[str, Any]]]] = {}
+        self._cache: dict[
+            tuple[date, int], tuple[list[dict[str, Any]], dict[str | None, int], list[dict[str, Any]]]
+        ] = {}
         self._lock = threading.Lock()
 
     # -- the clock ------------------------------------------------------------------------------
@@ -201,7 +220,8 @@ class AnthropicOrganization:
         if rng.random() < 0.1:  # a quiet day: nothing at all
             return [], {}
         volume = (0.4 if day.weekday() >= 5 else 1.0) * (
-            random.Random(f"anthropic/{self.seed}/{day}/r{revision}").uniform(1.03, 1.25) if revision else 1.0)
+            random.Random(f"anthropic/{self.seed}/{day}/r{revision}").uniform(1.03, 1.25) if revision else 1.0
+        )
         live = [ws for ws in self.workspace_ids if ws is None or not self._archived_before(ws, day)]
         facts: dict[tuple[Any, ...], dict[str, Any]] = {}
         for _ in range(rng.randint(6, 16)):
@@ -226,8 +246,15 @@ class AnthropicOrganization:
                 for m in USAGE_METRICS:
                     facts[dims][m] += metrics[m]
             else:
-                facts[dims] = {"workspace_id": ws, "api_key_id": key, "model": model, "service_tier": tier,
-                               "context_window": window, "inference_geo": geo, **metrics}
+                facts[dims] = {
+                    "workspace_id": ws,
+                    "api_key_id": key,
+                    "model": model,
+                    "service_tier": tier,
+                    "context_window": window,
+                    "inference_geo": geo,
+                    **metrics,
+                }
         # code execution: billed per workspace, never in the usage report
         quarters = {ws: rng.randint(1, 40) for ws in live if rng.random() < 0.25}
         return list(facts.values()), quarters
@@ -237,7 +264,9 @@ class AnthropicOrganization:
         return ws["archived_at"] is not None and ws["archived_at"][:10] <= day.isoformat()
 
     @staticmethod
-    def _price(usage: list[dict[str, Any]], code_quarter_hours: dict[str | None, int]) -> list[dict[str, Any]]:
+    def _price(
+        usage: list[dict[str, Any]], code_quarter_hours: dict[str | None, int]
+    ) -> list[dict[str, Any]]:
         """Cost rows in cents, summed per (workspace, description, inference geo): exact decimals."""
         acc: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -247,7 +276,13 @@ class AnthropicOrganization:
             key = (ws, fields["description"], geo)
             row = acc.get(key)
             if row is None:
-                acc[key] = {"workspace_id": ws, "inference_geo": geo, "amount": cents, "currency": "USD", **fields}
+                acc[key] = {
+                    "workspace_id": ws,
+                    "inference_geo": geo,
+                    "amount": cents,
+                    "currency": "USD",
+                    **fields,
+                }
             else:
                 row["amount"] += cents
 
@@ -266,20 +301,49 @@ class AnthropicOrganization:
                     price = price / 2
                 # USD per million tokens -> cents per token: * 100 / 1e6
                 cents = Decimal(tokens) * price / Decimal(10_000)
-                description = (f"{display} Usage - {label}" + (" - Batch" if batch else "")
-                               + (" - Long Context" if long_context else ""))
-                charge(fact["workspace_id"], fact["inference_geo"], cents, description=description,
-                       cost_type="tokens", model=fact["model"], token_type=token_type,
-                       service_tier=fact["service_tier"], context_window=fact["context_window"])
+                description = (
+                    f"{display} Usage - {label}"
+                    + (" - Batch" if batch else "")
+                    + (" - Long Context" if long_context else "")
+                )
+                charge(
+                    fact["workspace_id"],
+                    fact["inference_geo"],
+                    cents,
+                    description=description,
+                    cost_type="tokens",
+                    model=fact["model"],
+                    token_type=token_type,
+                    service_tier=fact["service_tier"],
+                    context_window=fact["context_window"],
+                )
             if fact["web_search_requests"]:
-                charge(fact["workspace_id"], None, Decimal(fact["web_search_requests"]) * WEB_SEARCH_CENTS,
-                       description="Web Search", cost_type="web_search", model=None, token_type=None,
-                       service_tier=None, context_window=None)
+                charge(
+                    fact["workspace_id"],
+                    None,
+                    Decimal(fact["web_search_requests"]) * WEB_SEARCH_CENTS,
+                    description="Web Search",
+                    cost_type="web_search",
+                    model=None,
+                    token_type=None,
+                    service_tier=None,
+                    context_window=None,
+                )
         for ws, quarters in code_quarter_hours.items():
-            charge(ws, None, Decimal(quarters) * CODE_EXECUTION_CENTS_PER_HOUR / 4,
-                   description="Code Execution Usage", cost_type="code_execution", model=None,
-                   token_type=None, service_tier=None, context_window=None)
-        return sorted(acc.values(), key=lambda r: (r["workspace_id"] or "", r["description"], r["inference_geo"] or ""))
+            charge(
+                ws,
+                None,
+                Decimal(quarters) * CODE_EXECUTION_CENTS_PER_HOUR / 4,
+                description="Code Execution Usage",
+                cost_type="code_execution",
+                model=None,
+                token_type=None,
+                service_tier=None,
+                context_window=None,
+            )
+        return sorted(
+            acc.values(), key=lambda r: (r["workspace_id"] or "", r["description"], r["inference_geo"] or "")
+        )
 
     # -- ground truth over [start, end), days up to today --------------------------------------
 
@@ -309,9 +373,19 @@ class AnthropicOrganization:
         out: dict[tuple[date, str], dict[str, int]] = {}
         for d in self._days(start, end):
             for f in self.usage_facts(d):
-                acc = out.setdefault((d, f["model"]), dict.fromkeys(
-                    ("input_tokens", "input_cached_tokens", "input_cache_write_tokens", "output_tokens",
-                     "web_search_calls"), 0))
+                acc = out.setdefault(
+                    (d, f["model"]),
+                    dict.fromkeys(
+                        (
+                            "input_tokens",
+                            "input_cached_tokens",
+                            "input_cache_write_tokens",
+                            "output_tokens",
+                            "web_search_calls",
+                        ),
+                        0,
+                    ),
+                )
                 writes = f["cache_creation_1h"] + f["cache_creation_5m"]
                 acc["input_tokens"] += f["uncached_input_tokens"] + f["cache_read_input_tokens"] + writes
                 acc["input_cached_tokens"] += f["cache_read_input_tokens"]
@@ -325,6 +399,7 @@ class AnthropicOrganization:
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
+
 
 class AnthropicError(Exception):
     """An error answer in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``."""
@@ -352,8 +427,9 @@ def authenticate(api_key: str | None, version: str | None, revoked: set[str]) ->
     if not api_key.startswith(ADMIN_KEY_PREFIX) or api_key in revoked or "-revoked" in api_key:
         raise AnthropicError(401, "authentication_error", "invalid x-api-key")
     if "-nopermission" in api_key:
-        raise AnthropicError(403, "permission_error",
-                             "Your API key does not have permission to use the specified resource.")
+        raise AnthropicError(
+            403, "permission_error", "Your API key does not have permission to use the specified resource."
+        )
     return api_key
 
 
@@ -382,26 +458,55 @@ def _group_by(params: dict[str, list[str]], allowed: tuple[str, ...]) -> set[str
     return chosen
 
 
-def route(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory,
-          page_size: int | None = None, *, ending_at_strict: bool = False,
-          unknown_group_by: tuple[str, ...] = ()) -> bytes:
+def route(
+    path: str,
+    params: dict[str, list[str]],
+    org: AnthropicOrganization,
+    pager_factory,
+    page_size: int | None = None,
+    *,
+    ending_at_strict: bool = False,
+    unknown_group_by: tuple[str, ...] = (),
+) -> bytes:
     """The body of a successful answer to ``path`` (``/v1/organizations/…``), or AnthropicError.
     ``pager_factory(path, params, limit)`` gives the shared bucket pager (which honours the
     page-size, cursor-loop and endless-pages faults); ``page_size`` caps listing pages too."""
     if path == "/v1/organizations/cost_report":
-        return _report(path, params, org, pager_factory, cost=True, strict=ending_at_strict,
-                       unknown_group_by=unknown_group_by)
+        return _report(
+            path,
+            params,
+            org,
+            pager_factory,
+            cost=True,
+            strict=ending_at_strict,
+            unknown_group_by=unknown_group_by,
+        )
     if path == "/v1/organizations/usage_report/messages":
-        return _report(path, params, org, pager_factory, cost=False, strict=ending_at_strict,
-                       unknown_group_by=unknown_group_by)
+        return _report(
+            path,
+            params,
+            org,
+            pager_factory,
+            cost=False,
+            strict=ending_at_strict,
+            unknown_group_by=unknown_group_by,
+        )
     if path == "/v1/organizations/workspaces":
         include_archived = (params.get("include_archived") or ["false"])[0].lower() == "true"
         include_default = (params.get("include_default") or ["false"])[0].lower() == "true"
         items = [dict(w) for w in org.workspaces if include_archived or w["archived_at"] is None]
         if include_default:
-            items.insert(0, {"type": "workspace", "id": "default", "name": "Default Workspace",
-                             "display_color": "#6C5BB9", "created_at": "2024-06-03T00:00:00Z",
-                             "archived_at": None})
+            items.insert(
+                0,
+                {
+                    "type": "workspace",
+                    "id": "default",
+                    "name": "Default Workspace",
+                    "display_color": "#6C5BB9",
+                    "created_at": "2024-06-03T00:00:00Z",
+                    "archived_at": None,
+                },
+            )
         return _listing(params, items, page_size)
     if path == "/v1/organizations/me":
         return json.dumps({"id": org.org_id, "type": "organization", "name": org.org_name}).encode()
@@ -422,15 +527,28 @@ def _listing(params: dict[str, list[str]], items: list[dict[str, Any]], page_siz
     after = (params.get("after_id") or [""])[0]
     if after:
         ids = [i["id"] for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     page = items[:limit]
-    return json.dumps({"data": page, "has_more": len(items) > limit,
-                       "first_id": page[0]["id"] if page else None,
-                       "last_id": page[-1]["id"] if page else None}).encode()
+    return json.dumps(
+        {
+            "data": page,
+            "has_more": len(items) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
+    ).encode()
 
 
-def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization, pager_factory, *,
-            cost: bool, strict: bool = False, unknown_group_by: tuple[str, ...] = ()) -> bytes:
+def _report(
+    path: str,
+    params: dict[str, list[str]],
+    org: AnthropicOrganization,
+    pager_factory,
+    *,
+    cost: bool,
+    strict: bool = False,
+    unknown_group_by: tuple[str, ...] = (),
+) -> bytes:
     """One page of a report. Buckets end at or before ``ending_at`` (``strict``: before it), the
     last one at the latest ending after now (today, still filling up)."""
     start = _timestamp(params, "starting_at", required=True)
@@ -460,14 +578,20 @@ def _report(path: str, params: dict[str, list[str]], org: AnthropicOrganization,
     while a < upper:
         days.append(a)
         a += DAY
-    shown, more = days[:pager.size], len(days) > pager.size
+    shown, more = days[: pager.size], len(days) > pager.size
     token = pager.encode(days[pager.size]) if more else None
     if pager.loop:
         more, token = True, pager.token or pager.encode(first)
     elif pager.endless and not more:
         more, token = True, pager.encode((shown[-1] if shown else first) + DAY)
-    data = [{"starting_at": rfc3339(a), "ending_at": rfc3339(a + DAY),
-             "results": (_cost_results if cost else _usage_results)(org, day_of(a), group_by)} for a in shown]
+    data = [
+        {
+            "starting_at": rfc3339(a),
+            "ending_at": rfc3339(a + DAY),
+            "results": (_cost_results if cost else _usage_results)(org, day_of(a), group_by),
+        }
+        for a in shown
+    ]
     return json.dumps({"data": data, "has_more": more, "next_page": token}).encode()
 
 
@@ -475,24 +599,31 @@ def _cost_results(org: AnthropicOrganization, day: date, group_by: set[str]) -> 
     by_description = "description" in group_by
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for f in org.cost_facts(day):
-        key = (f["workspace_id"] if "workspace_id" in group_by else None,
-               f["description"] if by_description else None,
-               f["inference_geo"] if "inference_geo" in group_by else None)
+        key = (
+            f["workspace_id"] if "workspace_id" in group_by else None,
+            f["description"] if by_description else None,
+            f["inference_geo"] if "inference_geo" in group_by else None,
+        )
         row = groups.get(key)
         if row is None:
             groups[key] = {
-                "amount": f["amount"], "currency": "USD",
+                "amount": f["amount"],
+                "currency": "USD",
                 "cost_type": f["cost_type"] if by_description else None,
-                "description": key[1], "model": f["model"] if by_description else None,
+                "description": key[1],
+                "model": f["model"] if by_description else None,
                 "token_type": f["token_type"] if by_description else None,
                 "service_tier": f["service_tier"] if by_description else None,
                 "context_window": f["context_window"] if by_description else None,
-                "inference_geo": key[2], "workspace_id": key[0],
+                "inference_geo": key[2],
+                "workspace_id": key[0],
             }
         else:
             row["amount"] += f["amount"]
-    return [{**row, "amount": cents_text(row["amount"])}
-            for _, row in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0]))]
+    return [
+        {**row, "amount": cents_text(row["amount"])}
+        for _, row in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
+    ]
 
 
 def _usage_results(org: AnthropicOrganization, day: date, group_by: set[str]) -> list[dict[str, Any]]:
@@ -505,15 +636,19 @@ def _usage_results(org: AnthropicOrganization, day: date, group_by: set[str]) ->
     out = []
     for key in sorted(groups, key=lambda k: tuple(str(v) for v in k)):
         m = groups[key]
-        out.append({
-            **dict(zip(USAGE_GROUP_BY, key, strict=True)),
-            "uncached_input_tokens": m["uncached_input_tokens"],
-            "cache_read_input_tokens": m["cache_read_input_tokens"],
-            "cache_creation": {"ephemeral_1h_input_tokens": m["cache_creation_1h"],
-                               "ephemeral_5m_input_tokens": m["cache_creation_5m"]},
-            "output_tokens": m["output_tokens"],
-            "server_tool_use": {"web_search_requests": m["web_search_requests"]},
-        })
+        out.append(
+            {
+                **dict(zip(USAGE_GROUP_BY, key, strict=True)),
+                "uncached_input_tokens": m["uncached_input_tokens"],
+                "cache_read_input_tokens": m["cache_read_input_tokens"],
+                "cache_creation": {
+                    "ephemeral_1h_input_tokens": m["cache_creation_1h"],
+                    "ephemeral_5m_input_tokens": m["cache_creation_5m"],
+                },
+                "output_tokens": m["output_tokens"],
+                "server_tool_use": {"web_search_requests": m["web_search_requests"]},
+            }
+        )
     return out
 
 
@@ -521,5 +656,12 @@ def org_seed(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-__all__ = ["ADMIN_KEY_PREFIX", "AnthropicError", "AnthropicOrganization", "PATH_PREFIX", "authenticate",
-           "org_seed", "route"]
+__all__ = [
+    "ADMIN_KEY_PREFIX",
+    "PATH_PREFIX",
+    "AnthropicError",
+    "AnthropicOrganization",
+    "authenticate",
+    "org_seed",
+    "route",
+]

@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from itertools import accumulate
 from typing import Any
 
@@ -63,36 +63,82 @@ CONTEXT_LEVELS = ("low", "medium", "high")
 ENDPOINTS: dict[str, EndpointSpec] = {
     "completions": EndpointSpec(
         "organization.usage.completions.result",
-        ("input_tokens", "input_cached_tokens", "input_cache_write_tokens", "input_uncached_tokens",
-         "output_tokens", "input_text_tokens", "output_text_tokens", "input_cached_text_tokens",
-         "input_audio_tokens", "input_cached_audio_tokens", "output_audio_tokens",
-         "input_image_tokens", "input_cached_image_tokens", "output_image_tokens",
-         "num_model_requests"),
-        (*_WHO, "model", "batch", "service_tier"), _MODEL_FILTERS),
-    "embeddings": EndpointSpec("organization.usage.embeddings.result",
-                               ("input_tokens", "num_model_requests"), (*_WHO, "model"), _MODEL_FILTERS),
-    "moderations": EndpointSpec("organization.usage.moderations.result",
-                                ("input_tokens", "num_model_requests"), (*_WHO, "model"), _MODEL_FILTERS),
-    "images": EndpointSpec("organization.usage.images.result", ("images", "num_model_requests"),
-                           ("size", "source", *_WHO, "model"),
-                           {**_MODEL_FILTERS, "sources": "source", "sizes": "size"},
-                           {"sources": IMAGE_SOURCES, "sizes": IMAGE_SIZES}),
-    "audio_speeches": EndpointSpec("organization.usage.audio_speeches.result",
-                                   ("characters", "num_model_requests"), (*_WHO, "model"), _MODEL_FILTERS),
-    "audio_transcriptions": EndpointSpec("organization.usage.audio_transcriptions.result",
-                                         ("seconds", "num_model_requests"), (*_WHO, "model"), _MODEL_FILTERS),
-    "vector_stores": EndpointSpec("organization.usage.vector_stores.result", ("usage_bytes",),
-                                  ("project_id",), {"project_ids": "project_id"}),
+        (
+            "input_tokens",
+            "input_cached_tokens",
+            "input_cache_write_tokens",
+            "input_uncached_tokens",
+            "output_tokens",
+            "input_text_tokens",
+            "output_text_tokens",
+            "input_cached_text_tokens",
+            "input_audio_tokens",
+            "input_cached_audio_tokens",
+            "output_audio_tokens",
+            "input_image_tokens",
+            "input_cached_image_tokens",
+            "output_image_tokens",
+            "num_model_requests",
+        ),
+        (*_WHO, "model", "batch", "service_tier"),
+        _MODEL_FILTERS,
+    ),
+    "embeddings": EndpointSpec(
+        "organization.usage.embeddings.result",
+        ("input_tokens", "num_model_requests"),
+        (*_WHO, "model"),
+        _MODEL_FILTERS,
+    ),
+    "moderations": EndpointSpec(
+        "organization.usage.moderations.result",
+        ("input_tokens", "num_model_requests"),
+        (*_WHO, "model"),
+        _MODEL_FILTERS,
+    ),
+    "images": EndpointSpec(
+        "organization.usage.images.result",
+        ("images", "num_model_requests"),
+        ("size", "source", *_WHO, "model"),
+        {**_MODEL_FILTERS, "sources": "source", "sizes": "size"},
+        {"sources": IMAGE_SOURCES, "sizes": IMAGE_SIZES},
+    ),
+    "audio_speeches": EndpointSpec(
+        "organization.usage.audio_speeches.result",
+        ("characters", "num_model_requests"),
+        (*_WHO, "model"),
+        _MODEL_FILTERS,
+    ),
+    "audio_transcriptions": EndpointSpec(
+        "organization.usage.audio_transcriptions.result",
+        ("seconds", "num_model_requests"),
+        (*_WHO, "model"),
+        _MODEL_FILTERS,
+    ),
+    "vector_stores": EndpointSpec(
+        "organization.usage.vector_stores.result",
+        ("usage_bytes",),
+        ("project_id",),
+        {"project_ids": "project_id"},
+    ),
     "code_interpreter_sessions": EndpointSpec(
-        "organization.usage.code_interpreter_sessions.result", ("num_sessions",), ("project_id",),
-        {"project_ids": "project_id"}),
-    "file_search_calls": EndpointSpec("organization.usage.file_searches.result", ("num_requests",),
-                                      (*_WHO, "vector_store_id"),
-                                      {**_WHO_FILTERS, "vector_store_ids": "vector_store_id"}),
-    "web_search_calls": EndpointSpec("organization.usage.web_searches.result",
-                                     ("num_model_requests", "num_requests"), (*_WHO, "model", "context_level"),
-                                     {**_MODEL_FILTERS, "context_levels": "context_level"},
-                                     {"context_levels": CONTEXT_LEVELS}),
+        "organization.usage.code_interpreter_sessions.result",
+        ("num_sessions",),
+        ("project_id",),
+        {"project_ids": "project_id"},
+    ),
+    "file_search_calls": EndpointSpec(
+        "organization.usage.file_searches.result",
+        ("num_requests",),
+        (*_WHO, "vector_store_id"),
+        {**_WHO_FILTERS, "vector_store_ids": "vector_store_id"},
+    ),
+    "web_search_calls": EndpointSpec(
+        "organization.usage.web_searches.result",
+        ("num_model_requests", "num_requests"),
+        (*_WHO, "model", "context_level"),
+        {**_MODEL_FILTERS, "context_levels": "context_level"},
+        {"context_levels": CONTEXT_LEVELS},
+    ),
 }
 
 # USD per 1M tokens: (input, cached input, output), keyed by the model as line items name it.
@@ -129,8 +175,12 @@ _TOKEN_PRICES = {
 # What each usage endpoint that names a model contributes to that model's row of
 # marts.fct_model_spend_daily: usage field -> mart column.
 MODEL_USAGE_UNITS: dict[str, dict[str, str]] = {
-    "completions": {"input_tokens": "input_tokens", "output_tokens": "output_tokens",
-                    "input_cached_tokens": "input_cached_tokens", "num_model_requests": "num_model_requests"},
+    "completions": {
+        "input_tokens": "input_tokens",
+        "output_tokens": "output_tokens",
+        "input_cached_tokens": "input_cached_tokens",
+        "num_model_requests": "num_model_requests",
+    },
     "embeddings": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
     "moderations": {"input_tokens": "input_tokens", "num_model_requests": "num_model_requests"},
     "images": {"images": "images", "num_model_requests": "num_model_requests"},
@@ -138,14 +188,61 @@ MODEL_USAGE_UNITS: dict[str, dict[str, str]] = {
     "audio_transcriptions": {"seconds": "seconds", "num_model_requests": "num_model_requests"},
     "web_search_calls": {"num_requests": "web_search_calls", "num_model_requests": "num_model_requests"},
 }
-MODEL_SPEND_COLUMNS = ("cost_usd", *dict.fromkeys(c for units in MODEL_USAGE_UNITS.values() for c in units.values()))
+MODEL_SPEND_COLUMNS = (
+    "cost_usd",
+    *dict.fromkeys(c for units in MODEL_USAGE_UNITS.values() for c in units.values()),
+)
 
-_KEY_NAMES = ("production", "staging", "ci pipeline", "analytics notebook", "batch jobs", "eval harness",
-              "local dev", "backend", "support bot", "ingest worker", "prototype", "load test")
-_FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Tim",
-                "Margaret", "Dennis", "Katherine", "Linus", "Sophie", "John")
-_LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman",
-               "Berners-Lee", "Hamilton", "Ritchie", "Johnson", "Torvalds", "Wilson", "McCarthy")
+_KEY_NAMES = (
+    "production",
+    "staging",
+    "ci pipeline",
+    "analytics notebook",
+    "batch jobs",
+    "eval harness",
+    "local dev",
+    "backend",
+    "support bot",
+    "ingest worker",
+    "prototype",
+    "load test",
+)
+_FIRST_NAMES = (
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Tim",
+    "Margaret",
+    "Dennis",
+    "Katherine",
+    "Linus",
+    "Sophie",
+    "John",
+)
+_LAST_NAMES = (
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Perlman",
+    "Berners-Lee",
+    "Hamilton",
+    "Ritchie",
+    "Johnson",
+    "Torvalds",
+    "Wilson",
+    "McCarthy",
+)
 _SERVICE_ACCOUNTS = ("etl-service", "ci-bot", "support-automation", "nightly-batch", "search-indexer")
 
 _IMAGE_PRICES = {"gpt-image-1": (0.042, 0.063), "dall-e-3": (0.04, 0.08)}  # USD/image: square, other
@@ -200,8 +297,9 @@ def slice_fact(endpoint: str, fact: dict[str, Any], a: int, b: int) -> dict[str,
 def _complete_totals(row: dict[str, Any]) -> None:
     row["input_cached_tokens"] = sum(row[f] for f in _CACHED)
     row["input_uncached_tokens"] = sum(row[f] for f in _UNCACHED)
-    row["input_tokens"] = (row["input_cached_tokens"] + row["input_uncached_tokens"]
-                           + row["input_cache_write_tokens"])
+    row["input_tokens"] = (
+        row["input_cached_tokens"] + row["input_uncached_tokens"] + row["input_cache_write_tokens"]
+    )
     row["output_tokens"] = sum(row[f] for f in _OUTPUT)
 
 
@@ -244,8 +342,13 @@ class Organization:
     ``profile`` sets its size (:mod:`.profiles`); a day is generated once per revision and cached.
     """
 
-    def __init__(self, seed: str, now: Callable[[], datetime],
-                 revision: Callable[[], tuple[int, int]] = lambda: (0, 3), profile: Profile = SMALL) -> None:
+    def __init__(
+        self,
+        seed: str,
+        now: Callable[[], datetime],
+        revision: Callable[[], tuple[int, int]] = lambda: (0, 3),
+        profile: Profile = SMALL,
+    ) -> None:
         rng = random.Random(seed)
         self.seed = seed
         self.profile = profile
@@ -265,16 +368,28 @@ class Organization:
             if i == archived:
                 archived_at = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp()) + rng.randint(0, 120 * DAY)
                 self._archived_day[pid] = day_of(archived_at)
-            self.projects.append({
-                "id": pid, "object": "organization.project", "name": name, "created_at": int(created),
-                "archived_at": archived_at, "status": "archived" if archived_at else "active",
-                "external_key_id": None, "residency": "GLOBAL",
-            })
-        self._keys = {p["id"]: ["key_" + _rid(rng, 16) for _ in range(rng.randint(*profile.keys_per_project))]
-                      for p in self.projects}
+            self.projects.append(
+                {
+                    "id": pid,
+                    "object": "organization.project",
+                    "name": name,
+                    "created_at": int(created),
+                    "archived_at": archived_at,
+                    "status": "archived" if archived_at else "active",
+                    "external_key_id": None,
+                    "residency": "GLOBAL",
+                }
+            )
+        self._keys = {
+            p["id"]: ["key_" + _rid(rng, 16) for _ in range(rng.randint(*profile.keys_per_project))]
+            for p in self.projects
+        }
         self._users = ["user-" + _rid(rng, 24) for _ in range(rng.randint(*profile.users))]
-        self._vector_stores = {p["id"]: ["vs_" + _rid(rng, 24) for _ in range(rng.randint(1, 2))]
-                               for p in self.projects if rng.random() < 0.6}
+        self._vector_stores = {
+            p["id"]: ["vs_" + _rid(rng, 24) for _ in range(rng.randint(1, 2))]
+            for p in self.projects
+            if rng.random() < 0.6
+        }
         self._cache: dict[tuple[date, int], tuple[dict[str, list[dict[str, Any]]], list[CostFact]]] = {}
         self._generating = threading.Lock()  # one thread generates a day; the others wait for it
 
@@ -342,8 +457,9 @@ class Organization:
                     acc[k] += r[k]
         return out
 
-    def model_spend_by_day(self, start: date, end: date, *, by_api_key: bool = False
-                           ) -> dict[tuple[Any, ...], dict[str, float]]:
+    def model_spend_by_day(
+        self, start: date, end: date, *, by_api_key: bool = False
+    ) -> dict[tuple[Any, ...], dict[str, float]]:
         """What one row of ``marts.fct_model_spend_daily`` should hold, keyed
         ``(day, project_id, model, sku)`` (with ``api_key_id`` after ``project_id`` when
         ``by_api_key``): the cost of the model's line items and its usage in every unit
@@ -353,14 +469,17 @@ class Organization:
         """
         out: dict[tuple[Any, ...], dict[str, float]] = {}
 
-        def row(day: date, project_id: str, api_key_id: str | None, model: str | None,
-                sku: str | None) -> dict[str, float]:
+        def row(
+            day: date, project_id: str, api_key_id: str | None, model: str | None, sku: str | None
+        ) -> dict[str, float]:
             key = (day, project_id, api_key_id, model, sku) if by_api_key else (day, project_id, model, sku)
             return out.setdefault(key, dict.fromkeys(MODEL_SPEND_COLUMNS, 0))
 
         for d in self._days(start, end):
             for f in self.cost_facts(d):
-                row(d, f.project_id, f.api_key_id, f.model, None if f.model else f.line_item)["cost_usd"] += f.amount
+                row(d, f.project_id, f.api_key_id, f.model, None if f.model else f.line_item)["cost_usd"] += (
+                    f.amount
+                )
             for endpoint, units in MODEL_USAGE_UNITS.items():
                 for r in self.usage_slice(endpoint, d, 0, self._seen_seconds(d)):
                     acc = row(d, r["project_id"], r["api_key_id"], billed_model(r["model"]), None)
@@ -391,18 +510,37 @@ class Organization:
                 created = project["created_at"] + rng.randint(0, 30 * DAY)
                 if rng.random() < 0.7:
                     user = rng.choice(self._users)
-                    owner = {"type": "user", "user": {
-                        "object": "organization.project.user", "id": user, "name": people[user],
-                        "email": people[user].lower().replace(" ", ".") + "@example.com",
-                        "role": rng.choice(("owner", "member")), "added_at": project["created_at"]}}
+                    owner = {
+                        "type": "user",
+                        "user": {
+                            "object": "organization.project.user",
+                            "id": user,
+                            "name": people[user],
+                            "email": people[user].lower().replace(" ", ".") + "@example.com",
+                            "role": rng.choice(("owner", "member")),
+                            "added_at": project["created_at"],
+                        },
+                    }
                 else:
-                    owner = {"type": "service_account", "service_account": {
-                        "object": "organization.project.service_account", "id": "svc_acct_" + _rid(rng, 24),
-                        "name": rng.choice(_SERVICE_ACCOUNTS), "role": "member", "created_at": created}}
-                key = {"object": "organization.project.api_key", "id": key_id,
-                       "name": f"{rng.choice(_KEY_NAMES)} {rng.randint(1, 99)}",
-                       "redacted_value": f"sk-proj-{_rid(rng, 2)}***...{_rid(rng, 4)}",
-                       "created_at": created, "_last_used_hours": rng.randint(1, 72), "owner": owner}
+                    owner = {
+                        "type": "service_account",
+                        "service_account": {
+                            "object": "organization.project.service_account",
+                            "id": "svc_acct_" + _rid(rng, 24),
+                            "name": rng.choice(_SERVICE_ACCOUNTS),
+                            "role": "member",
+                            "created_at": created,
+                        },
+                    }
+                key = {
+                    "object": "organization.project.api_key",
+                    "id": key_id,
+                    "name": f"{rng.choice(_KEY_NAMES)} {rng.randint(1, 99)}",
+                    "redacted_value": f"sk-proj-{_rid(rng, 2)}***...{_rid(rng, 4)}",
+                    "created_at": created,
+                    "_last_used_hours": rng.randint(1, 72),
+                    "owner": owner,
+                }
                 if key_id not in deleted:
                     listed[project["id"]].append(key)
         return listed, frozenset(deleted)
@@ -410,9 +548,13 @@ class Organization:
     def api_keys(self, project_id: str) -> list[dict[str, Any]]:
         """The keys of a project as the API lists them now (deleted keys left out)."""
         today = day_start(day_of(self.now_ts()))
-        return [{**{k: v for k, v in key.items() if not k.startswith("_")},
-                 "last_used_at": today - key["_last_used_hours"] * 3600}
-                for key in self._api_keys[0][project_id]]
+        return [
+            {
+                **{k: v for k, v in key.items() if not k.startswith("_")},
+                "last_used_at": today - key["_last_used_hours"] * 3600,
+            }
+            for key in self._api_keys[0][project_id]
+        ]
 
     @property
     def deleted_api_keys(self) -> frozenset[str]:
@@ -447,7 +589,8 @@ class Organization:
             return {ep: [] for ep in ENDPOINTS}
         # A restatement scales volumes but draws the same structure from the same random stream.
         volume = (0.4 if day.weekday() >= 5 else 1.0) * (
-            random.Random(f"{self.seed}/{day}/r{revision}").uniform(1.03, 1.25) if revision else 1.0)
+            random.Random(f"{self.seed}/{day}/r{revision}").uniform(1.03, 1.25) if revision else 1.0
+        )
         active = [p["id"] for p in self.projects if day < self._archived_day.get(p["id"], date.max)]
         with_vs = [p for p in active if p in self._vector_stores]
 
@@ -456,8 +599,11 @@ class Organization:
 
         def who(projects: list[str] = active) -> dict[str, Any]:
             p = rng.choice(projects)
-            return {"project_id": p, "user_id": rng.choice(self._users),
-                    "api_key_id": rng.choice(self._keys[p])}
+            return {
+                "project_id": p,
+                "user_id": rng.choice(self._users),
+                "api_key_id": rng.choice(self._keys[p]),
+            }
 
         def add(endpoint: str, row: dict[str, Any]) -> None:
             spec = ENDPOINTS[endpoint]
@@ -475,18 +621,40 @@ class Organization:
             batch = rng.random() < 0.15
             evals = not batch and model == "gpt-4o-mini-2024-07-18" and rng.random() < 0.3
             tier = "default" if batch else rng.choice(("default", "default", "default", "flex", "priority"))
-            add("completions", {**who(), "model": model, "batch": batch, "service_tier": tier,
-                                "_product": "evals" if evals else None,
-                                **self._completion_metrics(rng, model, n(5, 400))})
+            add(
+                "completions",
+                {
+                    **who(),
+                    "model": model,
+                    "batch": batch,
+                    "service_tier": tier,
+                    "_product": "evals" if evals else None,
+                    **self._completion_metrics(rng, model, n(5, 400)),
+                },
+            )
         for _ in range(rng.randint(*draws["embeddings"])):
             req = n(2, 300)
             model = rng.choice(profile.embedding_models)
-            add("embeddings", {**who(), "model": model, "input_tokens": req * rng.randint(50, 2000),
-                               "num_model_requests": req})
+            add(
+                "embeddings",
+                {
+                    **who(),
+                    "model": model,
+                    "input_tokens": req * rng.randint(50, 2000),
+                    "num_model_requests": req,
+                },
+            )
         for _ in range(rng.randint(*draws["moderations"])):
             req = n(5, 500)
-            add("moderations", {**who(), "model": "omni-moderation-latest",
-                                "input_tokens": req * rng.randint(20, 400), "num_model_requests": req})
+            add(
+                "moderations",
+                {
+                    **who(),
+                    "model": "omni-moderation-latest",
+                    "input_tokens": req * rng.randint(20, 400),
+                    "num_model_requests": req,
+                },
+            )
         for _ in range(rng.randint(*draws["images"])):
             if rng.random() < 0.5:
                 model, size = "gpt-image-1", rng.choice(("1024x1024", "1024x1792"))
@@ -494,16 +662,39 @@ class Organization:
             else:
                 model, size, source = "dall-e-3", rng.choice(IMAGE_SIZES[2:]), "image.generation"
             req = n(1, 30)
-            add("images", {**who(), "model": model, "size": size, "source": source,
-                           "images": req * rng.randint(1, 2), "num_model_requests": req})
+            add(
+                "images",
+                {
+                    **who(),
+                    "model": model,
+                    "size": size,
+                    "source": source,
+                    "images": req * rng.randint(1, 2),
+                    "num_model_requests": req,
+                },
+            )
         for _ in range(rng.randint(*draws["audio_speeches"])):
             req = n(1, 60)
-            add("audio_speeches", {**who(), "model": "tts-1", "characters": req * rng.randint(100, 2000),
-                                   "num_model_requests": req})
+            add(
+                "audio_speeches",
+                {
+                    **who(),
+                    "model": "tts-1",
+                    "characters": req * rng.randint(100, 2000),
+                    "num_model_requests": req,
+                },
+            )
         for _ in range(rng.randint(*draws["audio_transcriptions"])):
             req = n(1, 40)
-            add("audio_transcriptions", {**who(), "model": "whisper-1", "seconds": req * rng.randint(10, 600),
-                                         "num_model_requests": req})
+            add(
+                "audio_transcriptions",
+                {
+                    **who(),
+                    "model": "whisper-1",
+                    "seconds": req * rng.randint(10, 600),
+                    "num_model_requests": req,
+                },
+            )
         for p in with_vs:  # a daily gauge that drifts; not drawn from rng so the stream stays stable
             size = int.from_bytes(hashlib.sha256(f"{self.seed}/{p}".encode()).digest()[:3], "big") * 8
             size += day.toordinal() % 97 * 20_000
@@ -517,9 +708,16 @@ class Organization:
         for _ in range(rng.randint(*draws["web_search_calls"])):
             calls = n(1, 100)
             model = rng.choice(profile.web_search_models)
-            add("web_search_calls", {**who(), "model": model, "context_level": rng.choice(CONTEXT_LEVELS),
-                                     "num_model_requests": calls,
-                                     "num_requests": calls + rng.randint(0, calls)})
+            add(
+                "web_search_calls",
+                {
+                    **who(),
+                    "model": model,
+                    "context_level": rng.choice(CONTEXT_LEVELS),
+                    "num_model_requests": calls,
+                    "num_requests": calls + rng.randint(0, calls),
+                },
+            )
         return {ep: list(rows.values()) for ep, rows in usage.items()}
 
     @staticmethod
@@ -537,8 +735,9 @@ class Organization:
             row[f"input_cached_{kind}_tokens"] = int(cached * share)
         row["output_audio_tokens"] = int(out * audio)
         row["input_text_tokens"] = uncached - row["input_image_tokens"] - row["input_audio_tokens"]
-        row["input_cached_text_tokens"] = (cached - row["input_cached_image_tokens"]
-                                           - row["input_cached_audio_tokens"])
+        row["input_cached_text_tokens"] = (
+            cached - row["input_cached_image_tokens"] - row["input_cached_audio_tokens"]
+        )
         row["output_text_tokens"] = out - row["output_audio_tokens"]
         _complete_totals(row)
         return row
@@ -550,8 +749,16 @@ class Organization:
         acc: dict[tuple[str, str | None, str], list[Any]] = {}
         legacy_images = random.Random(f"{self.seed}/{day}/legacy").random() < 0.25
 
-        def charge(row: dict[str, Any], line_item: str, model: str | None, charge_type: str | None,
-                   qty: float, unit_price: float, unit: str | None, report_qty: bool = True) -> None:
+        def charge(
+            row: dict[str, Any],
+            line_item: str,
+            model: str | None,
+            charge_type: str | None,
+            qty: float,
+            unit_price: float,
+            unit: str | None,
+            report_qty: bool = True,
+        ) -> None:
             if qty <= 0:
                 return
             key = (row["project_id"], row.get("api_key_id"), line_item)
@@ -564,14 +771,35 @@ class Organization:
             base = billed_model(r["model"])
             prefix = "batch | " if r["batch"] else "evals | " if r.get("_product") == "evals" else ""
             p_in, p_cached, p_out = (p * (0.5 if r["batch"] else 1.0) / 1e6 for p in _TOKEN_PRICES[base])
-            charge(r, f"{prefix}{base}, input", base, "input",
-                   r["input_uncached_tokens"] + r["input_cache_write_tokens"], p_in, "tokens")
-            charge(r, f"{prefix}{base}, cached input", base, "cached input", r["input_cached_tokens"], p_cached,
-                   "tokens")
+            charge(
+                r,
+                f"{prefix}{base}, input",
+                base,
+                "input",
+                r["input_uncached_tokens"] + r["input_cache_write_tokens"],
+                p_in,
+                "tokens",
+            )
+            charge(
+                r,
+                f"{prefix}{base}, cached input",
+                base,
+                "cached input",
+                r["input_cached_tokens"],
+                p_cached,
+                "tokens",
+            )
             charge(r, f"{prefix}{base}, output", base, "output", r["output_tokens"], p_out, "tokens")
         for r in usage["embeddings"]:
-            charge(r, f"{r['model']}, input", r["model"], "input", r["input_tokens"],
-                   _TOKEN_PRICES[r["model"]][0] / 1e6, "tokens")
+            charge(
+                r,
+                f"{r['model']}, input",
+                r["model"],
+                "input",
+                r["input_tokens"],
+                _TOKEN_PRICES[r["model"]][0] / 1e6,
+                "tokens",
+            )
         # moderations are free, as on the real API: no line item
         for r in usage["images"]:
             price = _IMAGE_PRICES[r["model"]][0 if r["size"] == "1024x1024" else 1]
@@ -594,8 +822,12 @@ class Organization:
         for r in usage["web_search_calls"]:
             price = _WEB_SEARCH_PRICES[r["context_level"]]
             charge(r, "web search tool calls", None, None, r["num_requests"], price, None)
-        return [CostFact(day, *key, *fields) for key, fields in
-                sorted(acc.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2]))]
+        return [
+            CostFact(day, *key, *fields)
+            for key, fields in sorted(
+                acc.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2])
+            )
+        ]
 
     def _restate(self, day: date, revision: int, facts: list[CostFact]) -> list[CostFact]:
         """A restated day loses one cost row and gains one it did not have (besides changed volumes)."""
@@ -606,9 +838,13 @@ class Organization:
         facts = list(facts)
         if facts:
             facts.pop(rng.randrange(len(facts)))
-        candidates = [(p, k, m) for p, keys in self._keys.items() for k in keys
-                      for m in ("gpt-4.1-2025-04-14", "o3-mini-2025-01-31")
-                      if (p, k, f"{m}, output") not in existing]
+        candidates = [
+            (p, k, m)
+            for p, keys in self._keys.items()
+            for k in keys
+            for m in ("gpt-4.1-2025-04-14", "o3-mini-2025-01-31")
+            if (p, k, f"{m}, output") not in existing
+        ]
         if candidates:  # empty only if every key already has these rows, then nothing new appears
             p, k, m = rng.choice(candidates)
             tokens = rng.randint(1_000, 80_000)

@@ -14,24 +14,52 @@ from dataclasses import dataclass
 
 FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme::Ab12Cd34"
 
-_SMALL_PROJECT_NAMES = ("Support Bot", "Search", "Data Labeling", "Marketing Copy", "Internal Tools",
-                        "Voice Agent", "Research Sandbox", "Evals")
-_LARGE_PROJECT_NAMES = tuple(f"{team} {purpose}"
-                             for team in ("Support", "Sales", "Search", "Legal", "Finance", "Marketing",
-                                          "Platform", "Research")
-                             for purpose in ("Bot", "Copilot", "Evals", "Batch Jobs", "Agents", "Sandbox"))
+_SMALL_PROJECT_NAMES = (
+    "Support Bot",
+    "Search",
+    "Data Labeling",
+    "Marketing Copy",
+    "Internal Tools",
+    "Voice Agent",
+    "Research Sandbox",
+    "Evals",
+)
+_LARGE_PROJECT_NAMES = tuple(
+    f"{team} {purpose}"
+    for team in ("Support", "Sales", "Search", "Legal", "Finance", "Marketing", "Platform", "Research")
+    for purpose in ("Bot", "Copilot", "Evals", "Batch Jobs", "Agents", "Sandbox")
+)
 
 # (model, weight): how often a completions fact uses the model.
-_SMALL_CHAT = (("gpt-4o-mini-2024-07-18", 5), ("gpt-4o-2024-08-06", 3), ("gpt-4.1-2025-04-14", 2),
-               ("gpt-4.1-mini-2025-04-14", 3), ("o3-mini-2025-01-31", 1), (FINE_TUNED, 1))
-_LARGE_CHAT = (*_SMALL_CHAT,
-               ("gpt-4o-2024-11-20", 3), ("gpt-4o-2024-05-13", 1), ("gpt-4.1-nano-2025-04-14", 3),
-               ("o3-2025-04-16", 2), ("o4-mini-2025-04-16", 3), ("o1-2024-12-17", 1),
-               ("o1-mini-2024-09-12", 1), ("gpt-4-turbo-2024-04-09", 1), ("gpt-3.5-turbo-0125", 1),
-               ("gpt-4o-audio-preview-2024-12-17", 1), ("gpt-4o-search-preview-2025-03-11", 1),
-               ("chatgpt-4o-latest", 1), ("gpt-5-2025-08-07", 4), ("gpt-5-mini-2025-08-07", 4),
-               ("gpt-5-nano-2025-08-07", 2), ("codex-mini-latest", 1), ("gpt-4.5-preview-2025-02-27", 1),
-               ("ft:gpt-4.1-mini-2025-04-14:acme:support-v2:Xy98Zw76", 1))
+_SMALL_CHAT = (
+    ("gpt-4o-mini-2024-07-18", 5),
+    ("gpt-4o-2024-08-06", 3),
+    ("gpt-4.1-2025-04-14", 2),
+    ("gpt-4.1-mini-2025-04-14", 3),
+    ("o3-mini-2025-01-31", 1),
+    (FINE_TUNED, 1),
+)
+_LARGE_CHAT = (
+    *_SMALL_CHAT,
+    ("gpt-4o-2024-11-20", 3),
+    ("gpt-4o-2024-05-13", 1),
+    ("gpt-4.1-nano-2025-04-14", 3),
+    ("o3-2025-04-16", 2),
+    ("o4-mini-2025-04-16", 3),
+    ("o1-2024-12-17", 1),
+    ("o1-mini-2024-09-12", 1),
+    ("gpt-4-turbo-2024-04-09", 1),
+    ("gpt-3.5-turbo-0125", 1),
+    ("gpt-4o-audio-preview-2024-12-17", 1),
+    ("gpt-4o-search-preview-2025-03-11", 1),
+    ("chatgpt-4o-latest", 1),
+    ("gpt-5-2025-08-07", 4),
+    ("gpt-5-mini-2025-08-07", 4),
+    ("gpt-5-nano-2025-08-07", 2),
+    ("codex-mini-latest", 1),
+    ("gpt-4.5-preview-2025-02-27", 1),
+    ("ft:gpt-4.1-mini-2025-04-14:acme:support-v2:Xy98Zw76", 1),
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +97,17 @@ SMALL = Profile(
     chat_weights=tuple(w for _, w in _SMALL_CHAT),
     embedding_models=("text-embedding-3-small",) * 3 + ("text-embedding-3-large",),
     web_search_models=("gpt-4o-2024-08-06", "gpt-4.1-mini-2025-04-14"),
-    draws={"completions": (4, 14), "embeddings": (0, 4), "moderations": (0, 3), "images": (0, 3),
-           "audio_speeches": (0, 2), "audio_transcriptions": (0, 2), "code_interpreter_sessions": (0, 2),
-           "file_search_calls": (0, 3), "web_search_calls": (0, 3)},
+    draws={
+        "completions": (4, 14),
+        "embeddings": (0, 4),
+        "moderations": (0, 3),
+        "images": (0, 3),
+        "audio_speeches": (0, 2),
+        "audio_transcriptions": (0, 2),
+        "code_interpreter_sessions": (0, 2),
+        "file_search_calls": (0, 3),
+        "web_search_calls": (0, 3),
+    },
 )
 
 LARGE = Profile(
@@ -85,12 +121,24 @@ LARGE = Profile(
     chat_models=tuple(m for m, _ in _LARGE_CHAT),
     chat_weights=tuple(w for _, w in _LARGE_CHAT),
     embedding_models=("text-embedding-3-small",) * 3 + ("text-embedding-3-large", "text-embedding-ada-002"),
-    web_search_models=("gpt-4o-2024-08-06", "gpt-4.1-mini-2025-04-14", "gpt-4.1-2025-04-14",
-                       "gpt-5-2025-08-07", "o4-mini-2025-04-16"),
-    draws={"completions": (4500, 4900), "embeddings": (350, 450), "moderations": (100, 200),
-           "images": (100, 200), "audio_speeches": (60, 120), "audio_transcriptions": (60, 120),
-           "code_interpreter_sessions": (20, 40), "file_search_calls": (100, 200),
-           "web_search_calls": (200, 300)},
+    web_search_models=(
+        "gpt-4o-2024-08-06",
+        "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-2025-04-14",
+        "gpt-5-2025-08-07",
+        "o4-mini-2025-04-16",
+    ),
+    draws={
+        "completions": (4500, 4900),
+        "embeddings": (350, 450),
+        "moderations": (100, 200),
+        "images": (100, 200),
+        "audio_speeches": (60, 120),
+        "audio_transcriptions": (60, 120),
+        "code_interpreter_sessions": (20, 40),
+        "file_search_calls": (100, 200),
+        "web_search_calls": (200, 300),
+    },
 )
 
 PROFILES = {p.name: p for p in (SMALL, LARGE)}
@@ -101,4 +149,6 @@ def profile_named(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown simulator profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
+        raise ValueError(
+            f"unknown simulator profile {name!r}; choose one of: {', '.join(PROFILES)}"
+        ) from None

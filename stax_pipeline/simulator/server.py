@@ -39,16 +39,31 @@ from stax_pipeline.simulator import anthropic
 from stax_pipeline.simulator.data import DAY, ENDPOINTS, CostFact, Organization, day_of, day_start, paused_gc
 from stax_pipeline.simulator.profiles import profile_named
 
-ARRAY_PARAMS = frozenset({"project_ids", "user_ids", "api_key_ids", "models", "group_by", "sources",
-                          "sizes", "vector_store_ids", "context_levels"})
+ARRAY_PARAMS = frozenset(
+    {
+        "project_ids",
+        "user_ids",
+        "api_key_ids",
+        "models",
+        "group_by",
+        "sources",
+        "sizes",
+        "vector_store_ids",
+        "context_levels",
+    }
+)
 COSTS_GROUP_BY = ("line_item", "project_id", "api_key_id")  # also the output key order
 USAGE_WIDTHS = {"1d": (DAY, 7, 31), "1h": (3600, 24, 168), "1m": (60, 60, 1440)}  # seconds, default, max
-_NO_KEY = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
-           "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
 _NO_SCOPE = "You have insufficient permissions for this operation."
-_BAD_GATEWAY = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-                b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
-                b"</body>\r\n</html>\r\n")
+_BAD_GATEWAY = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 _SERVER_ERRORS = {
     500: "The server had an error while processing your request. Sorry about that!",
     503: "The server is overloaded or not ready yet.",
@@ -117,9 +132,17 @@ class Response:
 class ApiError(Exception):
     """An error response in the API's ``{"error": {...}}`` shape, or the bare-string one."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 kind: str = "invalid_request_error", code: str | None = None, bare: bool = False,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        bare: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.headers = status, headers or {}
         error: Any = message if bare else {"message": message, "type": kind, "param": param, "code": code}
@@ -176,8 +199,9 @@ def _limit(params: dict[str, list[str]], default: int, maximum: int, context: st
     if limit is None:
         return default
     if not 1 <= limit <= maximum:
-        raise _invalid("limit", f"Invalid value for 'limit': {limit}. It must be between 1 and {maximum}"
-                                f"{context}.")
+        raise _invalid(
+            "limit", f"Invalid value for 'limit': {limit}. It must be between 1 and {maximum}{context}."
+        )
     return limit
 
 
@@ -239,8 +263,11 @@ class _Pager:
         except (ValueError, binascii.Error, struct.error):
             raise _invalid("page", "Invalid value for 'page': not a cursor this endpoint returned.") from None
         if not token.startswith("page_") or fingerprint != self.fingerprint:
-            raise _invalid("page", "Invalid value for 'page': the cursor does not match the other request "
-                                   "parameters; resend the original parameters with 'page'.")
+            raise _invalid(
+                "page",
+                "Invalid value for 'page': the cursor does not match the other request "
+                "parameters; resend the original parameters with 'page'.",
+            )
         return start
 
     def page(self, bounds: Iterator[tuple[int, int]], render: Callable[[int, int], bytes]) -> bytes:
@@ -263,16 +290,19 @@ class _Pager:
         for i, (a, b) in enumerate(shown):
             head = b'{"object": "bucket", "start_time": %d, "end_time": %d, "results": ' % (a, b)
             parts += [b", " if i else b"", head, render(a, b), b"}"]
-        parts.append(b'], "has_more": %b, "next_page": %b}' % (b"true" if more else b"false",
-                                                              json.dumps(cursor).encode()))
+        parts.append(
+            b'], "has_more": %b, "next_page": %b}'
+            % (b"true" if more else b"false", json.dumps(cursor).encode())
+        )
         return b"".join(parts)  # one copy of what may be ~100 MB
 
 
 class Simulator:
     """A stateful fake of the OpenAI Admin API: organizations per key, faults, and a request log."""
 
-    def __init__(self, now: Callable[[], datetime] | None = None, faults: Faults | None = None,
-                 profile: str = "small") -> None:
+    def __init__(
+        self, now: Callable[[], datetime] | None = None, faults: Faults | None = None, profile: str = "small"
+    ) -> None:
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
         self.faults = faults or Faults()
         self.profile = profile_named(profile)  # every key's organization has this size
@@ -313,9 +343,12 @@ class Simulator:
         """The organization a key sees, seeded from sha256(key)."""
         with self._lock:
             if key not in self._orgs:
-                self._orgs[key] = Organization(hashlib.sha256(key.encode()).hexdigest(), self._now,
-                                               lambda: (self.faults.revision, self.faults.revised_days),
-                                               self.profile)
+                self._orgs[key] = Organization(
+                    hashlib.sha256(key.encode()).hexdigest(),
+                    self._now,
+                    lambda: (self.faults.revision, self.faults.revised_days),
+                    self.profile,
+                )
             return self._orgs[key]
 
     def anthropic_org_for_key(self, key: str) -> anthropic.AnthropicOrganization:
@@ -323,23 +356,32 @@ class Simulator:
         with self._lock:
             if key not in self._anthropic_orgs:
                 self._anthropic_orgs[key] = anthropic.AnthropicOrganization(
-                    anthropic.org_seed(key), self._now,
-                    lambda: (self.faults.revision, self.faults.revised_days))
+                    anthropic.org_seed(key),
+                    self._now,
+                    lambda: (self.faults.revision, self.faults.revised_days),
+                )
             return self._anthropic_orgs[key]
 
     def _now(self) -> datetime:
         return self.now()
 
-    def handle(self, target: str, authorization: str | None, *, api_key: str | None = None,
-               anthropic_version: str | None = None) -> Response:
+    def handle(
+        self,
+        target: str,
+        authorization: str | None,
+        *,
+        api_key: str | None = None,
+        anthropic_version: str | None = None,
+    ) -> Response:
         """Answer one GET request (``target`` is the path with its query string). OpenAI paths
         authenticate by ``authorization`` (a bearer token), Anthropic's by ``api_key`` (the
         ``x-api-key`` header) and need ``anthropic_version``."""
         url = urlsplit(target)
         path = url.path.rstrip("/")
         if path.startswith(anthropic.PATH_PREFIX):
-            return self._handle_anthropic(path, parse_qs(url.query, keep_blank_values=True), api_key,
-                                          anthropic_version)
+            return self._handle_anthropic(
+                path, parse_qs(url.query, keep_blank_values=True), api_key, anthropic_version
+            )
         raw = parse_qs(url.query, keep_blank_values=True)
         faults = self.faults
         with self._lock:
@@ -358,18 +400,29 @@ class Simulator:
             return ApiError(503, _SERVER_ERRORS[503], kind="server_error").response()
         if faults.take("redirect_burst"):
             page = {"object": "page", "data": [], "has_more": False, "next_page": None}
-            return Response(301, json.dumps(page).encode(),
-                            headers={"Location": f"https://api.openai.invalid{url.path}"})
+            return Response(
+                301, json.dumps(page).encode(), headers={"Location": f"https://api.openai.invalid{url.path}"}
+            )
         try:
-            if (faults.take("rate_limit_burst") or nth_of_path <= faults.rate_limit_per_path
-                    or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)):
-                raise ApiError(429, f"Rate limit reached for requests on organization admin endpoints. "
-                                    f"Please try again in {faults.retry_after}s.", kind="requests",
-                               code="rate_limit_exceeded", headers={"Retry-After": self._retry_after()})
+            if (
+                faults.take("rate_limit_burst")
+                or nth_of_path <= faults.rate_limit_per_path
+                or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)
+            ):
+                raise ApiError(
+                    429,
+                    f"Rate limit reached for requests on organization admin endpoints. "
+                    f"Please try again in {faults.retry_after}s.",
+                    kind="requests",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": self._retry_after()},
+                )
             failure = self._server_error()
             if failure is not None:
                 return failure
-            scope = "api.management.read" if path.startswith("/v1/organization/projects") else "api.usage.read"
+            scope = (
+                "api.management.read" if path.startswith("/v1/organization/projects") else "api.usage.read"
+            )
             org = self.org_for_key(self._authenticate(authorization, scope))
             payload = self._route(path, normalize_params(raw), org)
         except ApiError as error:
@@ -380,8 +433,9 @@ class Simulator:
             return Response(200, payload, drop="mid_body")
         return Response(200, payload)
 
-    def _handle_anthropic(self, path: str, raw: dict[str, list[str]], api_key: str | None,
-                          version: str | None) -> Response:
+    def _handle_anthropic(
+        self, path: str, raw: dict[str, list[str]], api_key: str | None, version: str | None
+    ) -> Response:
         """One Anthropic Admin API request, with the same fault switches as OpenAI's, answered in
         Anthropic's error shape (429 ``rate_limit_error``, 529 ``overloaded_error``, …)."""
         faults = self.faults
@@ -402,14 +456,21 @@ class Simulator:
             return self._anthropic_error(anthropic.AnthropicError(529, *anthropic.SERVER_ERRORS[529]))
         if faults.take("redirect_burst"):
             page = {"data": [], "has_more": False, "next_page": None}
-            return Response(301, json.dumps(page).encode(),
-                            headers={"Location": f"https://api.anthropic.invalid{path}"})
+            return Response(
+                301, json.dumps(page).encode(), headers={"Location": f"https://api.anthropic.invalid{path}"}
+            )
         try:
-            if (faults.take("rate_limit_burst") or nth_of_path <= faults.rate_limit_per_path
-                    or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)):
+            if (
+                faults.take("rate_limit_burst")
+                or nth_of_path <= faults.rate_limit_per_path
+                or (faults.rate_limit_every and nth % faults.rate_limit_every == 0)
+            ):
                 raise anthropic.AnthropicError(
-                    429, "rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit",
-                    headers={"retry-after": self._retry_after()})
+                    429,
+                    "rate_limit_error",
+                    "Number of request tokens has exceeded your per-minute rate limit",
+                    headers={"retry-after": self._retry_after()},
+                )
             hit = faults.take("error_5xx_burst")
             with self._lock:
                 if not hit and faults.error_5xx_rate > 0:
@@ -423,16 +484,23 @@ class Simulator:
                 raise anthropic.AnthropicError(status, *anthropic.SERVER_ERRORS[status])
             key = anthropic.authenticate(api_key, version, revoked)
             org = self.anthropic_org_for_key(key)
-            payload = anthropic.route(path, normalize_params(raw), org,
-                                      lambda p, params, size: _Pager(p, params, size, faults), faults.page_size,
-                                      ending_at_strict=faults.ending_at_strict,
-                                      unknown_group_by=faults.anthropic_unknown_group_by)
+            payload = anthropic.route(
+                path,
+                normalize_params(raw),
+                org,
+                lambda p, params, size: _Pager(p, params, size, faults),
+                faults.page_size,
+                ending_at_strict=faults.ending_at_strict,
+                unknown_group_by=faults.anthropic_unknown_group_by,
+            )
         except anthropic.AnthropicError as error:
             return self._anthropic_error(error)
         except ApiError as error:  # the shared page-token check: re-worded in Anthropic's shape
             message = json.loads(error.body)["error"]
             text = message["message"] if isinstance(message, dict) else str(message)
-            return self._anthropic_error(anthropic.AnthropicError(error.status, "invalid_request_error", text))
+            return self._anthropic_error(
+                anthropic.AnthropicError(error.status, "invalid_request_error", text)
+            )
         if faults.take("truncated_body_burst"):
             payload = payload[: len(payload) // 2]
         if faults.drop_mid_response_every and nth % faults.drop_mid_response_every == 0:
@@ -471,8 +539,10 @@ class Simulator:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise ApiError(401, _NO_KEY, bare=bare)
-        refused = (f"Incorrect API key provided: {mask_key(key)}. You can find your API key at "
-                   "https://platform.openai.com/account/api-keys.")
+        refused = (
+            f"Incorrect API key provided: {mask_key(key)}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys."
+        )
         if not key.startswith("sk-"):
             raise ApiError(401, refused, code="invalid_api_key", bare=bare)
         if not key.startswith("sk-admin-"):
@@ -482,8 +552,12 @@ class Simulator:
         if revoked or "-revoked" in key:
             raise ApiError(401, refused, code="invalid_api_key", bare=bare)
         if "-nonowner" in key:
-            raise ApiError(403, f"{_NO_SCOPE} Missing scopes: {scope}. The creator of this admin key is not "
-                                "an owner of the organization.", bare=bare)
+            raise ApiError(
+                403,
+                f"{_NO_SCOPE} Missing scopes: {scope}. The creator of this admin key is not "
+                "an owner of the organization.",
+                bare=bare,
+            )
         return key
 
     def _route(self, path: str, params: dict[str, list[str]], org: Organization) -> bytes:
@@ -510,13 +584,20 @@ class Simulator:
         assert start is not None  # required=True raised otherwise
         return start, now if end is None else min(end, now)
 
-    def _results(self, org: Organization, a: int, b: int, query: tuple[Hashable, ...],
-                 rows: Callable[[], list[dict[str, Any]]]) -> bytes:
+    def _results(
+        self,
+        org: Organization,
+        a: int,
+        b: int,
+        query: tuple[Hashable, ...],
+        rows: Callable[[], list[dict[str, Any]]],
+    ) -> bytes:
         """The encoded results of bucket [a, b): from the cache once the bucket is closed.
 
         ``query`` names everything besides the bucket that decides its rows (endpoint, grouping,
         filters); the day's revision is added here, as restating a day changes its closed buckets.
         """
+
         def encode() -> bytes:
             with paused_gc():
                 return _ENCODER.encode(rows()).encode()
@@ -548,8 +629,11 @@ class Simulator:
         picked = [d in group_by for d in COSTS_GROUP_BY]
 
         def rows(a: int) -> list[dict[str, Any]]:
-            facts = [f for f in org.cost_facts(day_of(a))
-                     if (not projects or f.project_id in projects) and (not keys or f.api_key_id in keys)]
+            facts = [
+                f
+                for f in org.cost_facts(day_of(a))
+                if (not projects or f.project_id in projects) and (not keys or f.api_key_id in keys)
+            ]
             if all(picked):  # facts are unique per (project, key, line item): a group each
                 groups = {(f.line_item, f.project_id, f.api_key_id): [f] for f in facts}
             else:
@@ -564,10 +648,16 @@ class Simulator:
             quantity = None
             if by_line and facts[0].quantity is not None:  # one line item has one unit
                 quantity = sum([f.quantity or 0 for f in facts])
-            return {"object": "organization.costs.result",
-                    "amount": {"value": sum([f.amount for f in facts]), "currency": "usd"},
-                    "line_item": key[0], "project_id": key[1], "api_key_id": key[2], "quantity": quantity,
-                    "quantity_unit": facts[0].quantity_unit if by_line else None, "organization_id": org.org_id}
+            return {
+                "object": "organization.costs.result",
+                "amount": {"value": sum([f.amount for f in facts]), "currency": "usd"},
+                "line_item": key[0],
+                "project_id": key[1],
+                "api_key_id": key[2],
+                "quantity": quantity,
+                "quantity_unit": facts[0].quantity_unit if by_line else None,
+                "organization_id": org.org_id,
+            }
 
         return pager.page(bounds(), render)
 
@@ -576,12 +666,16 @@ class Simulator:
         start, upper = self._window(params, org)
         width_name = (params.get("bucket_width") or ["1d"])[0]
         if width_name not in USAGE_WIDTHS:
-            raise _invalid("bucket_width", f"Invalid value for 'bucket_width': '{width_name}'. "
-                                           "Supported values are: '1m', '1h', '1d'.")
+            raise _invalid(
+                "bucket_width",
+                f"Invalid value for 'bucket_width': '{width_name}'. Supported values are: '1m', '1h', '1d'.",
+            )
         width, default, maximum = USAGE_WIDTHS[width_name]
         group_by = set(_choices(params, "group_by", spec.dims))
-        filters = {dim: set(_choices(params, name, spec.enums[name]) if name in spec.enums
-                            else params.get(name, [])) for name, dim in spec.filters.items()}
+        filters = {
+            dim: set(_choices(params, name, spec.enums[name]) if name in spec.enums else params.get(name, []))
+            for name, dim in spec.filters.items()
+        }
         batch = None
         if endpoint == "completions" and params.get("batch"):
             flag = params["batch"][0].lower()
@@ -598,8 +692,12 @@ class Simulator:
                 yield a, b
                 a = b
 
-        query = (endpoint, tuple(sorted(group_by)), batch,
-                 *((dim, tuple(sorted(values))) for dim, values in sorted(filters.items())))
+        query = (
+            endpoint,
+            tuple(sorted(group_by)),
+            batch,
+            *((dim, tuple(sorted(values))) for dim, values in sorted(filters.items())),
+        )
 
         def render(a: int, b: int) -> bytes:
             return self._results(org, a, b, query, lambda: rows(a, b))
@@ -622,8 +720,10 @@ class Simulator:
                 else:
                     for m in spec.metrics:
                         acc[m] += row[m]
-            return [{"object": spec.object, **groups[key], **dict(zip(spec.dims, key))}
-                    for key in sorted(groups, key=_sort_key)]
+            return [
+                {"object": spec.object, **groups[key], **dict(zip(spec.dims, key, strict=False))}
+                for key in sorted(groups, key=_sort_key)
+            ]
 
         return pager.page(bounds(), render)
 
@@ -635,21 +735,40 @@ def _projects(params: dict[str, list[str]], org: Organization, *, endless: bool 
     items = [dict(p) for p in org.projects if archived or p["status"] != "archived"]
     if after:
         ids = [p["id"] for p in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     page = items[:limit]
     if endless and len(items) <= limit:  # a broken server: has_more forever, a made-up project a page
         if not page:
             n = int(after.removeprefix("proj_endless_")) + 1 if after.startswith("proj_endless_") else 0
-            page = [{"object": "organization.project", "id": f"proj_endless_{n}", "name": f"Endless {n}",
-                     "created_at": 0, "archived_at": None, "status": "active"}]
-        return {"object": "list", "data": page, "first_id": page[0]["id"], "last_id": page[-1]["id"],
-                "has_more": True}
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+            page = [
+                {
+                    "object": "organization.project",
+                    "id": f"proj_endless_{n}",
+                    "name": f"Endless {n}",
+                    "created_at": 0,
+                    "archived_at": None,
+                    "status": "active",
+                }
+            ]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"],
+            "last_id": page[-1]["id"],
+            "has_more": True,
+        }
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }
 
 
-def _api_keys(params: dict[str, list[str]], org: Organization, project_id: str,
-              page_size: int | None) -> dict[str, Any]:
+def _api_keys(
+    params: dict[str, list[str]], org: Organization, project_id: str, page_size: int | None
+) -> dict[str, Any]:
     """``GET /organization/projects/{project_id}/api_keys``: a cursor list (``after``/``limit``,
     ``has_more``, ``first_id``/``last_id``) of the project's keys, archived projects included."""
     if project_id not in {p["id"] for p in org.projects}:
@@ -661,10 +780,15 @@ def _api_keys(params: dict[str, list[str]], org: Organization, project_id: str,
     items = org.api_keys(project_id)
     if after:
         ids = [k["id"] for k in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[ids.index(after) + 1 :] if after in ids else []
     page = items[:limit]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -675,9 +799,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "stax-openai-admin-simulator"
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_GET(self) -> None:
         response = self.server.simulator.handle(
-            self.path, self.headers.get("Authorization"), api_key=self.headers.get("x-api-key"),
+            self.path,
+            self.headers.get("Authorization"),
+            api_key=self.headers.get("x-api-key"),
             anthropic_version=self.headers.get("anthropic-version"),
         )
         if response.drop == "unanswered":
@@ -696,7 +822,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(response.body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -715,8 +841,9 @@ def run_simulator(host: str = "127.0.0.1", port: int = 0, **simulator_kwargs: An
     """Serve a new :class:`Simulator` from a daemon thread for the duration of the block."""
     server = _Server(Simulator(**simulator_kwargs), host, port)
     # a short poll interval keeps shutdown (and so each test using the simulator) fast
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="openai-admin-simulator",
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="openai-admin-simulator", daemon=True
+    )
     thread.start()
     try:
         yield server.simulator
@@ -726,16 +853,19 @@ def run_simulator(host: str = "127.0.0.1", port: int = 0, **simulator_kwargs: An
         thread.join()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = None,
-          profile: str = "small") -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, faults: Faults | None = None, profile: str = "small"
+) -> None:
     """Serve in the foreground until Ctrl-C."""
     server = _Server(Simulator(faults=faults, profile=profile), host, port)
-    print(f"OpenAI and Anthropic Admin API simulator at {server.simulator.base_url}, {profile} organizations "
-          "(any sk-admin-... or sk-ant-admin01-... key; Ctrl-C to stop)", flush=True)
+    print(
+        f"OpenAI and Anthropic Admin API simulator at {server.simulator.base_url}, {profile} organizations "
+        "(any sk-admin-... or sk-ant-admin01-... key; Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-

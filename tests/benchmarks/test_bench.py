@@ -28,7 +28,8 @@ _spec.loader.exec_module(bench)
 
 
 def test_baseline_and_fetch_only_read_every_row_and_the_baseline_sums_to_truth(
-        simulator: Simulator, tmp_path: Path) -> None:
+    simulator: Simulator, tmp_path: Path
+) -> None:
     start, end = TODAY - timedelta(days=5), TODAY
     fetched = bench.fetch_only(simulator.base_url, ADMIN_KEY, start, end)
     baseline = bench.naive_baseline(simulator.base_url, ADMIN_KEY, start, end, tmp_path / "naive.duckdb")
@@ -36,8 +37,10 @@ def test_baseline_and_fetch_only_read_every_row_and_the_baseline_sums_to_truth(
     truth = simulator.org_for_key(ADMIN_KEY).cost_total_by_day(start, end)
     assert abs(baseline["cost_usd"] - sum(truth.values())) < 1e-6
     with duckdb.connect(str(tmp_path / "naive.duckdb"), read_only=True) as con:
-        loaded = {t: con.execute(f'select count(*) from "{t}"').fetchall()[0][0]
-                  for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+        loaded = {
+            t: con.execute(f'select count(*) from "{t}"').fetchall()[0][0]
+            for (t,) in con.execute("select table_name from information_schema.tables").fetchall()
+        }
     assert loaded == {path.rsplit("/", 1)[-1]: n for path, n in fetched["rows"].items() if n}
     paths = [p for p, _ in simulator.requests]
     assert paths.count("/v1/organization/costs") == 2  # one page each, as Stax asks for them
@@ -57,13 +60,16 @@ def test_phases_come_from_timings_jsonl(tmp_path: Path) -> None:
     assert bench.read_phases(tmp_path, 10.0) is None  # an older product: no phase split
     (tmp_path / "logs").mkdir()
     timings = tmp_path / "logs" / "timings.jsonl"
-    timings.write_text(json.dumps({"run_id": "history", "connection": "big", "phase": "load", "seconds": 99.0})
-                       + "\n")  # an earlier, untimed run
+    timings.write_text(
+        json.dumps({"run_id": "history", "connection": "big", "phase": "load", "seconds": 99.0}) + "\n"
+    )  # an earlier, untimed run
     offset = bench.timings_offset(tmp_path)
-    lines = [{"run_id": "r", "connection": "big", "phase": "fetch", "seconds": 1.5, "rows": 10},
-             {"run_id": "r", "connection": "big", "phase": "load", "seconds": 2.0, "rows": 10},
-             {"run_id": "r", "connection": "big", "phase": "fetch", "seconds": 0.5},
-             {"run_id": "r", "connection": "big", "phase": "dbt", "seconds": 3.0}]
+    lines = [
+        {"run_id": "r", "connection": "big", "phase": "fetch", "seconds": 1.5, "rows": 10},
+        {"run_id": "r", "connection": "big", "phase": "load", "seconds": 2.0, "rows": 10},
+        {"run_id": "r", "connection": "big", "phase": "fetch", "seconds": 0.5},
+        {"run_id": "r", "connection": "big", "phase": "dbt", "seconds": 3.0},
+    ]
     with timings.open("a") as f:
         f.write("".join(json.dumps(x) + "\n" for x in lines))
     phases = bench.read_phases(tmp_path, 10.0, offset)
@@ -74,14 +80,25 @@ def test_phases_come_from_timings_jsonl(tmp_path: Path) -> None:
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAX_")}
-    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_bench_runs_fetch_only_and_baseline_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    result = run_bench("--only", "fetch-only,baseline", "--profile", "small", "--days", "3", "--out", str(out),
-                       "--work-dir", str(tmp_path / "work"))
+    result = run_bench(
+        "--only",
+        "fetch-only,baseline",
+        "--profile",
+        "small",
+        "--days",
+        "3",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert set(data["scenarios"]) == {"fetch-only", "baseline"} and data["days"] == 3
@@ -102,8 +119,20 @@ def test_a_failing_product_fails_the_bench_with_its_stderr(tmp_path: Path) -> No
     stax.write_text("#!/bin/sh\necho 'Traceback: the ingest broke' >&2\nexit 3\n")
     stax.chmod(0o755)
     out = tmp_path / "result.json"
-    result = run_bench("--only", "product", "--profile", "small", "--days", "1", "--product-root", str(fake),
-                       "--out", str(out), "--work-dir", str(tmp_path / "work"))
+    result = run_bench(
+        "--only",
+        "product",
+        "--profile",
+        "small",
+        "--days",
+        "1",
+        "--product-root",
+        str(fake),
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+    )
     assert result.returncode == 1
     assert "exited 3" in result.stdout and "Traceback: the ingest broke" in result.stdout
     assert "the ingest broke" in json.loads(out.read_text())["failures"][0]

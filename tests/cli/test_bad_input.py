@@ -28,17 +28,24 @@ def run(args: list[str], *, stdin: bytes | object = b"", env: dict[str, str] | N
     environment.update(env or {})
     closed = stdin is CLOSED
     return subprocess.run(
-        [STAX, *args], input=None if closed else stdin, capture_output=True, env=environment,
-        timeout=120, stdin=subprocess.DEVNULL if closed else None,
+        [STAX, *args],
+        input=None if closed else stdin,
+        capture_output=True,
+        env=environment,
+        timeout=120,
+        stdin=subprocess.DEVNULL if closed else None,
         preexec_fn=(lambda: os.close(0)) if closed else None,
-    )  # fmt: skip
+    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
     """Every path under ``root`` with its mode and (for files) its bytes."""
     state = {}
     for path in sorted(root.rglob("*")):
-        state[str(path.relative_to(root))] = (path.lstat().st_mode, path.read_bytes() if path.is_file() else None)
+        state[str(path.relative_to(root))] = (
+            path.lstat().st_mode,
+            path.read_bytes() if path.is_file() else None,
+        )
     return state
 
 
@@ -48,20 +55,61 @@ KEY = (ADMIN_KEY + "\n").encode()
 EXISTING = "existing"
 CASES = [
     # connection names: a Dagster partition key and a value in SQL
-    *[(f"name-{label}", ["connect", "openai", "--name", name], {}, KEY, "connection name")
-      for label, name in [("empty", ""), ("41-chars", "a" * 41), ("pipe", "a|b"), ("slash", "a/b"),
-                          ("quote", "a'b"), ("double-quote", 'a"b'), ("space", "a b"),
-                          ("control", "a\x01b"), ("injection", INJECTION), ("upper", "Acme"),
-                          ("key", "sk-admin-abcdef")]],
-    *[(f"injection-{cmd[0]}", cmd, {}, b"", "connection name")
-      for cmd in (["sync", "--connection", INJECTION], ["report", "--connection", INJECTION],
-                  ["doctor", "--connection", INJECTION], ["disconnect", INJECTION])],
+    *[
+        (f"name-{label}", ["connect", "openai", "--name", name], {}, KEY, "connection name")
+        for label, name in [
+            ("empty", ""),
+            ("41-chars", "a" * 41),
+            ("pipe", "a|b"),
+            ("slash", "a/b"),
+            ("quote", "a'b"),
+            ("double-quote", 'a"b'),
+            ("space", "a b"),
+            ("control", "a\x01b"),
+            ("injection", INJECTION),
+            ("upper", "Acme"),
+            ("key", "sk-admin-abcdef"),
+        ]
+    ],
+    *[
+        (f"injection-{cmd[0]}", cmd, {}, b"", "connection name")
+        for cmd in (
+            ["sync", "--connection", INJECTION],
+            ["report", "--connection", INJECTION],
+            ["doctor", "--connection", INJECTION],
+            ["disconnect", INJECTION],
+        )
+    ],
     # the pasted key
-    ("key-control", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-abc\x01def123\n", "control characters"),
-    ("key-nul", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-\x00abcdef123\n", "control characters"),
-    ("key-non-ascii", ["connect", "openai", "--name", "acme"], {}, "sk-admin-ünïcode123\n".encode(), "non-ASCII"),
+    (
+        "key-control",
+        ["connect", "openai", "--name", "acme"],
+        {},
+        b"sk-admin-abc\x01def123\n",
+        "control characters",
+    ),
+    (
+        "key-nul",
+        ["connect", "openai", "--name", "acme"],
+        {},
+        b"sk-admin-\x00abcdef123\n",
+        "control characters",
+    ),
+    (
+        "key-non-ascii",
+        ["connect", "openai", "--name", "acme"],
+        {},
+        "sk-admin-ünïcode123\n".encode(),
+        "non-ASCII",
+    ),
     ("key-not-utf8", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-\xff\xfe123456\n", "non-ASCII"),
-    ("key-10kB", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-" + b"a" * 10240 + b"\n", "over 4096"),
+    (
+        "key-10kB",
+        ["connect", "openai", "--name", "acme"],
+        {},
+        b"sk-admin-" + b"a" * 10240 + b"\n",
+        "over 4096",
+    ),
     ("key-300-chars", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-" + b"a" * 300, "at most 200"),
     ("key-quoted", ["connect", "openai", "--name", "acme"], {}, b'"sk-admin-abcdef123456"\n', "in quotes"),
     ("key-space", ["connect", "openai", "--name", "acme"], {}, b"sk-admin-abc def123\n", "spaces"),
@@ -72,44 +120,127 @@ CASES = [
     ("day-month-13", ["sync", "--start", "2026-13-01"], {}, b"", "the month must be 01 to 12"),
     ("day-short", ["sync", "--start", "2026-1-1"], {}, b"", "not a date"),
     ("day-iso-week", ["sync", "--end", "2026-W01-1"], {}, b"", "not a date"),
-    ("end-before-start", ["sync", "--start", str(LAST), "--end", str(FIRST), EXISTING], {}, b"", "is before --start"),
-    ("end-future", ["sync", "--end", str(REAL_TODAY + timedelta(days=2)), EXISTING], {}, b"", "in the future"),
+    (
+        "end-before-start",
+        ["sync", "--start", str(LAST), "--end", str(FIRST), EXISTING],
+        {},
+        b"",
+        "is before --start",
+    ),
+    (
+        "end-future",
+        ["sync", "--end", str(REAL_TODAY + timedelta(days=2)), EXISTING],
+        {},
+        b"",
+        "in the future",
+    ),
     ("start-future", ["sync", "--start", str(REAL_TODAY + timedelta(days=1)), EXISTING], {}, b"", "--start"),
-    ("before-data", ["sync", "--start", "2019-01-01", "--end", "2019-01-02", EXISTING], {}, b"",
-     "before the first supported day"),
+    (
+        "before-data",
+        ["sync", "--start", "2019-01-01", "--end", "2019-01-02", EXISTING],
+        {},
+        b"",
+        "before the first supported day",
+    ),
     ("report-days-0", ["report", "--days", "0"], {}, b"", "whole number from 1"),
     ("report-days-huge", ["report", "--days", "100000"], {}, b"", "whole number from 1"),
     # STAX_* settings
-    ("lookback-abc", ["connect", "openai", "--name", "acme"], {"STAX_LOOKBACK_DAYS": "abc"}, KEY, "STAX_LOOKBACK_DAYS"),
+    (
+        "lookback-abc",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_LOOKBACK_DAYS": "abc"},
+        KEY,
+        "STAX_LOOKBACK_DAYS",
+    ),
     ("lookback-negative", ["sync", EXISTING], {"STAX_LOOKBACK_DAYS": "-1"}, b"", "STAX_LOOKBACK_DAYS"),
     ("lookback-huge", ["sync", EXISTING], {"STAX_LOOKBACK_DAYS": "100000"}, b"", "STAX_LOOKBACK_DAYS"),
-    ("http-nan", ["sync", EXISTING], {"STAX_HTTP_MAX_RETRY_SECONDS": "nan"}, b"", "STAX_HTTP_MAX_RETRY_SECONDS"),
-    ("http-floor-huge", ["connect", "openai", "--name", "acme"], {"STAX_HTTP_BACKOFF_FLOOR_SECONDS": "1e9"}, KEY,
-     "STAX_HTTP_BACKOFF_FLOOR_SECONDS"),
-    ("http-run-negative", ["connect", "openai", "--name", "acme"], {"STAX_HTTP_RUN_RETRY_SECONDS": "-5"}, KEY,
-     "STAX_HTTP_RUN_RETRY_SECONDS"),
-    ("lock-timeout-inf", ["sync", EXISTING], {"STAX_WAREHOUSE_LOCK_TIMEOUT": "inf"}, b"", "STAX_WAREHOUSE_LOCK_TIMEOUT"),
-    ("master-key", ["connect", "openai", "--name", "acme"], {"STAX_MASTER_KEY": "not-base64-secret"}, KEY,
-     "STAX_MASTER_KEY must be base64"),
-    ("new-master-key", ["disconnect", "acme", EXISTING], {"STAX_NEW_MASTER_KEY": "c2hvcnQ="}, b"",
-     "STAX_NEW_MASTER_KEY must be base64"),
-    ("base-url-http", ["connect", "openai", "--name", "acme"], {"STAX_OPENAI_BASE_URL": "http://example.com/v1"},
-     KEY, "plain http:// to example.com"),
-    ("base-url-userinfo", ["connect", "openai", "--name", "acme"],
-     {"STAX_OPENAI_BASE_URL": "https://api.openai.com@evil.example/v1"}, KEY, "must be a URL"),
-    ("base-url-scheme", ["connect", "openai", "--name", "acme"], {"STAX_OPENAI_BASE_URL": "ftp://x/v1"}, KEY,
-     "must be a URL"),
-    ("simulated-to-real-api", ["sync", EXISTING], {"STAX_OPENAI_BASE_URL": "https://api.openai.com/v1"}, b"",
-     "made against the Stax simulator"),
+    (
+        "http-nan",
+        ["sync", EXISTING],
+        {"STAX_HTTP_MAX_RETRY_SECONDS": "nan"},
+        b"",
+        "STAX_HTTP_MAX_RETRY_SECONDS",
+    ),
+    (
+        "http-floor-huge",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_HTTP_BACKOFF_FLOOR_SECONDS": "1e9"},
+        KEY,
+        "STAX_HTTP_BACKOFF_FLOOR_SECONDS",
+    ),
+    (
+        "http-run-negative",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_HTTP_RUN_RETRY_SECONDS": "-5"},
+        KEY,
+        "STAX_HTTP_RUN_RETRY_SECONDS",
+    ),
+    (
+        "lock-timeout-inf",
+        ["sync", EXISTING],
+        {"STAX_WAREHOUSE_LOCK_TIMEOUT": "inf"},
+        b"",
+        "STAX_WAREHOUSE_LOCK_TIMEOUT",
+    ),
+    (
+        "master-key",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_MASTER_KEY": "not-base64-secret"},
+        KEY,
+        "STAX_MASTER_KEY must be base64",
+    ),
+    (
+        "new-master-key",
+        ["disconnect", "acme", EXISTING],
+        {"STAX_NEW_MASTER_KEY": "c2hvcnQ="},
+        b"",
+        "STAX_NEW_MASTER_KEY must be base64",
+    ),
+    (
+        "base-url-http",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_OPENAI_BASE_URL": "http://example.com/v1"},
+        KEY,
+        "plain http:// to example.com",
+    ),
+    (
+        "base-url-userinfo",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_OPENAI_BASE_URL": "https://api.openai.com@evil.example/v1"},
+        KEY,
+        "must be a URL",
+    ),
+    (
+        "base-url-scheme",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_OPENAI_BASE_URL": "ftp://x/v1"},
+        KEY,
+        "must be a URL",
+    ),
+    (
+        "simulated-to-real-api",
+        ["sync", EXISTING],
+        {"STAX_OPENAI_BASE_URL": "https://api.openai.com/v1"},
+        b"",
+        "made against the Stax simulator",
+    ),
     ("home-is-a-file-read", ["connections"], {"STAX_HOME": "FILE"}, b"", "is a file"),
-    ("home-is-a-file-write", ["connect", "openai", "--name", "acme"], {"STAX_HOME": "FILE"}, KEY, "is a file"),
+    (
+        "home-is-a-file-write",
+        ["connect", "openai", "--name", "acme"],
+        {"STAX_HOME": "FILE"},
+        KEY,
+        "is a file",
+    ),
     ("simulator-port", ["simulator", "--port", "70000"], {}, b"", "from 0 to 65535"),
     ("simulator-error-rate", ["simulator", "--error-rate", "2"], {}, b"", "from 0 to 1"),
 ]
 
 
 @pytest.mark.parametrize(("args", "env", "stdin", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(stax_home, simulator, tmp_path, args, env, stdin, says):
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    stax_home, simulator, tmp_path, args, env, stdin, says
+):
     if EXISTING in args:
         args = [a for a in args if a != EXISTING]
         ConnectionStore(load_settings()).add("acme", "openai", ADMIN_KEY)  # a simulated connection

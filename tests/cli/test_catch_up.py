@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from stax_pipeline.usecases import plan_sync
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.window import SyncWindow, backfill_window
 from stax_pipeline.settings import load_settings
+from stax_pipeline.usecases import plan_sync
 from tests.cli.test_connect import stax
 from tests.conftest import ADMIN_KEY, TODAY
+
 
 def _real_today():
     return datetime.now(UTC).date()
@@ -23,9 +24,12 @@ def _real_today():
 def _spend_by_day(settings, connection: str) -> dict:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        return dict(con.execute(
-            "select date, sum(cost_usd) from marts.fct_spend_daily where connection = ? group by 1",
-            [connection]).fetchall())  # fmt: skip
+        return dict(
+            con.execute(
+                "select date, sum(cost_usd) from marts.fct_spend_daily where connection = ? group by 1",
+                [connection],
+            ).fetchall()
+        )
     finally:
         con.close()
 
@@ -107,20 +111,34 @@ def test_connections_show_backfill_state_and_last_sync(stax_home, simulator):
     at = datetime(2026, 11, 20, 2, 5, tzinfo=UTC)
     store.mark_synced("acme", at, SyncWindow.inclusive(TODAY - timedelta(days=4), TODAY - timedelta(days=1)))
     store.finish_backfill(store.claim_backfill("done", "cli"), at)
-    store.fail_backfill(store.claim_backfill("failing", "sensor"),
-                        "GET /organization/costs failed with HTTP 503 (attempt 6 of 6)", at)  # fmt: skip
+    store.fail_backfill(
+        store.claim_backfill("failing", "sensor"),
+        "GET /organization/costs failed with HTTP 503 (attempt 6 of 6)",
+        at,
+    )
     store.claim_backfill("running", "sensor")
 
     result = stax("connections")
     assert result.returncode == 0, result.stderr
     header, *lines = result.stdout.splitlines()
-    assert header.split() == ["NAME", "PROVIDER", "ORGANIZATION", "KEY", "CREATED", "LAST", "SYNC", "LAST", "DAY",
-                              "BACKFILL"]
+    assert header.split() == [
+        "NAME",
+        "PROVIDER",
+        "ORGANIZATION",
+        "KEY",
+        "CREATED",
+        "LAST",
+        "SYNC",
+        "LAST",
+        "DAY",
+        "BACKFILL",
+    ]
     rows = {line.split()[0]: line for line in lines}
     assert rows["acme"].endswith("2026-11-20 02:05 UTC  2026-11-19  pending")
     assert rows["done"].endswith("never                 -           done")
     assert rows["running"].endswith("running (sensor)")
     assert rows["failing"].endswith(
         "failed: GET /organization/costs failed with HTTP 503 (attempt 6 of 6) "
-        "(attempt 1, retry after 2026-11-20 02:06 UTC)")
+        "(attempt 1, retry after 2026-11-20 02:06 UTC)"
+    )
     assert ADMIN_KEY not in result.stdout

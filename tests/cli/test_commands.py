@@ -58,7 +58,7 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
     report = stax("report", "--connection", "acme", "--days", str(days_back))
     assert report.returncode == 0, report.stderr
     assert "gpt-4o-2024-08-06" in report.stdout and "SHARE" in report.stdout
-    total_line = [line for line in report.stdout.splitlines() if line.startswith("TOTAL")][0]
+    total_line = next(line for line in report.stdout.splitlines() if line.startswith("TOTAL"))
     assert f"{truth:,.2f}" in total_line
     _assert_report_options_and_formats(org, days_back, truth)
 
@@ -78,8 +78,12 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
     assert purged.returncode == 0 and "Purged" in purged.stdout
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        for table in ("raw_openai.costs", "raw_openai.sync_windows", "marts.fct_spend_daily",
-                      "marts.fct_model_spend_daily"):
+        for table in (
+            "raw_openai.costs",
+            "raw_openai.sync_windows",
+            "marts.fct_spend_daily",
+            "marts.fct_model_spend_daily",
+        ):
             assert con.execute(f"select count(*) from {table} where connection = 'acme'").fetchall() == [(0,)]
     finally:
         con.close()
@@ -116,7 +120,14 @@ def _assert_report_options_and_formats(org, days_back: int, truth: float) -> Non
     assert set(rows) == set(model_truth)
     for key, want in model_truth.items():
         assert rows[key]["cost_usd"] == pytest.approx(want["cost_usd"], abs=1e-6), key
-        for unit in ("input_tokens", "output_tokens", "images", "characters", "seconds", "num_model_requests"):
+        for unit in (
+            "input_tokens",
+            "output_tokens",
+            "images",
+            "characters",
+            "seconds",
+            "num_model_requests",
+        ):
             assert rows[key][unit] == want[unit], (key, unit)
     fine_tune = rows[("ft-gpt-4o-mini-2024-07-18", None)]
     assert fine_tune["cost_usd"] > 0 and fine_tune["input_tokens"] > 0 and fine_tune["cost_per_1m_tokens"] > 0
@@ -127,14 +138,19 @@ def _assert_report_options_and_formats(org, days_back: int, truth: float) -> Non
     line_of = {line.split("  ")[0]: line for line in table}
     assert "characters" in line_of["tts-1"] and "tokens" not in line_of["tts-1"]
     assert "audio seconds" in line_of["whisper-1"] and "images" in line_of["gpt-image-1"]
-    assert "in + " in line_of["ft-gpt-4o-mini-2024-07-18"] and "out tokens" in line_of["ft-gpt-4o-mini-2024-07-18"]
+    assert (
+        "in + " in line_of["ft-gpt-4o-mini-2024-07-18"]
+        and "out tokens" in line_of["ft-gpt-4o-mini-2024-07-18"]
+    )
     assert not line_of["omni-moderation-latest"].rstrip().endswith("0.00")  # $/1M blank: no cost
     assert line_of["vector stores | storage"].rstrip().endswith("%")  # no usage, no $/1M: blank cells
     assert f"({days_back} days, connection acme)" in table[0]
 
     # CSV: a header and full-precision figures that add up to the truth
     parsed = list(csv.DictReader(io.StringIO(_report(*days, "--format", "csv").stdout)))
-    assert {"model", "sku", "cost_usd", "input_tokens", "characters", "seconds", "cost_per_1m_tokens"} <= set(parsed[0])
+    assert {"model", "sku", "cost_usd", "input_tokens", "characters", "seconds", "cost_per_1m_tokens"} <= set(
+        parsed[0]
+    )
     assert sum(float(r["cost_usd"]) for r in parsed) == pytest.approx(truth, abs=1e-6)
 
     # --by project / api-key / line-item name what they group
@@ -159,13 +175,23 @@ def _assert_report_options_and_formats(org, days_back: int, truth: float) -> Non
 
     # piped into a reader that stops at once: no traceback, exit 0
     head = subprocess.Popen(["head", "-n", "0"], stdin=subprocess.PIPE)
-    piped = subprocess.run([STAX, "report", *days, "--by", "line-item"], stdout=head.stdin,
-                           stderr=subprocess.PIPE, text=True, timeout=120)
+    piped = subprocess.run(
+        [STAX, "report", *days, "--by", "line-item"],
+        stdout=head.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     head.stdin.close()
     head.wait(timeout=30)
     assert piped.returncode == 0 and piped.stderr == ""
-    first = subprocess.run(f"'{STAX}' report --days {days_back} --by line-item | head -n 1", shell=True,
-                           capture_output=True, text=True, timeout=120)
+    first = subprocess.run(
+        f"'{STAX}' report --days {days_back} --by line-item | head -n 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.stdout.startswith("Spend by line item, ") and first.stderr == ""
 
 
@@ -173,15 +199,23 @@ def test_report_help_says_what_each_option_does_and_its_default():
     result = stax("report", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    for option, default in (("--connection NAME", "all connections"), ("--days N", "30"),
-                            ("--by {model,project,api-key,line-item}", "model"),
-                            ("--format {table,csv,json}", "table")):
+    for option, default in (
+        ("--connection NAME", "all connections"),
+        ("--days N", "30"),
+        ("--by {model,project,api-key,line-item}", "model"),
+        ("--format {table,csv,json}", "table"),
+    ):
         assert f"{option} " in text and f"(default: {default})" in text, option
 
 
-@pytest.mark.parametrize(("args", "says"), [(["--by", "team"], "invalid choice: 'team'"),
-                                             (["--format", "xml"], "invalid choice: 'xml'"),
-                                             (["--days", "0"], "must be a whole number from 1")])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--by", "team"], "invalid choice: 'team'"),
+        (["--format", "xml"], "invalid choice: 'xml'"),
+        (["--days", "0"], "must be a whole number from 1"),
+    ],
+)
 def test_report_argument_errors_are_one_line_exit_2(stax_home, args, says):
     result = stax("report", *args)
     assert result.returncode == 2 and says in result.stderr

@@ -17,8 +17,12 @@ STAX = str(Path(sys.executable).parent / "stax")
 
 def stax(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [STAX, *args], input=(key + "\n") if key is not None else "", capture_output=True,
-        text=True, env=dict(os.environ), timeout=300,
+        [STAX, *args],
+        input=(key + "\n") if key is not None else "",
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
     )
 
 
@@ -50,8 +54,16 @@ def test_connect_stores_the_key_encrypted_and_lists_it(stax_home, simulator):
     [
         ("sk-proj-abc123def456ghi789", 2, "start with sk-admin-"),
         ("", 2, "no key given"),
-        ("sk-admin-test-revoked-11112222", 1, "wrong key type: paste an admin key (sk-admin-…), not a regular API key"),
-        ("sk-admin-test-nonowner-33334444", 1, "this admin key was created by a non-owner; have an organization owner create it"),
+        (
+            "sk-admin-test-revoked-11112222",
+            1,
+            "wrong key type: paste an admin key (sk-admin-…), not a regular API key",
+        ),
+        (
+            "sk-admin-test-nonowner-33334444",
+            1,
+            "this admin key was created by a non-owner; have an organization owner create it",
+        ),
     ],
 )
 def test_rejected_keys_exit_non_zero_with_guidance_and_store_nothing(stax_home, simulator, key, code, says):
@@ -78,7 +90,7 @@ def test_connect_anthropic_stores_the_key_encrypted_and_lists_it(stax_home, simu
     listing = stax("connections")
     assert "claude" in listing.stdout and "anthropic" in listing.stdout and hint in listing.stdout
     assert files_containing(stax_home, ANTHROPIC_KEY.encode()) == []
-    assert files_containing(stax_home, ANTHROPIC_KEY[len("sk-ant-admin01-"):].encode()) == []
+    assert files_containing(stax_home, ANTHROPIC_KEY[len("sk-ant-admin01-") :].encode()) == []
     # one cheap check of the key, then the organization behind it (for the one-organization rule)
     assert [p for p, _ in simulator.requests] == ["/v1/organizations/cost_report", "/v1/organizations/me"]
     # the same organization under another name is refused, naming the first connection
@@ -96,7 +108,9 @@ def test_connect_anthropic_stores_the_key_encrypted_and_lists_it(stax_home, simu
         ("sk-ant-admin01-test-nopermission-2222", 1, "lacks permission"),
     ],
 )
-def test_rejected_anthropic_keys_exit_non_zero_with_guidance_and_store_nothing(stax_home, simulator, key, code, says):
+def test_rejected_anthropic_keys_exit_non_zero_with_guidance_and_store_nothing(
+    stax_home, simulator, key, code, says
+):
     result = stax("connect", "anthropic", "--name", "claude", key=key)
     assert result.returncode == code, result.stderr
     [line] = result.stderr.strip().splitlines()

@@ -24,12 +24,12 @@ import psutil
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from stax_pipeline.usecases import run_backfill
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.runs import PID_TAG
 from stax_pipeline.orchestration import dagster_instance
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
+from stax_pipeline.usecases import run_backfill
 from tests.cli.test_connect import STAX
 from tests.conftest import ADMIN_KEY
 from tests.orchestration.test_sync_runs import WINDOW, _assert_marts_equal_truth
@@ -47,8 +47,13 @@ def start_sync() -> Iterator[Callable[[], subprocess.Popen]]:
 
     def start() -> subprocess.Popen:
         process = subprocess.Popen(
-            [STAX, *SYNC_ARGS], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=dict(os.environ), start_new_session=True,
+            [STAX, *SYNC_ARGS],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+            start_new_session=True,
         )
         started.append(process)
         return process
@@ -123,16 +128,21 @@ def run_of(instance: DagsterInstance, pid: int):
 def pool_users(instance: DagsterInstance) -> tuple[set[str], set[str]]:
     """Run ids holding a slot of the warehouse pool, and run ids queued for one."""
     info = instance.event_log_storage.get_concurrency_info(POOL)
-    return ({s.run_id for s in info.claimed_slots},
-            {s.run_id for s in info.pending_steps if s.assigned_timestamp is None})
+    return (
+        {s.run_id for s in info.claimed_slots},
+        {s.run_id for s in info.pending_steps if s.assigned_timestamp is None},
+    )
 
 
 def blocked_runs(instance: DagsterInstance) -> set[str]:
     """Runs queued for the pool that have said so (then they only wait)."""
     return {
-        run_id for run_id in pool_users(instance)[1]
-        if any(r.event_log_entry.message.startswith("Step blocked by limit for pool")
-               for r in instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records)
+        run_id
+        for run_id in pool_users(instance)[1]
+        if any(
+            r.event_log_entry.message.startswith("Step blocked by limit for pool")
+            for r in instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+        )
     }
 
 
@@ -150,8 +160,9 @@ def assert_rerun_recovers(stax_home: Path, simulator, killed_pid: int) -> None:
     assert dead.status == DagsterRunStatus.STARTED  # what a SIGKILL leaves: the run never ended
 
     simulator.faults.latency_ms = 0
-    rerun = subprocess.run([STAX, *SYNC_ARGS], capture_output=True, text=True, env=dict(os.environ),
-                           timeout=300)
+    rerun = subprocess.run(
+        [STAX, *SYNC_ARGS], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr
     notes = [line for line in rerun.stderr.splitlines() if "died without finishing" in line]
     assert notes == [
@@ -181,8 +192,11 @@ def test_kill_during_fetch_then_during_load_each_rerun_recovers(stax_home, acme,
     acme.faults = Faults(revision=1, revised_days=3, retry_after=0)
     packages = stax_home / "dlt" / "stax_raw_openai" / "load" / "normalized"
     sync = start_sync()
-    wait_for(lambda: alive(sync) and packages.is_dir() and any(packages.iterdir()),
-             "a normalized dlt load package", every=0.002)
+    wait_for(
+        lambda: alive(sync) and packages.is_dir() and any(packages.iterdir()),
+        "a normalized dlt load package",
+        every=0.002,
+    )
     kill_hard(sync)
     assert any(packages.iterdir()), "the kill came after the load"  # else this tests nothing
     assert_rerun_recovers(stax_home, acme, sync.pid)
@@ -200,16 +214,17 @@ def test_kill_during_dbt_takes_dbt_down_then_rerun(stax_home, acme, start_sync):
     assert_rerun_recovers(stax_home, acme, sync.pid)
 
 
-def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_fetching(
-    stax_home, acme, start_sync
-):
+def test_sigterm_stops_a_sync_queued_for_the_pool_and_sigint_one_fetching(stax_home, acme, start_sync):
     acme.faults.latency_ms = 3000  # 12 requests: whoever gets the pool holds it for half a minute
     instance = dagster_instance(load_settings())
     syncs = {sync.pid: sync for sync in (start_sync(), start_sync())}
-    holder_run = wait_for(lambda: all(map(alive, syncs.values())) and pool_users(instance)[0],
-                          "a sync to hold the warehouse pool").pop()
-    queued_run = wait_for(lambda: all(map(alive, syncs.values())) and blocked_runs(instance),
-                          "the other sync to queue for it").pop()
+    holder_run = wait_for(
+        lambda: all(map(alive, syncs.values())) and pool_users(instance)[0],
+        "a sync to hold the warehouse pool",
+    ).pop()
+    queued_run = wait_for(
+        lambda: all(map(alive, syncs.values())) and blocked_runs(instance), "the other sync to queue for it"
+    ).pop()
     holder = syncs[int(instance.get_run_by_id(holder_run).tags[PID_TAG])]
     queued = syncs[int(instance.get_run_by_id(queued_run).tags[PID_TAG])]
     # Waiting for the pool is sleeping, not spinning a core (it did: 60-100% of one).
@@ -237,8 +252,9 @@ def test_sigint_amid_parallel_requests_ends_the_command(stax_home, acme, start_s
 def test_sigterm_while_dbt_writes_stops_dbt_with_the_command(stax_home, acme, start_sync):
     sync = start_sync()
     instance = dagster_instance(load_settings())
-    dbt = wait_for(lambda: alive(sync) and dbt_writing(sync.pid, stax_home / "warehouse.duckdb"),
-                   "dbt to write")
+    dbt = wait_for(
+        lambda: alive(sync) and dbt_writing(sync.pid, stax_home / "warehouse.duckdb"), "dbt to write"
+    )
     assert_stops(instance, sync, signal.SIGTERM, run_of(instance, sync.pid).run_id)
     assert not any(map(running, dbt))
     assert pool_users(instance) == (set(), set())

@@ -19,11 +19,29 @@ from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
 FIRST, LAST = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
 TOLERANCE = 1e-6
 MANDATORY = [  # FOCUS 1.3's mandatory Cost and Usage columns, and 1.2's ProviderName/PublisherName
-    "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd",
-    "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargePeriodEnd",
-    "ChargePeriodStart", "ContractedCost", "EffectiveCost", "HostProviderName", "InvoiceIssuerName",
-    "ListCost", "PricingQuantity", "PricingUnit", "ServiceCategory", "ServiceName",
-    "ServiceProviderName", "ProviderName", "PublisherName",
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "HostProviderName",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ServiceCategory",
+    "ServiceName",
+    "ServiceProviderName",
+    "ProviderName",
+    "PublisherName",
 ]
 # FOCUS text formats: DateTimeFormat ('YYYY-MM-DDTHH:mm:ssZ') and NumericFormat (no '+', E notation)
 DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -34,9 +52,10 @@ NUMBER = re.compile(r"-?\d+(\.\d+)?(E-?[1-9]\d*)?")
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A STAX_HOME where `stax connect` and `stax sync` brought acme's FIRST..LAST in."""
     home = tmp_path_factory.mktemp("export") / "stax-home"
-    with pytest.MonkeyPatch.context() as env, run_simulator(
-        now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)
-    ) as simulator:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as simulator,
+    ):
         env.setenv("STAX_HOME", str(home))
         env.setenv("STAX_OPENAI_BASE_URL", simulator.base_url)
         env.delenv("STAX_MASTER_KEY", raising=False)
@@ -67,11 +86,13 @@ def test_parquet_export_holds_every_charge_with_focus_columns_and_the_api_total(
     truth = sum(synced["truth"].values())
     con = duckdb.connect()
     try:
-        types = dict(con.execute(
-            f"select column_name, column_type from (describe select * from '{path}')").fetchall())
+        types = dict(
+            con.execute(f"select column_name, column_type from (describe select * from '{path}')").fetchall()
+        )
         rows, billed, days, accounts = con.execute(
             f"select count(*), sum(BilledCost), list(distinct x_ChargeDate order by x_ChargeDate), "
-            f"list(distinct BillingAccountId) from '{path}'").fetchall()[0]  # fmt: skip
+            f"list(distinct BillingAccountId) from '{path}'"
+        ).fetchall()[0]
     finally:
         con.close()
     assert set(MANDATORY) <= set(types)
@@ -97,8 +118,18 @@ def test_parquet_export_holds_every_charge_with_focus_columns_and_the_api_total(
 
 
 def test_csv_export_of_one_connection_and_day_is_focus_text(synced, tmp_path):
-    result, lines = _export("--connection", "acme", "--start", str(LAST), "--end", str(LAST),
-                            "--out", str(tmp_path), "--format", "csv")
+    result, lines = _export(
+        "--connection",
+        "acme",
+        "--start",
+        str(LAST),
+        "--end",
+        str(LAST),
+        "--out",
+        str(tmp_path),
+        "--format",
+        "csv",
+    )
     assert result.returncode == 0, result.stderr
     path = tmp_path / f"focus_cost_and_usage_acme_{LAST}_{LAST}.csv"
     with path.open(newline="") as f:
@@ -170,8 +201,9 @@ def test_reads_the_published_copy_and_never_waits_for_a_busy_warehouse(synced, t
     writer = duckdb.connect(str(home / "warehouse.duckdb"))  # a sync writing the warehouse
     try:
         for connection, factor in (("acme", 1), ("globex", 2)):
-            result, lines = _export("--connection", connection, "--start", str(FIRST), "--end", str(LAST),
-                                    "--out", str(tmp_path))  # fmt: skip
+            result, lines = _export(
+                "--connection", connection, "--start", str(FIRST), "--end", str(LAST), "--out", str(tmp_path)
+            )
             assert result.returncode == 0, result.stderr
             assert f"BilledCost {truth * factor:,.6f} USD" in lines[0]
         published.unlink()

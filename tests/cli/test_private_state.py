@@ -79,8 +79,15 @@ def _dbt_children(parent: int) -> list[int]:
 
 
 def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([STAX, *args], input=stdin, capture_output=True, text=True, env=env, timeout=600,
-                          preexec_fn=lambda: os.umask(0o022))  # fmt: skip
+    return subprocess.run(
+        [STAX, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        preexec_fn=lambda: os.umask(0o022),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +106,27 @@ def synced(tmp_path_factory) -> SyncedHome:
         path.chmod(0o644)
     with run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STAX_", "DAGSTER_"))}
-        env.update(STAX_HOME=str(home), STAX_OPENAI_BASE_URL=sim.base_url, TMPDIR=str(tmpdir),
-                   STAX_HTTP_BACKOFF_FLOOR_SECONDS="0.005", STAX_HTTP_MAX_RETRY_SECONDS="2")  # fmt: skip
-        connected = _run(["connect", "openai", "--name", "acme", "--no-backfill"], env, stdin=ADMIN_KEY + "\n")
+        env.update(
+            STAX_HOME=str(home),
+            STAX_OPENAI_BASE_URL=sim.base_url,
+            TMPDIR=str(tmpdir),
+            STAX_HTTP_BACKOFF_FLOOR_SECONDS="0.005",
+            STAX_HTTP_MAX_RETRY_SECONDS="2",
+        )
+        connected = _run(
+            ["connect", "openai", "--name", "acme", "--no-backfill"], env, stdin=ADMIN_KEY + "\n"
+        )
         assert connected.returncode == 0, connected.stderr
         # From here on the master key comes from the environment (it is the key file's key).
         env["STAX_MASTER_KEY"] = (home / "master.key").read_text().strip()
         process = subprocess.Popen(
             [STAX, "sync", "--connection", "acme", "--start", str(FIRST), "--end", str(LAST)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
             preexec_fn=lambda: os.umask(0o022),
-        )  # fmt: skip
+        )
         environments: dict[int, dict[str, str]] = {}
         ended = threading.Event()
 
@@ -136,11 +153,21 @@ def synced(tmp_path_factory) -> SyncedHome:
 
 def test_every_state_file_is_private(synced):
     home = synced.home
-    for name in ("warehouse.duckdb", "marts.duckdb", "stax.db", "master.key", "logs/timings.jsonl",
-                 "logs/sync.log", "dagster/dagster.yaml", "exports/fct_spend_daily.parquet"):  # fmt: skip
+    for name in (
+        "warehouse.duckdb",
+        "marts.duckdb",
+        "stax.db",
+        "master.key",
+        "logs/timings.jsonl",
+        "logs/sync.log",
+        "dagster/dagster.yaml",
+        "exports/fct_spend_daily.parquet",
+    ):
         assert (home / name).is_file(), name
     assert any((home / "dlt").rglob("*")) and any((home / "dbt" / "runs").iterdir())
-    assert any((home / "dagster" / "storage").rglob("*")) and (home / "dagster" / "history" / "runs.db").exists()
+    assert (
+        any((home / "dagster" / "storage").rglob("*")) and (home / "dagster" / "history" / "runs.db").exists()
+    )
     loose = []
     for directory, folders, files in os.walk(home):
         for name in [*folders, *files]:
@@ -177,10 +204,12 @@ def test_reading_commands_ignore_unrelated_malformed_settings(synced):
     days = str((datetime.now(UTC).date() - FIRST).days)
     for args, malformed in [
         (["connections"], {"STAX_LOOKBACK_DAYS": "abc", "STAX_HTTP_RUN_RETRY_SECONDS": "soon"}),
-        (["report", "--days", days], {"STAX_LOOKBACK_DAYS": "abc", "STAX_WAREHOUSE_LOCK_TIMEOUT": "x",
-                                      "STAX_NEW_MASTER_KEY": "short"}),
+        (
+            ["report", "--days", days],
+            {"STAX_LOOKBACK_DAYS": "abc", "STAX_WAREHOUSE_LOCK_TIMEOUT": "x", "STAX_NEW_MASTER_KEY": "short"},
+        ),
         (["doctor"], {"STAX_WAREHOUSE_LOCK_TIMEOUT": "x", "STAX_NEW_MASTER_KEY": "short"}),
-    ]:  # fmt: skip
+    ]:
         result = _run(args, {**synced.env, **malformed})
         ok = (0, 1) if args == ["doctor"] else (0,)  # the doctor's 1 means it found something
         assert result.returncode in ok, result.stderr
@@ -194,8 +223,9 @@ def test_a_closed_pipe_ends_quietly(synced, args):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader went away before the first line (`| head -0`)
     try:
-        result = subprocess.run([STAX, *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
-                                env=synced.env, timeout=300)  # fmt: skip
+        result = subprocess.run(
+            [STAX, *args], stdout=write_end, stderr=subprocess.PIPE, text=True, env=synced.env, timeout=300
+        )
     finally:
         os.close(write_end)
     assert result.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" line
@@ -230,11 +260,20 @@ def test_a_hostile_name_past_the_cli_reads_deletes_and_drops_nothing(synced, mon
     dropper = "x'); drop table marts.fct_spend_daily; --"
     monkeypatch.setenv("STAX_DBT_WINDOW", json.dumps({"connections": [dropper]}))
     project = Path(__file__).resolve().parents[2] / "dbt_project"
-    compiled = dbtRunner().invoke([
-        "compile", "--quiet", "--project-dir", str(project), "--profiles-dir", str(project),
-        "--target-path", str(synced.tmpdir.parent / "dbt-target"),
-        "--inline", "select count(*) from marts.fct_spend_daily where {{ in_sync_window() }}",
-    ])  # fmt: skip
+    compiled = dbtRunner().invoke(
+        [
+            "compile",
+            "--quiet",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(synced.tmpdir.parent / "dbt-target"),
+            "--inline",
+            "select count(*) from marts.fct_spend_daily where {{ in_sync_window() }}",
+        ]
+    )
     assert compiled.success, compiled.exception
     sql = compiled.result.results[0].node.compiled_code
     with duckdb.connect(str(settings.warehouse_path)) as con:

@@ -45,8 +45,9 @@ def _rows_of(path, connection: str, *, published: bool = False, marts_only: bool
         ).fetchall()
         prefix = "" if published else "{schema}."
         return sum(
-            con.execute(f'select count(*) from {prefix.format(schema=s)}"{t}" where "{c}" = ?',
-                        [connection]).fetchall()[0][0]  # fmt: skip
+            con.execute(
+                f'select count(*) from {prefix.format(schema=s)}"{t}" where "{c}" = ?', [connection]
+            ).fetchall()[0][0]
             for s, t, c in tables
         )
     finally:
@@ -128,8 +129,10 @@ def test_one_organization_restatements_doctor_and_disconnect(stax_home, live_sim
 
     # Two live connections with rows of one organization (both synced by an older Stax).
     with duckdb.connect(str(settings.warehouse_path)) as con:
-        con.execute("insert into staging.stg_openai__costs select * replace ('beta' as connection) "
-                    "from staging.stg_openai__costs where connection = 'acme' limit 1")  # fmt: skip
+        con.execute(
+            "insert into staging.stg_openai__costs select * replace ('beta' as connection) "
+            "from staging.stg_openai__costs where connection = 'acme' limit 1"
+        )
 
     code, doctor = _doctor()
     assert code == 1 and not doctor["healthy"]
@@ -148,8 +151,12 @@ def test_one_organization_restatements_doctor_and_disconnect(stax_home, live_sim
         assert days[day]["previous_cost_usd"] == pytest.approx(truth[day], abs=1e-6)
         assert days[day]["new_cost_usd"] == pytest.approx(after, abs=1e-6)
         assert days[day]["line_items_changed"] + days[day]["line_items_appeared"] >= 1
-    assert beta["last_run"]["status"] == "FAILURE" and "already connected as 'acme'" in beta["last_run"]["error"]
-    assert doctor["duplicate_organizations"] == [{"organization_id": org.org_id, "connections": ["acme", "beta"]}]
+    assert (
+        beta["last_run"]["status"] == "FAILURE" and "already connected as 'acme'" in beta["last_run"]["error"]
+    )
+    assert doctor["duplicate_organizations"] == [
+        {"organization_id": org.org_id, "connections": ["acme", "beta"]}
+    ]
     truth.update(new_truth)
 
     # 5. A plain disconnect hides acme's rows from every reader but keeps them; reconnecting
@@ -164,7 +171,9 @@ def test_one_organization_restatements_doctor_and_disconnect(stax_home, live_sim
     assert "hidden: acme" in stax("connections").stdout
     reconnected = stax("connect", "openai", "--name", "acme", "--no-backfill", key=ADMIN_KEY)
     assert reconnected.returncode == 0 and "Reconnected 'acme'" in reconnected.stdout
-    assert _rows_of(settings.marts_path, "acme", published=True) == _rows_of(settings.warehouse_path, "acme", marts_only=True)
+    assert _rows_of(settings.marts_path, "acme", published=True) == _rows_of(
+        settings.warehouse_path, "acme", marts_only=True
+    )
 
     # 6. --purge after a plain disconnect: rows gone from the warehouse, the published copy and
     # the Dagster partitions; the name is free again.

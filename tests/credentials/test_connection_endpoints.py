@@ -54,7 +54,9 @@ def test_a_sync_sends_the_key_to_the_stored_api_only():
     assert sync_endpoint(simulated, None).base_url == SIMULATOR
     moved = sync_endpoint(simulated, "http://[::1]:40000/v1")
     assert (moved.base_url, moved.simulator) == ("http://[::1]:40000/v1", True)
-    with pytest.raises(SettingError, match="made against the Stax simulator.*never|only synced against a simulator"):
+    with pytest.raises(
+        SettingError, match=r"made against the Stax simulator.*never|only synced against a simulator"
+    ):
         sync_endpoint(simulated, "https://api.openai.com/v1")
     # A stored URL that could not have been stored (edited by hand) is refused too.
     tampered = SimpleNamespace(name="acme", api_base_url="http://api.openai.com/v1", simulated=False)
@@ -64,9 +66,16 @@ def test_a_sync_sends_the_key_to_the_stored_api_only():
 
 @pytest.mark.parametrize(
     "url",
-    ["https://api.openai.com/v1", "https://api.openai.com:443/v1/", "http://127.0.0.1:8765/v1",
-     "http://127.8.9.1/v1", "http://[::1]:8765/v1", "http://localhost:8765/v1", "HTTP://LOCALHOST/v1"],
-)  # fmt: skip
+    [
+        "https://api.openai.com/v1",
+        "https://api.openai.com:443/v1/",
+        "http://127.0.0.1:8765/v1",
+        "http://127.8.9.1/v1",
+        "http://[::1]:8765/v1",
+        "http://localhost:8765/v1",
+        "HTTP://LOCALHOST/v1",
+    ],
+)
 def test_urls_a_key_may_go_to(url):
     assert check_base_url(url, source="X") == url.rstrip("/")
 

@@ -60,7 +60,13 @@ def execute(settings: Settings, sql: str, params: tuple = ()) -> None:
 
 def secret_forms(secret: str) -> list[bytes]:
     raw = secret.encode()
-    return [raw, base64.b64encode(raw), base64.urlsafe_b64encode(raw), raw.hex().encode(), secret.encode("utf-16-le")]
+    return [
+        raw,
+        base64.b64encode(raw),
+        base64.urlsafe_b64encode(raw),
+        raw.hex().encode(),
+        secret.encode("utf-16-le"),
+    ]
 
 
 def assert_no_secret(message: str, *secrets: str) -> None:
@@ -96,8 +102,10 @@ def test_master_key_repr_hides_key() -> None:
 def test_ciphertext_swapped_between_rows_fails(store: ConnectionStore, settings: Settings) -> None:
     store.add("alpha", "openai", KEY_A)
     store.add("beta", "openai", KEY_B)
-    (_, _, _, ct_a, nonce_a, _), (_, _, _, ct_b, nonce_b, _) = raw_rows(settings)
-    execute(settings, "UPDATE connections SET key_ciphertext=?, key_nonce=? WHERE name='alpha'", (ct_b, nonce_b))
+    (_, _, _, _ct_a, _nonce_a, _), (_, _, _, ct_b, nonce_b, _) = raw_rows(settings)
+    execute(
+        settings, "UPDATE connections SET key_ciphertext=?, key_nonce=? WHERE name='alpha'", (ct_b, nonce_b)
+    )
     with pytest.raises(CredentialError) as err:
         store.api_key("alpha")
     assert_no_secret(str(err.value), KEY_A, KEY_B)
@@ -174,7 +182,9 @@ def test_missing_key_file_with_stored_keys_refused(store: ConnectionStore, setti
     assert not settings.master_key_path.exists()
 
 
-def test_rotation_with_key_file(store: ConnectionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rotation_with_key_file(
+    store: ConnectionStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.add("alpha", "openai", KEY_A)
     store.add("beta", "openai", KEY_B)
     old_content = settings.master_key_path.read_bytes()
@@ -182,8 +192,12 @@ def test_rotation_with_key_file(store: ConnectionStore, settings: Settings, monk
     assert store.rotate_master_key() == 2
     assert store.api_key("alpha") == KEY_A and store.api_key("beta") == KEY_B
     new_rows = raw_rows(settings)
-    assert {r[5] for r in new_rows} == {read_key_file(settings.master_key_path).key_id} != {r[5] for r in old_rows}
-    assert all(new[3] != old[3] and new[4] != old[4] for new, old in zip(new_rows, old_rows))
+    assert (
+        {r[5] for r in new_rows}
+        == {read_key_file(settings.master_key_path).key_id}
+        != {r[5] for r in old_rows}
+    )
+    assert all(new[3] != old[3] and new[4] != old[4] for new, old in zip(new_rows, old_rows, strict=False))
     assert settings.master_key_path.read_bytes() != old_content
     assert stat.S_IMODE(settings.master_key_path.stat().st_mode) == 0o600
     assert not settings.master_key_path.with_name("master.key.new").exists()
@@ -233,13 +247,18 @@ def _interrupt_rotation(settings: Settings, *, rows_rotated: bool) -> MasterKey:
         for conn_id, _, provider, ciphertext, nonce, _ in raw_rows(settings):
             aad = f"stax:v1:{conn_id}:{provider}".encode()
             new_nonce, new_ct = encrypt(new, decrypt(old, nonce, ciphertext, aad), aad)
-            execute(settings, "UPDATE connections SET key_ciphertext=?, key_nonce=?, key_version=? WHERE id=?",
-                    (new_ct, new_nonce, new.key_id, conn_id))
+            execute(
+                settings,
+                "UPDATE connections SET key_ciphertext=?, key_nonce=?, key_version=? WHERE id=?",
+                (new_ct, new_nonce, new.key_id, conn_id),
+            )
     return new
 
 
 @pytest.mark.parametrize("rows_rotated", [True, False])
-def test_interrupted_rotation_recovers(store: ConnectionStore, settings: Settings, rows_rotated: bool) -> None:
+def test_interrupted_rotation_recovers(
+    store: ConnectionStore, settings: Settings, rows_rotated: bool
+) -> None:
     store.add("alpha", "openai", KEY_A)
     old_id = read_key_file(settings.master_key_path).key_id
     new = _interrupt_rotation(settings, rows_rotated=rows_rotated)
@@ -254,7 +273,8 @@ def test_valid_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Prod", "has space", "a|b", "a,b", "-lead", "_lead", "x" * 41, "a\n", "é", "sk-admin-abcdefgh1234"]
+    "name",
+    ["", "Prod", "has space", "a|b", "a,b", "-lead", "_lead", "x" * 41, "a\n", "é", "sk-admin-abcdefgh1234"],
 )
 def test_invalid_names(store: ConnectionStore, name: str) -> None:
     with pytest.raises(UsageError, match="connection name"):
@@ -275,7 +295,7 @@ def test_invalid_key_and_provider_refused(store: ConnectionStore) -> None:
 
 def test_duplicate_name(store: ConnectionStore) -> None:
     store.add("prod", "openai", KEY_A)
-    with pytest.raises(UsageError, match="already exists.*stax disconnect prod"):
+    with pytest.raises(UsageError, match=r"already exists.*stax disconnect prod"):
         store.add("prod", "openai", KEY_B)
     assert store.api_key("prod") == KEY_A
 
@@ -290,7 +310,7 @@ def test_get_list_remove_and_sync_times(store: ConnectionStore) -> None:
     assert store.remove("beta").name == "beta"
     assert [c.name for c in store.list()] == ["alpha"]
     for call in (lambda: store.get("beta"), lambda: store.remove("beta"), lambda: store.api_key("beta")):
-        with pytest.raises(UsageError, match="unknown connection 'beta'.*stax connections"):
+        with pytest.raises(UsageError, match=r"unknown connection 'beta'.*stax connections"):
             call()
 
 
@@ -304,7 +324,10 @@ def test_claim_backfill_is_once_only_and_settled_by_its_token(store: ConnectionS
     assert store.claim_backfill("prod", "sensor") is None
     claimed = store.get("prod")
     assert (claimed.backfill_state, claimed.backfill_claimed_by, claimed.backfill_claim) == (
-        "running", "cli", claim)
+        "running",
+        "cli",
+        claim,
+    )
     assert store.due_backfills(now) == []
     assert [c.name for c in store.claimed_backfills()] == ["prod"]
 
@@ -385,9 +408,18 @@ def test_a_version_1_store_is_migrated_in_place(settings: Settings) -> None:
     with db:
         db.execute("DROP TABLE synced_days")
         db.execute("DROP INDEX connections_live_organization")
-        for column in ("backfill_claim", "backfill_claimed_at", "backfill_attempts",
-                       "backfill_error", "backfill_retry_at", "api_base_url", "simulated",
-                       "organization_id", "organization_name", "disconnected_at"):  # fmt: skip
+        for column in (
+            "backfill_claim",
+            "backfill_claimed_at",
+            "backfill_attempts",
+            "backfill_error",
+            "backfill_retry_at",
+            "api_base_url",
+            "simulated",
+            "organization_id",
+            "organization_name",
+            "disconnected_at",
+        ):
             db.execute(f"ALTER TABLE connections DROP COLUMN {column}")
         db.execute("UPDATE connections SET backfill_claimed_by = 'sensor' WHERE name = 'dev'")
         db.execute("PRAGMA user_version = 0")
@@ -457,7 +489,7 @@ def test_one_live_connection_per_organization(store: ConnectionStore) -> None:
     assert [c.name for c in store.list()] == ["acme"]
     # Learned at a sync instead: the same refusal, and a key that changed organization.
     store.add("later", "openai", KEY_B)
-    with pytest.raises(ConfigError, match="org-acme is already connected as 'acme'.*Nothing was loaded"):
+    with pytest.raises(ConfigError, match=r"org-acme is already connected as 'acme'.*Nothing was loaded"):
         store.set_organization("later", "org-acme")
     store.set_organization("later", "org-later")
     store.set_organization("later", "org-later")  # the same again: nothing to do

@@ -46,10 +46,21 @@ RESOURCES = [
     "usage_web_search_calls",
 ]
 # The marts of facts per (connection, date), refreshed for exactly the run's window.
-MARTS = ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily", "fct_model_spend_by_api_key_daily",
-         "fct_spend_daily_by_connection", "fct_spend_daily_by_project"]
-SPEND_MARTS = ["marts.fct_spend_daily", "marts.fct_model_spend_daily", "marts.fct_model_spend_by_api_key_daily",
-               "marts.fct_spend_daily_by_connection", "marts.fct_spend_daily_by_project"]
+MARTS = [
+    "fct_spend_daily",
+    "fct_model_spend_daily",
+    "fct_usage_daily",
+    "fct_model_spend_by_api_key_daily",
+    "fct_spend_daily_by_connection",
+    "fct_spend_daily_by_project",
+]
+SPEND_MARTS = [
+    "marts.fct_spend_daily",
+    "marts.fct_model_spend_daily",
+    "marts.fct_model_spend_by_api_key_daily",
+    "marts.fct_spend_daily_by_connection",
+    "marts.fct_spend_daily_by_project",
+]
 
 COMMON_COLUMNS = """
     connection varchar, date date, bucket_start_time bigint, bucket_end_time bigint,
@@ -146,49 +157,74 @@ EMBEDDINGS_D1 = [
 
 # load id -> (connection, loaded_at, completed, {date: {resource: rows}})
 LOADS_BEFORE_FIRST_BUILD = {
-    "1001.1": ("acme", datetime(2026, 10, 4, 2, tzinfo=UTC), True, {
-        D1: {"costs": ACME_D1, "usage_completions": ACME_D1_USAGE, "usage_embeddings": EMBEDDINGS_D1},
-        D2: {
-            "costs": [
-                cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.0),
-                cost("o1, output", "proj_b", "key_2", 4.0),  # vanishes in L4
-                cost("web search tool calls", None, None, 0.05),
-            ],
-            "usage_completions": [completion("proj_b", "o1", 100, 900, 4)],
+    "1001.1": (
+        "acme",
+        datetime(2026, 10, 4, 2, tzinfo=UTC),
+        True,
+        {
+            D1: {"costs": ACME_D1, "usage_completions": ACME_D1_USAGE, "usage_embeddings": EMBEDDINGS_D1},
+            D2: {
+                "costs": [
+                    cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.0),
+                    cost("o1, output", "proj_b", "key_2", 4.0),  # vanishes in L4
+                    cost("web search tool calls", None, None, 0.05),
+                ],
+                "usage_completions": [completion("proj_b", "o1", 100, 900, 4)],
+            },
+            D3: {
+                "costs": [cost("gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.7)],
+                "usage_completions": [completion("proj_a", "gpt-4o-mini-2024-07-18", 300, 100, 3)],
+            },
         },
-        D3: {
-            "costs": [cost("gpt-4o-mini-2024-07-18, input", "proj_a", "key_1", 0.7)],
-            "usage_completions": [completion("proj_a", "gpt-4o-mini-2024-07-18", 300, 100, 3)],
+    ),
+    "1001.2": (
+        "globex",
+        datetime(2026, 10, 4, 2, 5, tzinfo=UTC),
+        True,
+        {
+            D1: {"costs": [cost("text-embedding-3-small", "proj_g", "key_g", 5.0)]},
+            D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 1.5)]},
         },
-    }),
-    "1001.2": ("globex", datetime(2026, 10, 4, 2, 5, tzinfo=UTC), True, {
-        D1: {"costs": [cost("text-embedding-3-small", "proj_g", "key_g", 5.0)]},
-        D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 1.5)]},
-    }),
+    ),
     # acme day 3 re-pulled: the API returns nothing now, so the day must become empty
     "1001.3": ("acme", datetime(2026, 10, 5, 2, tzinfo=UTC), True, {D3: {}}),
     # failed half-way (data landed, no sync_windows marker): ignored although it is the newest
-    "1001.4": ("acme", datetime(2026, 10, 5, 3, tzinfo=UTC), False, {
-        D1: {"costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 999.0)]},
-    }),
+    "1001.4": (
+        "acme",
+        datetime(2026, 10, 5, 3, tzinfo=UTC),
+        False,
+        {
+            D1: {"costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 999.0)]},
+        },
+    ),
 }
 LOADS_BEFORE_WINDOW_BUILD = {
-    "1001.5": ("acme", datetime(2026, 10, 6, 2, tzinfo=UTC), True, {
-        D1: {
-            "costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 1.5), *ACME_D1[1:]],
-            "usage_completions": ACME_D1_USAGE,
-            "usage_embeddings": EMBEDDINGS_D1,
+    "1001.5": (
+        "acme",
+        datetime(2026, 10, 6, 2, tzinfo=UTC),
+        True,
+        {
+            D1: {
+                "costs": [cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 1.5), *ACME_D1[1:]],
+                "usage_completions": ACME_D1_USAGE,
+                "usage_embeddings": EMBEDDINGS_D1,
+            },
+            D2: {
+                "costs": [
+                    cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.5),
+                    cost("web search tool calls", None, None, 0.05),
+                ],
+            },
         },
-        D2: {
-            "costs": [
-                cost("gpt-4o-2024-08-06, input", "proj_a", "key_1", 3.5),
-                cost("web search tool calls", None, None, 0.05),
-            ],
+    ),
+    "1001.6": (
+        "globex",
+        datetime(2026, 10, 6, 2, 5, tzinfo=UTC),
+        True,
+        {
+            D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 2.0)]},
         },
-    }),
-    "1001.6": ("globex", datetime(2026, 10, 6, 2, 5, tzinfo=UTC), True, {
-        D2: {"costs": [cost("gpt-4o-2024-08-06, output", "proj_g", "key_g", 2.0)]},
-    }),
+    ),
 }
 WINDOW_VARS = {"start_date": "2026-10-02", "end_date": "2026-10-03", "connections": ["acme"]}
 
@@ -228,13 +264,28 @@ def create_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     for pid, kid, name, owner_type, owner, listed_at in [
         ("proj_a", "key_1", "backend prod", "user", "Ada Lovelace", loaded),
         ("proj_a", "key_svc", "ci", "service_account", "ci-bot", loaded),
-        ("proj_b", "key_old", "old key", "user", "Alan Turing", datetime(2026, 10, 1, tzinfo=UTC)),  # not listed since
+        (
+            "proj_b",
+            "key_old",
+            "old key",
+            "user",
+            "Alan Turing",
+            datetime(2026, 10, 1, tzinfo=UTC),
+        ),  # not listed since
     ]:
         con.execute(
             "insert into raw_openai.project_api_keys values ('acme', ?, ?, 'organization.project.api_key', ?, "
             "'sk-proj-ab***...wxyz', 1700000000, 1759500000, ?, ?, ?, ?, ?, ?, '1001.1', ?)",
-            [pid, kid, name, owner_type, *(("u1", owner) if owner_type == "user" else (None, None)),
-             *(("sa1", owner) if owner_type == "service_account" else (None, None)), listed_at, f"k-{kid}"],
+            [
+                pid,
+                kid,
+                name,
+                owner_type,
+                *(("u1", owner) if owner_type == "user" else (None, None)),
+                *(("sa1", owner) if owner_type == "service_account" else (None, None)),
+                listed_at,
+                f"k-{kid}",
+            ],
         )
     for pid, name, status, archived in [
         ("proj_a", "Alpha", "active", None),
@@ -267,12 +318,23 @@ def append_loads(con: duckdb.DuckDBPyConnection, loads: dict) -> None:
                     }
                     columns = ", ".join(values)
                     marks = ", ".join("?" for _ in values)
-                    con.execute(f"insert into raw_openai.{resource} ({columns}) values ({marks})", list(values.values()))
+                    con.execute(
+                        f"insert into raw_openai.{resource} ({columns}) values ({marks})",
+                        list(values.values()),
+                    )
                 if completed:  # the commit marker: only a sync whose data loaded writes it
                     con.execute(
                         "insert into raw_openai.sync_windows values (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [connection, resource, day, day == D1, loaded_at, load_id, load_id,
-                         f"w-{load_id}-{resource}-{day}"],
+                        [
+                            connection,
+                            resource,
+                            day,
+                            day == D1,
+                            loaded_at,
+                            load_id,
+                            load_id,
+                            f"w-{load_id}-{resource}-{day}",
+                        ],
                     )
 
 
@@ -326,11 +388,15 @@ def dbt_build(home: Path, dbt_vars: dict | None = None) -> dict[str, str]:
     """Runs `dbt build`; returns {node unique_id: status} and asserts it succeeded."""
     args = [
         "build",
-        "--project-dir", str(PROJECT_DIR),
-        "--profiles-dir", str(PROJECT_DIR),
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
         # keep artifacts of test runs out of the project's own target/ (Dagster's manifest)
-        "--target-path", str(home / "dbt_target"),
-        "--log-path", str(home / "dbt_logs"),
+        "--target-path",
+        str(home / "dbt_target"),
+        "--log-path",
+        str(home / "dbt_logs"),
         "--quiet",
     ]
     if dbt_vars is not None:
@@ -346,11 +412,16 @@ def reconciliation_failures(home: Path, test: str = "assert_spend_reconciles_wit
     """Runs only one data test (the money reconciliation by default); returns its failing row count."""
     args = [
         "test",
-        "--select", test,
-        "--project-dir", str(PROJECT_DIR),
-        "--profiles-dir", str(PROJECT_DIR),
-        "--target-path", str(home / "dbt_target"),
-        "--log-path", str(home / "dbt_logs"),
+        "--select",
+        test,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        str(home / "dbt_target"),
+        "--log-path",
+        str(home / "dbt_logs"),
         "--quiet",
     ]
     result = dbtRunner().invoke(args)
@@ -383,19 +454,30 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert restatements(warehouse) == [
         ("acme", D3, "gpt-4o-mini-2024-07-18, input", "vanished", 0.7, 0.0, 0.7, 0.0),
     ]
-    [(model, synced, detected)] = warehouse.rows(
-        "select model, (previous_synced_at, new_synced_at), detected_at from marts.fct_restatements")
+    [(model, synced, _detected)] = warehouse.rows(
+        "select model, (previous_synced_at, new_synced_at), detected_at from marts.fct_restatements"
+    )
     assert model == "gpt-4o-mini-2024-07-18"
     assert synced == (datetime(2026, 10, 4, 2, tzinfo=UTC), datetime(2026, 10, 5, 2, tzinfo=UTC))
 
     # the zero-row re-pull empties day 3 (costs and usage); the unfinished load is ignored
-    for mart in ["fct_spend_daily", "fct_model_spend_daily", "fct_usage_daily", "fct_model_spend_by_api_key_daily"]:
+    for mart in [
+        "fct_spend_daily",
+        "fct_model_spend_daily",
+        "fct_usage_daily",
+        "fct_model_spend_by_api_key_daily",
+    ]:
         assert warehouse.rows(f"select count(*) from marts.{mart} where date = ?", [D3]) == [(0,)]
     # ... but the daily rollups keep the synced day, at $0: no missing days
     assert warehouse.rows(
         "select connection, date, cost_usd, is_final from marts.fct_spend_daily_by_connection order by all"
-    ) == [("acme", D1, pytest.approx(4.9), True), ("acme", D2, pytest.approx(7.05), False), ("acme", D3, 0.0, False),
-          ("globex", D1, 5.0, True), ("globex", D2, 1.5, False)]
+    ) == [
+        ("acme", D1, pytest.approx(4.9), True),
+        ("acme", D2, pytest.approx(7.05), False),
+        ("acme", D3, 0.0, False),
+        ("globex", D1, 5.0, True),
+        ("globex", D2, 1.5, False),
+    ]
     assert warehouse.rows(
         "select project_id, cost_usd from marts.fct_spend_daily_by_project where date = ? order by all", [D3]
     ) == [("proj_a", 0.0), ("proj_c", 0.0)]  # alive that day (proj_b archived in 2025; proj_c unlisted)
@@ -404,12 +486,15 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     # parsing, aggregation and the null api key
     evals = warehouse.rows(
         """select product, model, charge_type, cost_usd, source_row_count from marts.fct_spend_daily
-        where connection = 'acme' and date = ? and line_item like 'evals |%'""", [D1])
+        where connection = 'acme' and date = ? and line_item like 'evals |%'""",
+        [D1],
+    )
     assert len(evals) == 1 and evals[0][:3] == ("evals", "gpt-4o-mini-2024-07-18", "input")
     assert math.isclose(evals[0][3], 0.5) and evals[0][4] == 2
     assert warehouse.rows(
         """select product, sku, model, api_key_id, line_item_shape from marts.fct_spend_daily
-        where line_item = 'assistants api | file search'""") == [("assistants api", "file search", None, None, "sku")]
+        where line_item = 'assistants api | file search'"""
+    ) == [("assistants api", "file search", None, None, "sku")]
     assert warehouse.rows(
         "select model, line_item_shape, cost_usd from marts.fct_spend_daily where line_item = 'weird || thing'"
     ) == [(None, "unknown", 0.05)]
@@ -419,7 +504,9 @@ def test_dbt_project_end_to_end(home: Path) -> None:
         (r[0], r[1]): r[2:]
         for r in warehouse.rows(
             """select project_id, model, cost_usd, input_tokens, output_tokens, num_model_requests
-            from marts.fct_model_spend_daily where connection = 'acme' and date = ?""", [D1])
+            from marts.fct_model_spend_daily where connection = 'acme' and date = ?""",
+            [D1],
+        )
     }
     assert model_rows[("proj_a", "gpt-4o-2024-08-06")] == (3.75, 1200, 600, 12)
     assert model_rows[("proj_c", "gpt-4o-mini-2024-07-18")] == (0.0, 50, 20, 1)  # usage only
@@ -427,31 +514,37 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert math.isclose(model_rows[("proj_a", "gpt-4o-mini-2024-07-18")][0], 0.5)
     # the fine-tune's usage meets its billed name (cost key_1, usage no key: they meet per project)
     assert model_rows[("proj_a", "ft-gpt-4o-mini-2024-07-18")] == (0.4, 400, 100, 3)
-    assert warehouse.rows("select count(*) from marts.fct_model_spend_daily where model like 'ft:%'") == [(0,)]
-    assert warehouse.rows(
-        "select model, billed_model from marts.fct_usage_daily where model like 'ft%'") == [(FINE_TUNE, "ft-gpt-4o-mini-2024-07-18")]
+    assert warehouse.rows("select count(*) from marts.fct_model_spend_daily where model like 'ft:%'") == [
+        (0,)
+    ]
+    assert warehouse.rows("select model, billed_model from marts.fct_usage_daily where model like 'ft%'") == [
+        (FINE_TUNE, "ft-gpt-4o-mini-2024-07-18")
+    ]
     # embeddings tokens beside the embeddings cost; non-model spend by product and SKU
     assert warehouse.rows(
         """select cost_usd, input_tokens, num_model_requests, has_usage_data from marts.fct_model_spend_daily
-        where connection = 'acme' and date = ? and model = 'text-embedding-3-small'""", [D1]) == [(0.1, 300, 3, True)]
+        where connection = 'acme' and date = ? and model = 'text-embedding-3-small'""",
+        [D1],
+    ) == [(0.1, 300, 3, True)]
     assert warehouse.rows(
         """select connection, spend_category, product, sku, cost_usd from marts.fct_model_spend_daily
-        where model is null and date = ? order by all""", [D1]) == [
-        ("acme", "sku", "assistants api", "file search", 0.1), ("acme", "unknown", None, None, 0.05)]
+        where model is null and date = ? order by all""",
+        [D1],
+    ) == [("acme", "sku", "assistants api", "file search", 0.1), ("acme", "unknown", None, None, 0.05)]
     # API keys by name: listed, listed once and deleted since, never listed
     assert warehouse.rows(
         """select connection, api_key_id, name, project_id, owner_type, owner_name, is_listed, last_listed_name
-        from marts.dim_api_keys order by all""") == [
+        from marts.dim_api_keys order by all"""
+    ) == [
         ("acme", "key_1", "backend prod", "proj_a", "user", "Ada Lovelace", True, "backend prod"),
         ("acme", "key_2", "(deleted key)", "proj_b", None, None, False, None),
         ("acme", "key_old", "(deleted key)", "proj_b", "user", "Alan Turing", False, "old key"),
         ("acme", "key_svc", "ci", "proj_a", "service_account", "ci-bot", True, "ci"),
-        ("globex", "key_g", "(deleted key)", "proj_g", None, None, False, None)]
+        ("globex", "key_g", "(deleted key)", "proj_g", None, None, False, None),
+    ]
 
     # projects: listed ones plus those only seen in costs/usage
-    assert sorted(
-        warehouse.rows("select connection, project_id, name, status from marts.dim_projects")
-    ) == [
+    assert sorted(warehouse.rows("select connection, project_id, name, status from marts.dim_projects")) == [
         ("acme", "proj_a", "Alpha", "active"),
         ("acme", "proj_b", "Beta", "archived"),
         ("acme", "proj_c", None, "unknown"),
@@ -459,16 +552,21 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     ]
     usage = warehouse.rows(
         "select endpoint, model, input_tokens, num_model_requests, output_tokens from marts.fct_usage_daily "
-        "where connection = 'acme' and date = ? and endpoint = 'embeddings'", [D1])
+        "where connection = 'acme' and date = ? and endpoint = 'embeddings'",
+        [D1],
+    )
     assert usage == [("embeddings", "text-embedding-3-small", 300, 3, None)]
     assert warehouse.rows("select count(*) from marts.fct_spend_monthly_by_model") != [(0,)]
     assert sorted(
-        warehouse.rows(
-            "select connection, project_id, project_name from marts.fct_spend_monthly_by_project"
-        ),
+        warehouse.rows("select connection, project_id, project_name from marts.fct_spend_monthly_by_project"),
         key=repr,
     ) == sorted(
-        [("acme", "proj_a", "Alpha"), ("acme", "proj_b", "Beta"), ("acme", None, None), ("globex", "proj_g", None)],
+        [
+            ("acme", "proj_a", "Alpha"),
+            ("acme", "proj_b", "Beta"),
+            ("acme", None, None),
+            ("globex", "proj_g", None),
+        ],
         key=repr,
     )
 
@@ -486,16 +584,22 @@ def test_dbt_project_end_to_end(home: Path) -> None:
         assert_costs_match(warehouse.daily_cost(mart), stale)
     assert math.isclose(latest[("acme", D2)], 3.55)
     # the vanished o1 row is gone, from both spend marts
-    assert warehouse.rows("select count(*) from marts.fct_spend_daily where line_item = 'o1, output'") == [(0,)]
+    assert warehouse.rows("select count(*) from marts.fct_spend_daily where line_item = 'o1, output'") == [
+        (0,)
+    ]
     assert warehouse.rows(
-        "select count(*) from marts.fct_model_spend_daily where model = 'o1' and cost_usd > 0") == [(0,)]
+        "select count(*) from marts.fct_model_spend_daily where model = 'o1' and cost_usd > 0"
+    ) == [(0,)]
     # acme day 2 restated (one amount changed, one row vanished, one unchanged: no row); the days
     # outside the window wait for their own build
-    assert restatements(warehouse) == sorted([
-        ("acme", D3, "gpt-4o-mini-2024-07-18, input", "vanished", 0.7, 0.0, 0.7, 0.0),
-        ("acme", D2, "gpt-4o-2024-08-06, input", "changed", 3.0, 3.5, 7.05, 3.55),
-        ("acme", D2, "o1, output", "vanished", 4.0, 0.0, 7.05, 3.55),
-    ], key=repr)  # fmt: skip
+    assert restatements(warehouse) == sorted(
+        [
+            ("acme", D3, "gpt-4o-mini-2024-07-18, input", "vanished", 0.7, 0.0, 0.7, 0.0),
+            ("acme", D2, "gpt-4o-2024-08-06, input", "changed", 3.0, 3.5, 7.05, 3.55),
+            ("acme", D2, "o1, output", "vanished", 4.0, 0.0, 7.05, 3.55),
+        ],
+        key=repr,
+    )
     # other days and connections untouched, although their raw data changed
     for mart in MARTS:
         assert warehouse.table(f"(select * from marts.{mart} where {outside})") == before[mart], mart
@@ -521,8 +625,12 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     # 5. the reconciliation test catches a doubled and a dropped row
     with duckdb.connect(str(warehouse.path)) as con:
         con.execute("create table main.spend_backup as select * from marts.fct_spend_daily")
-        con.execute("insert into marts.fct_spend_daily select * from marts.fct_spend_daily where line_item = 'web search tool calls'")
-        con.execute("delete from marts.fct_model_spend_daily where model = 'gpt-4o-2024-08-06' and connection = 'globex'")
+        con.execute(
+            "insert into marts.fct_spend_daily select * from marts.fct_spend_daily where line_item = 'web search tool calls'"
+        )
+        con.execute(
+            "delete from marts.fct_model_spend_daily where model = 'gpt-4o-2024-08-06' and connection = 'globex'"
+        )
     assert reconciliation_failures(home) > 0
     with duckdb.connect(str(warehouse.path)) as con:
         con.execute("delete from marts.fct_spend_daily")
@@ -530,7 +638,10 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert reconciliation_failures(home) > 0  # the dropped model-spend row alone
 
     # 6. the usage and no-missing-days checks catch what they promise
-    usage_check, days_check = "assert_model_spend_holds_all_model_usage", "assert_daily_rollups_cover_every_synced_day"
+    usage_check, days_check = (
+        "assert_model_spend_holds_all_model_usage",
+        "assert_daily_rollups_cover_every_synced_day",
+    )
     assert reconciliation_failures(home, usage_check) == 0 and reconciliation_failures(home, days_check) == 0
     with duckdb.connect(str(warehouse.path)) as con:  # fine-tuned tokens on a row of their own
         con.execute(f"""update marts.fct_model_spend_daily set model = '{FINE_TUNE}'
@@ -539,6 +650,8 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     assert reconciliation_failures(home, usage_check) == 1
     assert reconciliation_failures(home, days_check) == 1
     with duckdb.connect(str(warehouse.path)) as con:  # embeddings tokens dropped from one key's row
-        con.execute("update marts.fct_model_spend_by_api_key_daily set input_tokens = 0 "
-                    "where model = 'text-embedding-3-small'")
+        con.execute(
+            "update marts.fct_model_spend_by_api_key_daily set input_tokens = 0 "
+            "where model = 'text-embedding-3-small'"
+        )
     assert reconciliation_failures(home, usage_check) == 2

@@ -66,15 +66,35 @@ MANDATORY: dict[str, tuple[str, bool]] = {  # column -> (type, nullable)
 }
 # Conditional columns the API lets Stax fill, with their FOCUS types.
 CONDITIONAL = {
-    "ConsumedQuantity": DECIMAL, "ConsumedUnit": STRING, "ResourceId": STRING, "SkuId": STRING,
-    "SubAccountId": STRING, "SubAccountName": STRING, "Tags": KEY_VALUE,
+    "ConsumedQuantity": DECIMAL,
+    "ConsumedUnit": STRING,
+    "ResourceId": STRING,
+    "SkuId": STRING,
+    "SubAccountId": STRING,
+    "SubAccountName": STRING,
+    "Tags": KEY_VALUE,
 }
 CHARGE_CATEGORIES = {"Usage", "Purchase", "Tax", "Credit", "Adjustment"}
 SERVICE_CATEGORIES = {
-    "AI and Machine Learning", "Analytics", "Business Applications", "Compute", "Databases",
-    "Developer Tools", "Multicloud", "Identity", "Integration", "Internet of Things",
-    "Management and Governance", "Media", "Migration", "Mobile", "Networking", "Security",
-    "Storage", "Web", "Other",
+    "AI and Machine Learning",
+    "Analytics",
+    "Business Applications",
+    "Compute",
+    "Databases",
+    "Developer Tools",
+    "Multicloud",
+    "Identity",
+    "Integration",
+    "Internet of Things",
+    "Management and Governance",
+    "Media",
+    "Migration",
+    "Mobile",
+    "Networking",
+    "Security",
+    "Storage",
+    "Web",
+    "Other",
 }
 
 # acme across the October/November boundary; globex ending on the day the API restates.
@@ -85,18 +105,37 @@ RESTATED = SyncWindow.inclusive(GLOBEX_WINDOW.last, GLOBEX_WINDOW.last)
 
 def _load(settings, name: str, key: str, window: SyncWindow, base_url: str) -> None:
     """The ingest the Dagster asset runs: the window into raw_openai, then its commit marker."""
-    load_window(settings, get_provider("openai"), connection=name, window=window, api_key=key, base_url=base_url,
-                run_id=f"focus-test-{name}-{window}")
+    load_window(
+        settings,
+        get_provider("openai"),
+        connection=name,
+        window=window,
+        api_key=key,
+        base_url=base_url,
+        run_id=f"focus-test-{name}-{window}",
+    )
 
 
 def _dbt_build(home: Path, window: SyncWindow | None = None, connections: list[str] | None = None) -> None:
     """`dbt build` of the FOCUS mart and everything it is made of (with their tests), as a sync
     runs it: for the window in STAX_DBT_WINDOW when one is given (incremental), else every day."""
     args = [
-        "build", "--select", "+focus_cost_and_usage", "--indirect-selection", "cautious",
-        "--exclude-resource-type", "unit_test",
-        "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
-        "--target-path", str(home / "dbt_target"), "--log-path", str(home / "dbt_logs"), "--quiet",
+        "build",
+        "--select",
+        "+focus_cost_and_usage",
+        "--indirect-selection",
+        "cautious",
+        "--exclude-resource-type",
+        "unit_test",
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--profiles-dir",
+        str(PROJECT_DIR),
+        "--target-path",
+        str(home / "dbt_target"),
+        "--log-path",
+        str(home / "dbt_logs"),
+        "--quiet",
     ]
     with window_in_environment(dbt_vars(window, connections) if window else {}):
         result = dbtRunner().invoke(args)
@@ -111,9 +150,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Both organizations loaded and built; then globex's last day re-pulled once the API restated
     it and rebuilt for that window only, as the nightly sync does."""
     home = tmp_path_factory.mktemp("focus") / "stax-home"
-    with pytest.MonkeyPatch.context() as env, run_simulator(
-        now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)
-    ) as simulator:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        run_simulator(now=lambda: SIMULATOR_NOW, faults=Faults(retry_after=0)) as simulator,
+    ):
         env.setenv("STAX_HOME", str(home))
         env.delenv("STAX_LOOKBACK_DAYS", raising=False)
         settings = load_settings()
@@ -144,10 +184,13 @@ def test_every_mandatory_column_has_the_spec_type_and_null_rule(built):
         assert types.get(column) == focus_type, column
     # FOCUS columns first, then only x_-prefixed ones (FOCUS's rule for custom columns)
     names = list(types)
-    custom = [n for n in names if not (n in MANDATORY or n in CONDITIONAL
-                                       or n in ("ChargeFrequency", "ServiceSubcategory"))]
+    custom = [
+        n
+        for n in names
+        if not (n in MANDATORY or n in CONDITIONAL or n in ("ChargeFrequency", "ServiceSubcategory"))
+    ]
     assert custom and all(n.startswith("x_") for n in custom), custom
-    assert names[-len(custom):] == custom
+    assert names[-len(custom) :] == custom
 
     total = _rows(con, "select count(*) from marts.focus_cost_and_usage")[0][0]
     assert total > 100
@@ -155,20 +198,25 @@ def test_every_mandatory_column_has_the_spec_type_and_null_rule(built):
         if not nullable:
             nulls = _rows(con, f"select count(*) from marts.focus_cost_and_usage where {column} is null")
             assert nulls == [(0,)], column
-    pairs = _rows(con, """
+    pairs = _rows(
+        con,
+        """
         select
             count(*) filter (where (PricingQuantity is null) != (PricingUnit is null)),
             count(*) filter (where (ConsumedQuantity is null) != (ConsumedUnit is null)),
             count(*) filter (where (SubAccountId is null) != (SubAccountName is null)),
             count(*) filter (where ChargeClass is not null),
             count(*) filter (where ChargeDescription is null or SkuId is null)
-        from marts.focus_cost_and_usage""")
+        from marts.focus_cost_and_usage""",
+    )
     assert pairs == [(0, 0, 0, 0, 0)]
 
 
 def test_quantities_are_there_wherever_the_api_gives_them(built):
     con = built["con"]
-    (quantities, priced, consumed, units), = _rows(con, """
+    ((quantities, priced, consumed, units),) = _rows(
+        con,
+        """
         select count(s.quantity), count(f.PricingQuantity), count(f.ConsumedQuantity),
                list_sort(list_distinct(list(f.PricingUnit)))
         from marts.fct_spend_daily s
@@ -176,7 +224,8 @@ def test_quantities_are_there_wherever_the_api_gives_them(built):
           on f.x_Connection = s.connection and f.x_ChargeDate = s.date
          and f.ChargeDescription = s.line_item
          and f.SubAccountId is not distinct from s.project_id
-         and f.ResourceId is not distinct from s.api_key_id""")
+         and f.ResourceId is not distinct from s.api_key_id""",
+    )
     assert quantities == priced == consumed > 0
     # the API's units in FOCUS Unit Format; 'Units' where it gives a count without a unit
     assert set(units) <= {"Tokens", "1000 Tokens", "Images", "Characters", "Seconds", "GiB-Hours", "Units"}
@@ -194,15 +243,20 @@ def test_values_are_ones_the_spec_allows(built):
     assert distinct("ServiceSubcategory") == {"Generative AI"}  # a subcategory of AI and Machine Learning
     assert distinct("BillingCurrency") == {"USD"}
     assert distinct("ChargeFrequency") == {"Usage-Based"}
-    assert distinct("concat_ws('|', ServiceProviderName, HostProviderName, InvoiceIssuerName, ProviderName, "
-                    "PublisherName)") == {"|".join(["OpenAI"] * 5)}
+    assert distinct(
+        "concat_ws('|', ServiceProviderName, HostProviderName, InvoiceIssuerName, ProviderName, "
+        "PublisherName)"
+    ) == {"|".join(["OpenAI"] * 5)}
 
 
 def test_periods_are_the_utc_day_inside_its_calendar_month(built):
     con = built["con"]
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         select distinct x_ChargeDate, ChargePeriodStart, ChargePeriodEnd, BillingPeriodStart, BillingPeriodEnd
-        from marts.focus_cost_and_usage where x_Connection = 'acme' order by 1""")
+        from marts.focus_cost_and_usage where x_Connection = 'acme' order by 1""",
+    )
     assert [r[0] for r in rows] == ACME_WINDOW.days()  # October 31st and November 1st
     for day, start, end, month_start, month_end in rows:
         midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -217,16 +271,27 @@ def test_accounts_projects_and_tags_name_what_was_billed(built):
     con, simulator = built["con"], built["simulator"]
     for name, key in (("acme", ADMIN_KEY), ("globex", GLOBEX_KEY)):
         org = simulator.org_for_key(key)
-        accounts = _rows(con, "select distinct BillingAccountId, BillingAccountName "
-                              "from marts.focus_cost_and_usage where x_Connection = ?", [name])
+        accounts = _rows(
+            con,
+            "select distinct BillingAccountId, BillingAccountName "
+            "from marts.focus_cost_and_usage where x_Connection = ?",
+            [name],
+        )
         assert accounts == [(org.org_id, name)]
         names = {p["id"]: p["name"] for p in org.projects}
-        projects = _rows(con, "select distinct SubAccountId, SubAccountName from marts.focus_cost_and_usage "
-                              "where x_Connection = ? and SubAccountId is not null", [name])
+        projects = _rows(
+            con,
+            "select distinct SubAccountId, SubAccountName from marts.focus_cost_and_usage "
+            "where x_Connection = ? and SubAccountId is not null",
+            [name],
+        )
         assert projects and all(names[pid] == pname for pid, pname in projects)
-    for tags, project_id, key_id, model, charge_type in _rows(con, """
+    for tags, project_id, key_id, model, charge_type in _rows(
+        con,
+        """
             select cast(Tags as varchar), SubAccountId, ResourceId, x_Model, x_ChargeType
-            from marts.focus_cost_and_usage"""):
+            from marts.focus_cost_and_usage""",
+    ):
         parsed = json.loads(tags)
         assert isinstance(parsed, dict)
         assert all(isinstance(v, (str, int, float, bool)) for v in parsed.values())
@@ -236,31 +301,52 @@ def test_accounts_projects_and_tags_name_what_was_billed(built):
         assert parsed.get("stax/model") == model and parsed.get("stax/charge_type") == charge_type
 
 
-@pytest.mark.parametrize(("name", "key", "window"), [
-    ("acme", ADMIN_KEY, ACME_WINDOW),
-    ("globex", GLOBEX_KEY, GLOBEX_WINDOW),
-])
+@pytest.mark.parametrize(
+    ("name", "key", "window"),
+    [
+        ("acme", ADMIN_KEY, ACME_WINDOW),
+        ("globex", GLOBEX_KEY, GLOBEX_WINDOW),
+    ],
+)
 def test_billed_cost_equals_the_marts_and_the_api_per_connection_and_window(built, name, key, window):
     con, simulator = built["con"], built["simulator"]
-    focus = dict(_rows(con, """
+    focus = dict(
+        _rows(
+            con,
+            """
         select x_ChargeDate, sum(BilledCost) from marts.focus_cost_and_usage
         where x_Connection = ? and x_ChargeDate >= ? and x_ChargeDate < ? group by 1""",
-        [name, window.start, window.end]))  # fmt: skip
-    marts = dict(_rows(con, """
+            [name, window.start, window.end],
+        )
+    )
+    marts = dict(
+        _rows(
+            con,
+            """
         select date, sum(cost_usd) from marts.fct_spend_daily
-        where connection = ? and date >= ? and date < ? group by 1""", [name, window.start, window.end]))
+        where connection = ? and date >= ? and date < ? group by 1""",
+            [name, window.start, window.end],
+        )
+    )
     truth = simulator.org_for_key(key).cost_total_by_day(window.start, window.end)  # globex: restated
     assert set(focus) == set(marts) == {d for d, v in truth.items() if v}
     for day, value in truth.items():
         assert focus.get(day, 0.0) == pytest.approx(marts.get(day, 0.0), abs=TOLERANCE), day
         assert focus.get(day, 0.0) == pytest.approx(value, abs=TOLERANCE), day
     assert sum(focus.values()) == pytest.approx(sum(truth.values()), abs=TOLERANCE)
-    counts = _rows(con, """
+    counts = _rows(
+        con,
+        """
         select (select count(*) from marts.focus_cost_and_usage where x_Connection = $1),
-               (select count(*) from marts.fct_spend_daily where connection = $1)""", [name])
+               (select count(*) from marts.fct_spend_daily where connection = $1)""",
+        [name],
+    )
     assert counts[0][0] == counts[0][1]  # one FOCUS row per charge, none dropped or doubled
     # the restated day differs from what the API first said: the view followed the re-sync
     if name == "globex":
-        original = Simulator(now=lambda: SIMULATOR_NOW).org_for_key(key).cost_total_by_day(
-            RESTATED.start, RESTATED.end)[RESTATED.start]
+        original = (
+            Simulator(now=lambda: SIMULATOR_NOW)
+            .org_for_key(key)
+            .cost_total_by_day(RESTATED.start, RESTATED.end)[RESTATED.start]
+        )
         assert abs(original - focus[RESTATED.start]) > TOLERANCE

@@ -14,10 +14,16 @@ from stax_pipeline.sources.openai_admin.settings import COSTS_COLUMNS
 
 def _row(i: int) -> dict:
     return {
-        "connection": "acme", "date": date(2026, 11, 1), "bucket_start_time": 1, "bucket_end_time": 2,
-        "loaded_at": datetime(2026, 11, 2, tzinfo=UTC), "sync_id": "s", "amount__value": i / 3,
-        "line_item": None if i % 2 else "gpt-4o, input", "new_api_field": {"nested": i},
-    }  # fmt: skip
+        "connection": "acme",
+        "date": date(2026, 11, 1),
+        "bucket_start_time": 1,
+        "bucket_end_time": 2,
+        "loaded_at": datetime(2026, 11, 2, tzinfo=UTC),
+        "sync_id": "s",
+        "amount__value": i / 3,
+        "line_item": None if i % 2 else "gpt-4o, input",
+        "new_api_field": {"nested": i},
+    }
 
 
 def test_batches_are_bounded_typed_as_hinted_and_keep_unknown_fields():

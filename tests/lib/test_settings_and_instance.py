@@ -35,8 +35,10 @@ def test_a_malformed_setting_fails_only_what_uses_it(home, monkeypatch):
     settings = load_settings(create=False)  # reading commands: fine
     assert settings.warehouse_lock_timeout_s == 60.0
     assert get_provider("openai").new_connection_base_url() == "https://api.openai.com/v1"
-    with pytest.raises(SettingError, match="STAX_LOOKBACK_DAYS must be a whole number of days from 0 to 365, got 'abc'"):
-        settings.lookback_days
+    with pytest.raises(
+        SettingError, match="STAX_LOOKBACK_DAYS must be a whole number of days from 0 to 365, got 'abc'"
+    ):
+        _ = settings.lookback_days
     with pytest.raises(SettingError, match="STAX_LOOKBACK_DAYS"):
         load_settings()  # writing commands check everything first…
     assert not home.exists()  # …and create nothing when one is malformed
@@ -46,12 +48,19 @@ def test_a_malformed_setting_fails_only_what_uses_it(home, monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("STAX_LOOKBACK_DAYS", "366"), ("STAX_LOOKBACK_DAYS", "3.5"), ("STAX_LOOKBACK_DAYS", "٣"),
-     ("STAX_WAREHOUSE_LOCK_TIMEOUT", "-1"), ("STAX_WAREHOUSE_LOCK_TIMEOUT", "1e9"),
-     ("STAX_HTTP_BACKOFF_FLOOR_SECONDS", "61"), ("STAX_HTTP_MAX_RETRY_SECONDS", "inf"),
-     ("STAX_OPENAI_BASE_URL", "api.openai.com"), ("STAX_MASTER_KEY", "dG9vIHNob3J0"),
-     ("STAX_NEW_MASTER_KEY", "!!!")],
-)  # fmt: skip
+    [
+        ("STAX_LOOKBACK_DAYS", "366"),
+        ("STAX_LOOKBACK_DAYS", "3.5"),
+        ("STAX_LOOKBACK_DAYS", "٣"),
+        ("STAX_WAREHOUSE_LOCK_TIMEOUT", "-1"),
+        ("STAX_WAREHOUSE_LOCK_TIMEOUT", "1e9"),
+        ("STAX_HTTP_BACKOFF_FLOOR_SECONDS", "61"),
+        ("STAX_HTTP_MAX_RETRY_SECONDS", "inf"),
+        ("STAX_OPENAI_BASE_URL", "api.openai.com"),
+        ("STAX_MASTER_KEY", "dG9vIHNob3J0"),
+        ("STAX_NEW_MASTER_KEY", "!!!"),
+    ],
+)
 def test_every_setting_is_checked_before_anything_is_created(home, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingError) as info:
@@ -102,8 +111,9 @@ def test_dagster_yaml_is_written_once_then_left_to_the_user(tmp_path):
     target.write_text("run_monitoring:\n  enabled: true\nconcurrency:\n  pools:\n    default_limit: 4\n")
     write_instance_config(tmp_path, INSTANCE_TEMPLATE)
     assert yaml.safe_load(target.read_text()) == {
-        "run_monitoring": {"enabled": True}, "concurrency": {"pools": {"default_limit": 1}},
-    }  # fmt: skip
+        "run_monitoring": {"enabled": True},
+        "concurrency": {"pools": {"default_limit": 1}},
+    }
 
     target.write_text("concurrency: [unclosed\n")
     with pytest.raises(ConfigError, match=r"dagster.yaml is not valid YAML \(line \d+\): fix it"):
@@ -113,15 +123,21 @@ def test_dagster_yaml_is_written_once_then_left_to_the_user(tmp_path):
 
 def test_make_ui_gives_dagster_no_master_key(home, monkeypatch):
     settings = load_settings()
-    env = ui_environment({"STAX_MASTER_KEY": "k", "STAX_NEW_MASTER_KEY": "n", "PATH": "/usr/bin", "LANG": "C"},
-                         settings)  # fmt: skip
+    env = ui_environment(
+        {"STAX_MASTER_KEY": "k", "STAX_NEW_MASTER_KEY": "n", "PATH": "/usr/bin", "LANG": "C"}, settings
+    )
     assert "STAX_MASTER_KEY" not in env and "STAX_NEW_MASTER_KEY" not in env
     assert env["DAGSTER_HOME"] == str(home / "dagster") and env["STAX_HOME"] == str(home)
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent) and env["LANG"] == "C"
 
     # The real thing, up to dagster dev itself (asked for its help, so it exits at once).
-    result = subprocess.run([sys.executable, "-m", "stax_pipeline.cli.ui", "--help"], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "STAX_MASTER_KEY": ""})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "stax_pipeline.cli.ui", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "STAX_MASTER_KEY": ""},
+    )
     assert result.returncode == 0, result.stderr
     assert "dagster dev" in result.stdout
     assert stat.S_IMODE((home / "dagster" / "dagster.yaml").stat().st_mode) == 0o600

@@ -39,9 +39,11 @@ class Ticks:
 def _execute(instance, tags: dict[str, str]) -> DagsterRunStatus:
     """Run the sync job in-process with these tags (what the daemon does with a run request)."""
     result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-        instance=instance, tags=tags, raise_on_error=False,
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )  # fmt: skip
+    )
     return instance.get_run_by_id(result.run_id).status
 
 
@@ -81,7 +83,9 @@ def test_failed_backfill_is_released_with_its_reason_and_retried_after_the_backo
     assert failed.backfill_state == "failed"
     assert "HTTP 401" in failed.backfill_error and REVOKED_KEY not in failed.backfill_error
     assert failed.backfill_attempts == 1
-    assert before + timedelta(minutes=1) <= failed.backfill_retry_at <= datetime.now(UTC) + timedelta(minutes=1)
+    assert (
+        before + timedelta(minutes=1) <= failed.backfill_retry_at <= datetime.now(UTC) + timedelta(minutes=1)
+    )
     on_failure()
     assert store.get("acme").backfill_attempts == 1  # an outcome is applied once
 
@@ -99,7 +103,10 @@ def test_failed_backfill_is_released_with_its_reason_and_retried_after_the_backo
     on_cancel()
     canceled = store.get("acme")
     assert (canceled.backfill_state, canceled.backfill_error, canceled.backfill_attempts) == (
-        "failed", "the run was canceled", 2)
+        "failed",
+        "the run was canceled",
+        2,
+    )
     assert canceled.backfill_retry_at >= before + timedelta(minutes=2)
     assert _backfill_requests(backfill) == []
 
@@ -147,4 +154,5 @@ def test_a_claim_no_sensor_settled_is_settled_by_the_backfill_sensor(stax_home, 
     released = store.get("acme")
     assert released.backfill_state == "failed" and released.backfill_attempts == 1
     assert released.backfill_error == (
-        "Run worker process 4242 is gone" if launched else "no run was launched for the backfill")
+        "Run worker process 4242 is gone" if launched else "no run was launched for the backfill"
+    )

@@ -38,17 +38,20 @@ def instance(stax_home):
 
 def dead_process() -> ProcessIdentity:
     """A process that ran and ended (its pid is free again)."""
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
-    identity = ProcessIdentity(ProcessIdentity.current().host, child.pid,
-                               psutil.Process(child.pid).create_time())
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    identity = ProcessIdentity(
+        ProcessIdentity.current().host, child.pid, psutil.Process(child.pid).create_time()
+    )
     child.communicate(b"")
     return identity
 
 
 def owned_by(identity: ProcessIdentity) -> dict[str, str]:
-    return {HOST_TAG: identity.host, PID_TAG: str(identity.pid),
-            PROCESS_STARTED_TAG: repr(identity.started_at)}
+    return {
+        HOST_TAG: identity.host,
+        PID_TAG: str(identity.pid),
+        PROCESS_STARTED_TAG: repr(identity.started_at),
+    }
 
 
 def add_run(instance, tags=None, status=DagsterRunStatus.STARTED, holds_slot=True) -> str:
@@ -65,8 +68,10 @@ def status(instance, run_id) -> DagsterRunStatus:
 
 def pool(instance) -> tuple[set[str], set[str]]:
     info = instance.event_log_storage.get_concurrency_info(POOL)
-    return ({s.run_id for s in info.claimed_slots},
-            {s.run_id for s in info.pending_steps if s.assigned_timestamp is None})
+    return (
+        {s.run_id for s in info.claimed_slots},
+        {s.run_id for s in info.pending_steps if s.assigned_timestamp is None},
+    )
 
 
 def test_a_run_whose_process_died_is_failed_and_its_slot_passes_on(instance, caplog):
@@ -101,27 +106,38 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive(instance):
 
 def test_runs_whose_process_lives_or_cannot_be_judged_here_are_left_alone(instance):
     alive = add_run(instance, owned_by(ProcessIdentity.current()))
-    elsewhere = add_run(instance, owned_by(ProcessIdentity("another-host", 4242, 0.0)),
-                        holds_slot=False)
+    elsewhere = add_run(instance, owned_by(ProcessIdentity("another-host", 4242, 0.0)), holds_slot=False)
     # Launched, but its worker has not said which process it is (yet).
     launching = add_run(instance, status=DagsterRunStatus.STARTING, holds_slot=False)
     unreported = add_run(instance, holds_slot=False)
     # Re-executed from the UI: it carries its dead parent's tags, but runs in a worker of its own.
-    reexecuted = add_run(instance, {**owned_by(dead_process()), "dagster/parent_run_id": alive},
-                         status=DagsterRunStatus.STARTING, holds_slot=False)
+    reexecuted = add_run(
+        instance,
+        {**owned_by(dead_process()), "dagster/parent_run_id": alive},
+        status=DagsterRunStatus.STARTING,
+        holds_slot=False,
+    )
     assert recover_dead_runs(instance) == []
     assert [status(instance, r) for r in (alive, elsewhere, launching, unreported, reexecuted)] == [
-        DagsterRunStatus.STARTED, DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
-        DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.STARTING,
+    ]
     assert pool(instance) == ({alive}, set())
 
 
 def test_a_launched_run_is_judged_by_the_process_its_worker_reported(instance):
     """Runs of the daemon or the UI carry no tags; their worker logs its pid when it starts."""
+
     def launched_run(pid: int) -> str:
         run_id = add_run(instance, holds_slot=False)
-        instance.report_engine_event(f"Started process for run (pid: {pid}).",
-                                     instance.get_run_by_id(run_id), EngineEventData.in_process(pid))
+        instance.report_engine_event(
+            f"Started process for run (pid: {pid}).",
+            instance.get_run_by_id(run_id),
+            EngineEventData.in_process(pid),
+        )
         return run_id
 
     dead = launched_run(dead_process().pid)

@@ -13,8 +13,8 @@ from stax_pipeline.defs.ingest import sync_selection
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
 from stax_pipeline.lib.window import SyncWindow, dbt_vars, is_final, nightly_window
 from stax_pipeline.orchestration import dagster_instance, register_connection
-from stax_pipeline.settings import load_settings
 from stax_pipeline.providers import PROVIDERS
+from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.anthropic_admin.settings import RAW_TABLES as ANTHROPIC_RAW_TABLES
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
 from tests.conftest import ADMIN_KEY
@@ -38,17 +38,27 @@ def test_definitions_load_and_dlt_feeds_dbt_as_one_graph():
     assert all(not k.path[0].startswith("openai_admin") for k in graph.get_all_asset_keys())
     assert set(graph.external_asset_keys) == set()
     assert materializable - ingest == {k for k in materializable if k.path[0] == "marts"}
-    for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_model_spend_by_api_key_daily", "dim_projects",
-                 "dim_api_keys", "fct_spend_daily_by_connection", "fct_spend_daily_by_project"):
+    for mart in (
+        "fct_spend_daily",
+        "fct_model_spend_daily",
+        "fct_model_spend_by_api_key_daily",
+        "dim_projects",
+        "dim_api_keys",
+        "fct_spend_daily_by_connection",
+        "fct_spend_daily_by_project",
+    ):
         assert AssetKey(["marts", mart]) in materializable
     # Lineage goes through the models in between: raw -> marts (both providers feed the marts
     # that union them), and marts -> the marts they read.
     for mart in ("fct_spend_daily", "dim_api_keys", "dim_projects", "fct_usage_daily"):
         assert graph.get(AssetKey(["marts", mart])).parent_keys == ingest, mart
     assert graph.get(AssetKey(["marts", "fct_spend_daily_by_connection"])).parent_keys == {
-        *ingest, AssetKey(["marts", "fct_spend_daily"])}
+        *ingest,
+        AssetKey(["marts", "fct_spend_daily"]),
+    }
     assert graph.get(AssetKey(["marts", "rpt_spend_month_to_date_by_model"])).parent_keys == {
-        AssetKey(["marts", "fct_spend_monthly_by_model"])}
+        AssetKey(["marts", "fct_spend_monthly_by_model"])
+    }
     groups = {graph.get(k).group_name for k in materializable}
     assert groups == {"ingest", "marts"}
 
@@ -76,7 +86,8 @@ def test_another_providers_ingest_asset_refuses_the_connection_before_any_reques
     )
     assert not result.success
     assert run_failure_reason(result.all_events) == (
-        "'claude' is a connection to Anthropic: materialize raw_anthropic for it, not raw_openai")
+        "'claude' is a connection to Anthropic: materialize raw_anthropic for it, not raw_openai"
+    )
 
 
 def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
@@ -96,7 +107,9 @@ def test_dbt_tests_are_asset_checks():
     names = {k.name for k in checks}
     assert any(name.startswith("unique_grain") for name in names)
     # a test over several models is the check of the one its meta.dagster.ref names
-    assert AssetCheckKey(AssetKey(["marts", "fct_spend_daily"]), "assert_spend_reconciles_with_costs") in checks
+    assert (
+        AssetCheckKey(AssetKey(["marts", "fct_spend_daily"]), "assert_spend_reconciles_with_costs") in checks
+    )
     assert all(k.asset_key.path[0] == "marts" for k in checks)
 
 
@@ -104,7 +117,10 @@ def test_window_helpers():
     window = nightly_window(date(2026, 11, 25), 3)
     assert (window.start, window.last) == (date(2026, 11, 21), date(2026, 11, 24))
     assert dbt_vars(window, ["b", "a"]) == {
-        "start_date": "2026-11-21", "end_date": "2026-11-25", "connections": ["a", "b"]}
+        "start_date": "2026-11-21",
+        "end_date": "2026-11-25",
+        "connections": ["a", "b"],
+    }
     # A day is final when that night's sync pulls it for the last time (or never again).
     pulled = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
     assert is_final(date(2026, 11, 21), pulled, 3)
@@ -151,9 +167,15 @@ def test_nightly_schedule_runs_each_connection_over_its_own_catch_up_window(stax
     }
     assert {r.run_key for r in requests} == {f"nightly:{n}:2026-11-25" for n in windows}
     # each run pulls its connection's provider only (and rebuilds the marts)
-    ingest = {name: {k for k in r.asset_selection if k.path[0].startswith("raw_")} for name, r in by_connection.items()}
-    assert ingest == {"acme": {AssetKey(["raw_openai"])}, "globex": {AssetKey(["raw_openai"])},
-                      "initech": {AssetKey(["raw_anthropic"])}}
+    ingest = {
+        name: {k for k in r.asset_selection if k.path[0].startswith("raw_")}
+        for name, r in by_connection.items()
+    }
+    assert ingest == {
+        "acme": {AssetKey(["raw_openai"])},
+        "globex": {AssetKey(["raw_openai"])},
+        "initech": {AssetKey(["raw_anthropic"])},
+    }
 
 
 def test_sensor_backfills_a_new_connection_once(stax_home):
@@ -169,7 +191,8 @@ def test_sensor_backfills_a_new_connection_once(stax_home):
     tags = first.run_requests[0].tags
     windows = [SyncWindow(today - timedelta(days=30), today) for today in {before, after}]
     assert (tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]) in [
-        (f"acme|{w.start}", f"acme|{w.last}") for w in windows]
+        (f"acme|{w.start}", f"acme|{w.last}") for w in windows
+    ]
     assert [r.partition_keys for r in first.dynamic_partitions_requests] == [["acme"]]
     second = sensor.evaluate_tick(build_sensor_context(instance=instance))
     assert second.run_requests == []

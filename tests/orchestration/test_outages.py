@@ -38,14 +38,19 @@ PAGE_SIZE = 2
 def assert_marts_equal_truth(settings, org, window: SyncWindow) -> None:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        by_day = dict(con.execute(
-            "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'acme' "
-            "group by 1").fetchall())
-        by_model = {(d, m): (c, i, o, r) for d, m, c, i, o, r in con.execute(
-            """select date, model, sum(cost_usd), sum(input_tokens), sum(output_tokens),
+        by_day = dict(
+            con.execute(
+                "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'acme' group by 1"
+            ).fetchall()
+        )
+        by_model = {
+            (d, m): (c, i, o, r)
+            for d, m, c, i, o, r in con.execute(
+                """select date, model, sum(cost_usd), sum(input_tokens), sum(output_tokens),
                       sum(num_model_requests)
                from marts.fct_model_spend_daily where connection = 'acme' group by 1, 2"""
-        ).fetchall()}
+            ).fetchall()
+        }
     finally:
         con.close()
     truth = org.cost_total_by_day(window.start, window.end)
@@ -69,9 +74,11 @@ def assert_marts_equal_truth(settings, org, window: SyncWindow) -> None:
 
 def _step_events(instance, run_id: str, event_type: DagsterEventType) -> list[str]:
     records = instance.get_records_for_run(run_id).records
-    return [r.event_log_entry.dagster_event.step_key for r in records
-            if r.event_log_entry.dagster_event
-            and r.event_log_entry.dagster_event.event_type == event_type]
+    return [
+        r.event_log_entry.dagster_event.step_key
+        for r in records
+        if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type == event_type
+    ]
 
 
 def _sync(simulator, faults: Faults):
@@ -85,12 +92,10 @@ def _sync(simulator, faults: Faults):
     return instance, outcome
 
 
-def test_an_outage_and_dropped_connections_mid_backfill_are_ridden_out(stax_home, simulator,
-                                                                        monkeypatch):
+def test_an_outage_and_dropped_connections_mid_backfill_are_ridden_out(stax_home, simulator, monkeypatch):
     monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "20")  # longer than the outage
     monkeypatch.setenv("STAX_HTTP_BACKOFF_FLOOR_SECONDS", "0.05")
-    faults = Faults(page_size=PAGE_SIZE, outage_at_request=20, outage_seconds=3,
-                    drop_mid_response_every=9)
+    faults = Faults(page_size=PAGE_SIZE, outage_at_request=20, outage_seconds=3, drop_mid_response_every=9)
     began = time.monotonic()
     instance, outcome = _sync(simulator, faults)
     assert time.monotonic() - began > 3  # the outage happened, and was waited out
@@ -101,7 +106,8 @@ def test_an_outage_and_dropped_connections_mid_backfill_are_ridden_out(stax_home
 
 
 def test_an_outage_longer_than_the_retry_limit_is_retried_by_dagster_and_repulls_cleanly(
-        stax_home, simulator, monkeypatch):
+    stax_home, simulator, monkeypatch
+):
     # 1 s of retries per request cannot outlast a 1.6 s outage: the ingest step fails, Dagster
     # retries it (after about 1 s) and the retry re-pulls the whole window from scratch.
     monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "1")
@@ -120,13 +126,18 @@ def test_an_outage_longer_than_the_retry_limit_is_retried_by_dagster_and_repulls
     ("scenario", "step_retries", "says"),
     [
         ("revoked key", 0, r"failed with HTTP 401: .* reconnect with a valid admin key"),
-        ("endless outage", 2, r"failed with HTTP 503: The server is overloaded or not ready yet\. "
-                              r"\(still failing after [\d.]+s of retries, the limit per request "
-                              r"\(STAX_HTTP_MAX_RETRY_SECONDS=0\.2\); .* run the sync again later\)$"),
+        (
+            "endless outage",
+            2,
+            r"failed with HTTP 503: The server is overloaded or not ready yet\. "
+            r"\(still failing after [\d.]+s of retries, the limit per request "
+            r"\(STAX_HTTP_MAX_RETRY_SECONDS=0\.2\); .* run the sync again later\)$",
+        ),
     ],
 )
-def test_what_retries_cannot_fix_fails_with_one_clear_line(stax_home, simulator, monkeypatch,
-                                                           scenario, step_retries, says):
+def test_what_retries_cannot_fix_fails_with_one_clear_line(
+    stax_home, simulator, monkeypatch, scenario, step_retries, says
+):
     monkeypatch.setenv("STAX_HTTP_MAX_RETRY_SECONDS", "0.2")
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
@@ -157,10 +168,25 @@ def test_stax_sync_rides_out_429_bursts_5xx_and_small_pages(stax_home, monkeypat
     30 days: exit 0 and marts equal to the simulator's truth."""
     port = _free_port()
     simulator = subprocess.Popen(
-        [STAX, "simulator", "--port", str(port), "--rate-limit-per-endpoint", "2",
-         "--rate-limit-every", "7", "--error-rate", "0.2", "--page-size", "5",
-         "--retry-after", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ),
+        [
+            STAX,
+            "simulator",
+            "--port",
+            str(port),
+            "--rate-limit-per-endpoint",
+            "2",
+            "--rate-limit-every",
+            "7",
+            "--error-rate",
+            "0.2",
+            "--page-size",
+            "5",
+            "--retry-after",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
     )
     try:
         base_url = f"http://127.0.0.1:{port}/v1"
@@ -177,8 +203,7 @@ def test_stax_sync_rides_out_429_bursts_5xx_and_small_pages(stax_home, monkeypat
         assert connected.returncode == 0, connected.stderr
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
         window = SyncWindow(yesterday - timedelta(days=29), yesterday + timedelta(days=1))
-        synced = stax("sync", "--connection", "acme", "--start", str(window.start),
-                      "--end", str(window.last))
+        synced = stax("sync", "--connection", "acme", "--start", str(window.start), "--end", str(window.last))
         assert synced.returncode == 0, synced.stderr
         assert "HTTP 429" in synced.stderr and "HTTP 50" in synced.stderr  # faults were served
     finally:

@@ -45,8 +45,9 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 
 def test_a_child_that_asked_to_die_with_its_parent_does():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT.format(CHILD=CHILD)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT.format(CHILD=CHILD)], stdout=subprocess.PIPE, text=True
+    )
     child = int(parent.stdout.readline())
     assert parent.stdout.readline() == "asked\n"
     parent.kill()
@@ -67,8 +68,10 @@ def test_stax_dbt_started_by_a_parent_that_is_already_gone_stops_at_once():
 
 def test_the_interrupt_latch_sees_a_signal_another_handler_swallowed():
     swallowed = []
-    previous = {signo: signal.signal(signo, lambda signo, frame: swallowed.append(signo))
-                for signo in (signal.SIGTERM, signal.SIGUSR1)}
+    previous = {
+        signo: signal.signal(signo, lambda signo, frame: swallowed.append(signo))
+        for signo in (signal.SIGTERM, signal.SIGUSR1)
+    }
     try:
         with InterruptLatch() as latch:
             os.kill(os.getpid(), signal.SIGUSR1)  # not a stop signal

@@ -24,7 +24,9 @@ def _rows(settings, connection: str) -> int:
             "select table_schema, table_name from information_schema.columns where column_name = 'connection'"
         ).fetchall()
         return sum(
-            con.execute(f'select count(*) from "{schema}"."{table}" where connection = ?', [connection]).fetchall()[0][0]
+            con.execute(
+                f'select count(*) from "{schema}"."{table}" where connection = ?', [connection]
+            ).fetchall()[0][0]
             for schema, table in tables
         )
 
@@ -33,7 +35,10 @@ def test_a_real_connection_syncs_against_its_stored_api_only(stax_home, simulato
     """STAX_OPENAI_BASE_URL points at the simulator (the fixture); the connection was made
     against another API, which gets the key, and the simulator nothing."""
     settings = load_settings()
-    with plain_api(401, lambda token: {"error": {"message": "Incorrect API key provided"}}) as (url, received):
+    with plain_api(401, lambda token: {"error": {"message": "Incorrect API key provided"}}) as (
+        url,
+        received,
+    ):
         ConnectionStore(settings).add("prod", "openai", ADMIN_KEY, base_url=url, simulated=False)
         outcome = run_sync(dagster_instance(settings), "prod", WINDOW)
     assert not outcome.success and "HTTP 401" in outcome.error

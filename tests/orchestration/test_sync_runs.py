@@ -31,23 +31,37 @@ WINDOW = SyncWindow(TODAY - timedelta(days=6), TODAY - timedelta(days=1))
 def _marts(settings):
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        by_day = dict(con.execute(
-            "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'acme' "
-            "group by 1").fetchall())
-        by_model = {(d, m): (c, i, o, ic, r) for d, m, c, i, o, ic, r in con.execute(
-            """select date, model, sum(cost_usd), sum(input_tokens), sum(output_tokens),
+        by_day = dict(
+            con.execute(
+                "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'acme' group by 1"
+            ).fetchall()
+        )
+        by_model = {
+            (d, m): (c, i, o, ic, r)
+            for d, m, c, i, o, ic, r in con.execute(
+                """select date, model, sum(cost_usd), sum(input_tokens), sum(output_tokens),
                       sum(input_cached_tokens), sum(num_model_requests)
                from marts.fct_model_spend_daily where connection = 'acme' group by 1, 2"""
-        ).fetchall()}
+            ).fetchall()
+        }
         snapshot = con.execute(
-            "select * exclude (loaded_at) from marts.fct_spend_daily order by all").fetchall()
+            "select * exclude (loaded_at) from marts.fct_spend_daily order by all"
+        ).fetchall()
         return by_day, by_model, snapshot
     finally:
         con.close()
 
 
-_UNITS = ("input_tokens", "output_tokens", "input_cached_tokens", "images", "characters", "seconds",
-          "web_search_calls", "num_model_requests")
+_UNITS = (
+    "input_tokens",
+    "output_tokens",
+    "input_cached_tokens",
+    "images",
+    "characters",
+    "seconds",
+    "web_search_calls",
+    "num_model_requests",
+)
 
 
 def _model_spend(settings, mart: str, key_columns: str) -> dict[tuple, dict]:
@@ -63,15 +77,23 @@ def _model_spend(settings, mart: str, key_columns: str) -> dict[tuple, dict]:
     finally:
         con.close()
     width = 2 + len(key_columns.split(",")) + 1
-    return {r[:width]: {"cost_usd": r[width], **dict(zip(_UNITS, r[width + 1:-1], strict=True)),
-                        "spend_category": r[-1]} for r in rows}
+    return {
+        r[:width]: {
+            "cost_usd": r[width],
+            **dict(zip(_UNITS, r[width + 1 : -1], strict=True)),
+            "spend_category": r[-1],
+        }
+        for r in rows
+    }
 
 
 def _assert_model_spend_equals_truth(settings, org) -> None:
     """One row per (day, project, model) holds the model's cost AND its usage in every unit, fine-tunes
     under their billed name; one row per non-model SKU; per API key too."""
-    for mart, key_columns, by_api_key in (("fct_model_spend_daily", "project_id", False),
-                                          ("fct_model_spend_by_api_key_daily", "project_id, api_key_id", True)):
+    for mart, key_columns, by_api_key in (
+        ("fct_model_spend_daily", "project_id", False),
+        ("fct_model_spend_by_api_key_daily", "project_id, api_key_id", True),
+    ):
         actual = _model_spend(settings, mart, key_columns)
         truth = org.model_spend_by_day(WINDOW.start, WINDOW.end, by_api_key=by_api_key)
         assert set(actual) == set(truth), (mart, set(actual) ^ set(truth))
@@ -84,26 +106,53 @@ def _assert_model_spend_equals_truth(settings, org) -> None:
     rows = _model_spend(settings, "fct_model_spend_daily", "project_id")
     for unit in _UNITS:
         assert any(r[unit] and r["cost_usd"] for r in rows.values()), unit
-    assert any(k[2] == "ft-gpt-4o-mini-2024-07-18" and r["input_tokens"] and r["cost_usd"] for k, r in rows.items())
-    assert {k[3] for k in rows if k[3]} == {"vector stores | storage", "assistants api | file search", "Image models",
-                                            "assistants api | code interpreter", "web search tool calls"}
+    assert any(
+        k[2] == "ft-gpt-4o-mini-2024-07-18" and r["input_tokens"] and r["cost_usd"] for k, r in rows.items()
+    )
+    assert {k[3] for k in rows if k[3]} == {
+        "vector stores | storage",
+        "assistants api | file search",
+        "Image models",
+        "assistants api | code interpreter",
+        "web search tool calls",
+    }
 
 
 def _assert_api_keys_and_daily_rollups_equal_truth(settings, org) -> None:
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        keys = {r[0]: r[1:] for r in con.execute(
-            """select api_key_id, name, project_id, owner_type, owner_name, redacted_value, is_listed
-               from marts.dim_api_keys where connection = 'acme'""").fetchall()}
-        daily = dict(con.execute(
-            "select date, cost_usd from marts.fct_spend_daily_by_connection where connection = 'acme'").fetchall())
-        spent_by = {r[0] for r in con.execute(
-            "select distinct api_key_id from marts.fct_spend_daily where api_key_id is not null").fetchall()}
+        keys = {
+            r[0]: r[1:]
+            for r in con.execute(
+                """select api_key_id, name, project_id, owner_type, owner_name, redacted_value, is_listed
+               from marts.dim_api_keys where connection = 'acme'"""
+            ).fetchall()
+        }
+        daily = dict(
+            con.execute(
+                "select date, cost_usd from marts.fct_spend_daily_by_connection where connection = 'acme'"
+            ).fetchall()
+        )
+        spent_by = {
+            r[0]
+            for r in con.execute(
+                "select distinct api_key_id from marts.fct_spend_daily where api_key_id is not null"
+            ).fetchall()
+        }
     finally:
         con.close()
-    listed = {k["id"]: (k["name"], p["id"], k["owner"]["type"], k["owner"][k["owner"]["type"]]["name"],
-                        k["redacted_value"], True)
-              for p in org.projects for k in org.api_keys(p["id"])}
+    listed = {
+        k["id"]: (
+            k["name"],
+            p["id"],
+            k["owner"]["type"],
+            k["owner"][k["owner"]["type"]]["name"],
+            k["redacted_value"],
+            True,
+        )
+        for p in org.projects
+        for k in org.api_keys(p["id"])
+    }
     assert {k: v for k, v in keys.items() if v[-1]} == listed
     deleted = {k: v for k, v in keys.items() if not v[-1]}
     assert set(deleted) == org.deleted_api_keys & spent_by and deleted  # spent through, listed nowhere
@@ -173,8 +222,11 @@ def _assert_ui_metadata(instance, run_id, org):
     assert not [e for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
 
     def by_partition(*path: str) -> dict[str, dict]:
-        materializations = [e.event_specific_data.materialization for e in events
-                            if e.event_type == DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == AssetKey(list(path))]
+        materializations = [
+            e.event_specific_data.materialization
+            for e in events
+            if e.event_type == DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == AssetKey(list(path))
+        ]
         assert len(materializations) == len(truth), path  # one per day partition of the range
         return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in materializations}
 
@@ -187,9 +239,13 @@ def _assert_ui_metadata(instance, run_id, org):
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
         days = by_partition("marts", mart)
         assert {p: m["cost_usd"] for p, m in days.items()} == pytest.approx(truth, abs=1e-6), mart
-        assert all((m["rows"] > 0) == (truth[p] > 0 or mart == "fct_spend_daily_by_connection")
-                   for p, m in days.items()), mart
-        assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in days.values())
+        assert all(
+            (m["rows"] > 0) == (truth[p] > 0 or mart == "fct_spend_daily_by_connection")
+            for p, m in days.items()
+        ), mart
+        assert all(
+            m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in days.values()
+        )
     usage = by_partition("marts", "fct_usage_daily")
     assert "cost_usd" not in next(iter(usage.values())) and sum(m["rows"] for m in usage.values()) > 0
 
@@ -275,10 +331,16 @@ def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, mo
     assert outcome.success, outcome.error
     assert outcome.window == WINDOW
     runs = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
-    assert [(r.dagster_run.tags["dagster/asset_partition_range_start"],
-             r.dagster_run.tags["dagster/asset_partition_range_end"]) for r in runs] == [
+    assert [
+        (
+            r.dagster_run.tags["dagster/asset_partition_range_start"],
+            r.dagster_run.tags["dagster/asset_partition_range_end"],
+        )
+        for r in runs
+    ] == [
         (f"acme|{WINDOW.start}", f"acme|{WINDOW.start + timedelta(days=2)}"),
-        (f"acme|{WINDOW.start + timedelta(days=3)}", f"acme|{WINDOW.last}")]
+        (f"acme|{WINDOW.start + timedelta(days=3)}", f"acme|{WINDOW.last}"),
+    ]
     assert runs[-1].dagster_run.run_id == outcome.run_id
     assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 2
     _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.cli.report import spend_report
+from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.serving import publish_marts, read_marts
 from stax_pipeline.lib.warehouse import ensure_warehouse
@@ -52,8 +52,10 @@ class Client:
     def __init__(self, path: Path, mode: str = "read-only"):
         self.process = subprocess.Popen(
             [sys.executable, "-c", _CLIENT, str(path), mode],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self._answer() == "ready"
 
     @property
@@ -92,9 +94,13 @@ def _query_once(path: Path, sql: str) -> list:
 
 
 def _relations(path: Path, schema: str) -> list[str]:
-    return [name for (name,) in _query_once(
-        path, f"select table_name from information_schema.tables where table_schema = '{schema}' "
-        "order by 1")]  # fmt: skip
+    return [
+        name
+        for (name,) in _query_once(
+            path,
+            f"select table_name from information_schema.tables where table_schema = '{schema}' order by 1",
+        )
+    ]
 
 
 def _storage_version(path: Path) -> int:
@@ -223,9 +229,9 @@ def test_lock_lost_after_the_wait_still_reads_as_one_busy_line(stax_home, simula
     """A client that grabs the warehouse after the wait returned makes dlt (or dbt) fail on the
     lock itself: the run's error is still the busy line, never dlt's credentials text."""
     from stax_pipeline.definitions import defs
+    from stax_pipeline.defs import ingest as ingest_assets
     from stax_pipeline.defs.dbt import assets as dbt_assets
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
-    from stax_pipeline.defs import ingest as ingest_assets
 
     settings = load_settings()
     ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
@@ -274,7 +280,7 @@ def _small_warehouse(settings) -> None:
             create table raw_openai.costs as select 'acme' as connection, 12.345678 as amount_value;
             create table intermediate.int_x as select 1 as x;
             create table main.credentials as select 'sk-admin-secret' as api_key;
-        """)  # fmt: skip
+        """)
     finally:
         con.close()
 
@@ -329,9 +335,8 @@ def test_publish_takes_over_a_real_exports_dir_and_clears_what_a_crashed_publish
 
 def test_report_reads_the_published_copy_while_a_writer_holds_the_warehouse(stax_home):
     settings = load_settings()
-    with pytest.raises(StaxError, match="no warehouse"):  # nothing synced, nothing published
-        with read_marts(settings):
-            pass
+    with pytest.raises(StaxError, match="no warehouse"), read_marts(settings):  # nothing published yet
+        pass
     _small_warehouse(settings)
     publish_marts(settings)
     with Client(settings.warehouse_path, mode="read-write") as sync:  # as dlt or dbt hold it

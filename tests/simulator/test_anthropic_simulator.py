@@ -33,10 +33,16 @@ def _error(response: httpx.Response) -> tuple[int, str]:
     [
         ({"anthropic-version": "2023-06-01"}, (401, "authentication_error")),
         ({"x-api-key": KEY}, (400, "invalid_request_error")),
-        ({"x-api-key": "sk-ant-api03-inference-key", "anthropic-version": "2023-06-01"}, (401, "authentication_error")),
+        (
+            {"x-api-key": "sk-ant-api03-inference-key", "anthropic-version": "2023-06-01"},
+            (401, "authentication_error"),
+        ),
         ({"x-api-key": KEY + "-revoked", "anthropic-version": "2023-06-01"}, (401, "authentication_error")),
         ({"x-api-key": KEY + "-nopermission", "anthropic-version": "2023-06-01"}, (403, "permission_error")),
-        ({"Authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"}, (401, "authentication_error")),
+        (
+            {"Authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"},
+            (401, "authentication_error"),
+        ),
     ],
 )
 def test_authentication_answers_in_anthropic_error_bodies(simulator, headers, expected):
@@ -46,16 +52,33 @@ def test_authentication_answers_in_anthropic_error_bodies(simulator, headers, ex
 
 def test_the_two_apis_are_distinct_paths_of_one_process(simulator):
     anthropic = _get(simulator, "/organizations/cost_report", [("starting_at", START)])
-    openai = httpx.get(f"{simulator.base_url}/organization/costs", params={"start_time": 1},
-                       headers={"Authorization": "Bearer sk-admin-test-0123456789abcdef"}, timeout=10)
+    openai = httpx.get(
+        f"{simulator.base_url}/organization/costs",
+        params={"start_time": 1},
+        headers={"Authorization": "Bearer sk-admin-test-0123456789abcdef"},
+        timeout=10,
+    )
     assert anthropic.status_code == openai.status_code == 200
     assert "data" in anthropic.json() and openai.json()["object"] == "page"
     # an Anthropic key means nothing to the OpenAI side, and the other way round
-    assert httpx.get(f"{simulator.base_url}/organization/costs", params={"start_time": 1},
-                     headers={"Authorization": f"Bearer {KEY}"}, timeout=10).status_code == 403
-    assert _get(simulator, "/organizations/cost_report", [("starting_at", START)],
-                {"x-api-key": "sk-admin-test-0123456789abcdef", "anthropic-version": "2023-06-01"}
-                ).status_code == 401
+    assert (
+        httpx.get(
+            f"{simulator.base_url}/organization/costs",
+            params={"start_time": 1},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=10,
+        ).status_code
+        == 403
+    )
+    assert (
+        _get(
+            simulator,
+            "/organizations/cost_report",
+            [("starting_at", START)],
+            {"x-api-key": "sk-admin-test-0123456789abcdef", "anthropic-version": "2023-06-01"},
+        ).status_code
+        == 401
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,7 +98,9 @@ def test_page_tokens_walk_the_window_and_amounts_are_cents(simulator):
     params = [("starting_at", START), ("ending_at", END), ("limit", "4"), ("group_by[]", "description")]
     pages, token = [], None
     while True:
-        body = _get(simulator, "/organizations/cost_report", params + ([("page", token)] if token else [])).json()
+        body = _get(
+            simulator, "/organizations/cost_report", params + ([("page", token)] if token else [])
+        ).json()
         pages.append(body)
         if not body["has_more"]:
             assert body["next_page"] is None
@@ -96,10 +121,15 @@ def test_page_tokens_walk_the_window_and_amounts_are_cents(simulator):
 
 
 def test_usage_is_grouped_only_by_what_is_asked(simulator):
-    body = _get(simulator, "/organizations/usage_report/messages",
-                [("starting_at", START), ("ending_at", END), ("group_by[]", "model")]).json()
+    body = _get(
+        simulator,
+        "/organizations/usage_report/messages",
+        [("starting_at", START), ("ending_at", END), ("group_by[]", "model")],
+    ).json()
     results = [r for b in body["data"] for r in b["results"]]
-    assert results and all(r["workspace_id"] is None and r["api_key_id"] is None and r["model"] for r in results)
+    assert results and all(
+        r["workspace_id"] is None and r["api_key_id"] is None and r["model"] for r in results
+    )
     assert set(results[0]["cache_creation"]) == {"ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens"}
     assert set(results[0]["server_tool_use"]) == {"web_search_requests"}
 
@@ -108,7 +138,9 @@ def test_listings_page_by_after_id(simulator):
     org = simulator.anthropic_org_for_key(KEY)
     seen, after = [], None
     while True:
-        body = _get(simulator, "/organizations/api_keys", [("limit", "2")] + ([("after_id", after)] if after else [])).json()
+        body = _get(
+            simulator, "/organizations/api_keys", [("limit", "2")] + ([("after_id", after)] if after else [])
+        ).json()
         seen += [k["id"] for k in body["data"]]
         if not body["has_more"]:
             break
@@ -123,8 +155,14 @@ def test_fault_switches_answer_in_anthropic_shape(simulator):
     simulator.faults = Faults(rate_limit_burst=1, retry_after=7, error_5xx_burst=2)
     limited = _get(simulator, "/organizations/cost_report", [("starting_at", START)])
     assert _error(limited) == (429, "rate_limit_error") and limited.headers["retry-after"] == "7"
-    assert _error(_get(simulator, "/organizations/cost_report", [("starting_at", START)])) == (500, "api_error")
-    assert _error(_get(simulator, "/organizations/cost_report", [("starting_at", START)])) == (529, "overloaded_error")
+    assert _error(_get(simulator, "/organizations/cost_report", [("starting_at", START)])) == (
+        500,
+        "api_error",
+    )
+    assert _error(_get(simulator, "/organizations/cost_report", [("starting_at", START)])) == (
+        529,
+        "overloaded_error",
+    )
     simulator.faults = Faults(truncated_body_burst=1)
     truncated = _get(simulator, "/organizations/cost_report", [("starting_at", START)])
     with pytest.raises(ValueError):

@@ -39,8 +39,9 @@ def window() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client(large_simulator: Simulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=str(large_simulator.base_url), headers={"Authorization": f"Bearer {KEY}"},
-                      timeout=60) as c:
+    with httpx.Client(
+        base_url=str(large_simulator.base_url), headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    ) as c:
         yield c
 
 
@@ -59,8 +60,10 @@ def served_costs(client: httpx.Client) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def served_usage(client: httpx.Client) -> dict[str, list[dict[str, Any]]]:
-    return {ep: buckets(client, f"/organization/usage/{ep}", limit=31, group_by=list(dims))
-            for ep, dims in USAGE_GROUP_BY.items()}
+    return {
+        ep: buckets(client, f"/organization/usage/{ep}", limit=31, group_by=list(dims))
+        for ep, dims in USAGE_GROUP_BY.items()
+    }
 
 
 def test_large_profile_sizes(large_simulator: Simulator) -> None:
@@ -73,7 +76,8 @@ def test_large_profile_sizes(large_simulator: Simulator) -> None:
 
 
 def test_every_day_meets_its_share_of_the_row_targets_grouped_like_stax(
-        served_costs: list[dict[str, Any]], served_usage: dict[str, list[dict[str, Any]]]) -> None:
+    served_costs: list[dict[str, Any]], served_usage: dict[str, list[dict[str, Any]]]
+) -> None:
     """Each day carries at least 1/30 of the targets, so any 30 days meet them. Counting served
     rows (not generated facts) proves it holds after user_id is summed away."""
     assert [b["start_time"] for b in served_costs] == [ts(d) for d in DAYS]
@@ -88,15 +92,17 @@ def test_every_day_meets_its_share_of_the_row_targets_grouped_like_stax(
         assert all(b["results"] for b in data), f"{endpoint} has an empty day"
 
 
-def test_user_id_is_a_finer_grain_than_stax_asks_for(large_simulator: Simulator,
-                                                     served_usage: dict[str, list[dict[str, Any]]]) -> None:
+def test_user_id_is_a_finer_grain_than_stax_asks_for(
+    large_simulator: Simulator, served_usage: dict[str, list[dict[str, Any]]]
+) -> None:
     org = large_simulator.org_for_key(KEY)
     facts = org.usage_facts("completions", DAYS[0])
     assert len(facts) > len(served_usage["completions"][0]["results"])
 
 
-def test_truth_equals_the_served_pages(large_simulator: Simulator, client: httpx.Client,
-                                       served_costs: list[dict[str, Any]]) -> None:
+def test_truth_equals_the_served_pages(
+    large_simulator: Simulator, client: httpx.Client, served_costs: list[dict[str, Any]]
+) -> None:
     org = large_simulator.org_for_key(KEY)
     start, end = DAYS[0], DAYS[-1] + timedelta(days=1)
     totals = org.cost_total_by_day(start, end)
@@ -125,14 +131,22 @@ def test_truth_equals_the_served_pages(large_simulator: Simulator, client: httpx
     assert served == truth and len({m for _, m in truth}) == len(LARGE.chat_models)
 
 
-def test_one_bucket_per_page_serves_the_same_buckets(large_simulator: Simulator, client: httpx.Client,
-                                                     served_costs: list[dict[str, Any]]) -> None:
+def test_one_bucket_per_page_serves_the_same_buckets(
+    large_simulator: Simulator, client: httpx.Client, served_costs: list[dict[str, Any]]
+) -> None:
     large_simulator.faults.page_size = 1
     try:
         data, page, requests = [], None, 0
         while True:
-            response = client.get("/organization/costs", params={
-                **window(), "limit": 180, "group_by": list(COSTS_GROUP_BY), **({"page": page} if page else {})})
+            response = client.get(
+                "/organization/costs",
+                params={
+                    **window(),
+                    "limit": 180,
+                    "group_by": list(COSTS_GROUP_BY),
+                    **({"page": page} if page else {}),
+                },
+            )
             body = response.json()
             requests += 1
             assert len(body["data"]) == 1
@@ -146,7 +160,8 @@ def test_one_bucket_per_page_serves_the_same_buckets(large_simulator: Simulator,
 
 
 def test_closed_buckets_are_served_identically_and_restatements_change_them(
-        large_simulator: Simulator, client: httpx.Client) -> None:
+    large_simulator: Simulator, client: httpx.Client
+) -> None:
     params = {**window(), "limit": 31, "group_by": ["project_id", "model"]}
     first = client.get("/organization/usage/embeddings", params=params).content
     assert client.get("/organization/usage/embeddings", params=params).content == first
@@ -172,21 +187,30 @@ def test_paused_gc_nests_and_restores() -> None:
 
 # sha256 over (request target, response body) of the queries below, served by the simulator at
 # commit f61d54f, before profiles and the bucket cache existed: (no restatement, revision 1).
-SMALL_FINGERPRINTS = ("f1ee948cadf32a0ed8776342176b9f5fe6cfcad67393f64eef2174f77395a3bc",
-                      "84537315d29f9e777669e6f09457bfdf7937f41cf3a38941fd2def8a8a2b9c9e")
+SMALL_FINGERPRINTS = (
+    "f1ee948cadf32a0ed8776342176b9f5fe6cfcad67393f64eef2174f77395a3bc",
+    "84537315d29f9e777669e6f09457bfdf7937f41cf3a38941fd2def8a8a2b9c9e",
+)
 
 
 def small_fingerprint(revision: int) -> str:
     now = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
     sim = Simulator(now=lambda: now, faults=Faults(revision=revision))  # the default profile
     start = ts(date(2026, 10, 21))
-    targets = [f"/v1/organization/costs?start_time={start}&limit=31&group_by=line_item,project_id,api_key_id",
-               f"/v1/organization/costs?start_time={start}&limit=31"]
+    targets = [
+        f"/v1/organization/costs?start_time={start}&limit=31&group_by=line_item,project_id,api_key_id",
+        f"/v1/organization/costs?start_time={start}&limit=31",
+    ]
     for endpoint, spec in sorted(ENDPOINTS.items()):
-        targets += [f"/v1/organization/usage/{endpoint}?start_time={start}&limit=31&group_by={','.join(spec.dims)}",
-                    f"/v1/organization/usage/{endpoint}?start_time={start}&limit=31&bucket_width=1d"]
-    targets += [f"/v1/organization/usage/completions?start_time={start + 86400 * 27}&limit=100&bucket_width=1h"
-                "&group_by=model", "/v1/organization/projects?include_archived=true"]
+        targets += [
+            f"/v1/organization/usage/{endpoint}?start_time={start}&limit=31&group_by={','.join(spec.dims)}",
+            f"/v1/organization/usage/{endpoint}?start_time={start}&limit=31&bucket_width=1d",
+        ]
+    targets += [
+        f"/v1/organization/usage/completions?start_time={start + 86400 * 27}&limit=100&bucket_width=1h"
+        "&group_by=model",
+        "/v1/organization/projects?include_archived=true",
+    ]
     digest = hashlib.sha256()
     for target in targets:
         response = sim.handle(target, "Bearer sk-admin-test-0123456789abcdef")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -113,8 +114,13 @@ def test_costs_totals_and_grouped_sums_equal_truth(sim: Simulator, client: httpx
     start = TODAY - timedelta(days=30)
     truth = org.cost_total_by_day(start, TODAY + timedelta(days=1))
     plain = get(client, "/organization/costs", start_time=ts(start), limit=31)["data"]
-    grouped = get(client, "/organization/costs", start_time=ts(start), limit=31,
-                  group_by=["line_item", "project_id", "api_key_id"])["data"]
+    grouped = get(
+        client,
+        "/organization/costs",
+        start_time=ts(start),
+        limit=31,
+        group_by=["line_item", "project_id", "api_key_id"],
+    )["data"]
     assert [day_of(b["start_time"]) for b in plain] == sorted(truth)
     for p, g in zip(plain, grouped, strict=True):
         day = day_of(p["start_time"])
@@ -123,7 +129,14 @@ def test_costs_totals_and_grouped_sums_equal_truth(sim: Simulator, client: httpx
         assert abs(sum(r["amount"]["value"] for r in g["results"]) - truth[day]) < 1e-9
         assert len(p["results"]) == (1 if truth[day] else 0)
         for r in p["results"]:
-            assert r["line_item"] is r["project_id"] is r["api_key_id"] is r["quantity"] is r["quantity_unit"] is None
+            assert (
+                r["line_item"]
+                is r["project_id"]
+                is r["api_key_id"]
+                is r["quantity"]
+                is r["quantity_unit"]
+                is None
+            )
             assert r["organization_id"] == org.org_id and r["amount"]["currency"] == "usd"
         keys = [(r["line_item"], r["project_id"], r["api_key_id"]) for r in g["results"]]
         assert len(keys) == len(set(keys)) and all(k[0] and k[1] for k in keys)
@@ -133,12 +146,23 @@ def test_costs_totals_and_grouped_sums_equal_truth(sim: Simulator, client: httpx
 
 
 def test_costs_group_by_project_only_has_null_line_item_and_quantity(client: httpx.Client) -> None:
-    data = get(client, "/organization/costs", start_time=ts(TODAY - timedelta(days=6)), group_by="project_id")["data"]
+    data = get(
+        client, "/organization/costs", start_time=ts(TODAY - timedelta(days=6)), group_by="project_id"
+    )["data"]
     rows = [r for b in data for r in b["results"]]
     assert rows and all(r["project_id"] and r["line_item"] is None and r["quantity"] is None for r in rows)
-    by_line = get(client, "/organization/costs", start_time=ts(TODAY - timedelta(days=6)), group_by="line_item")["data"]
+    by_line = get(
+        client, "/organization/costs", start_time=ts(TODAY - timedelta(days=6)), group_by="line_item"
+    )["data"]
     units = {r["quantity_unit"] for b in by_line for r in b["results"]}
-    assert "tokens" in units and units <= {None, "tokens", "images", "characters", "duration_seconds", "gibibyte_hours"}
+    assert "tokens" in units and units <= {
+        None,
+        "tokens",
+        "images",
+        "characters",
+        "duration_seconds",
+        "gibibyte_hours",
+    }
 
 
 def test_line_item_grammar_and_model_quirks(sim: Simulator) -> None:
@@ -156,7 +180,9 @@ def test_line_item_grammar_and_model_quirks(sim: Simulator) -> None:
             assert f.charge_type is None
         else:
             assert f.line_item.split(" | ")[-1] == f"{f.model}, {f.charge_type}"
-    models = {r["model"] for i in range(121) for r in org.usage_facts("completions", start + timedelta(days=i))}
+    models = {
+        r["model"] for i in range(121) for r in org.usage_facts("completions", start + timedelta(days=i))
+    }
     assert "ft:gpt-4o-mini-2024-07-18:acme::Ab12Cd34" in models
 
 
@@ -171,7 +197,10 @@ def test_costs_buckets_are_whole_days_and_include_partial_today(sim: Simulator, 
     assert data[-1]["end_time"] > ts(NOW)  # the current, partial day
     partial = sum(r["amount"]["value"] for r in data[-1]["results"])
     sim.now = lambda: datetime(2026, 11, 21, 1, tzinfo=UTC)
-    full = sum(r["amount"]["value"] for r in get(client, "/organization/costs", start_time=ts(TODAY))["data"][0]["results"])
+    full = sum(
+        r["amount"]["value"]
+        for r in get(client, "/organization/costs", start_time=ts(TODAY))["data"][0]["results"]
+    )
     assert 0 < partial < full
     sim.now = lambda: NOW
     ended = get(client, "/organization/costs", start_time=start, end_time=ts(date(2026, 11, 19)))["data"]
@@ -184,8 +213,13 @@ def test_usage_first_bucket_starts_at_start_time_and_last_ends_now(client: httpx
     assert data[0]["start_time"] == start and data[0]["end_time"] == ts(date(2026, 11, 19))
     assert data[1]["start_time"] == ts(date(2026, 11, 19)) and data[1]["end_time"] == ts(TODAY)
     assert data[-1]["start_time"] == ts(TODAY) and data[-1]["end_time"] == ts(NOW)
-    hourly = get(client, "/organization/usage/embeddings", start_time=start, bucket_width="1h", limit=3)["data"]
-    assert [(b["start_time"], b["end_time"]) for b in hourly][:2] == [(start, start - 7 + 3600), (start - 7 + 3600, start - 7 + 7200)]
+    hourly = get(client, "/organization/usage/embeddings", start_time=start, bucket_width="1h", limit=3)[
+        "data"
+    ]
+    assert [(b["start_time"], b["end_time"]) for b in hourly][:2] == [
+        (start, start - 7 + 3600),
+        (start - 7 + 3600, start - 7 + 7200),
+    ]
 
 
 def test_sub_day_buckets_preserve_daily_integer_totals(client: httpx.Client) -> None:
@@ -193,7 +227,9 @@ def test_sub_day_buckets_preserve_daily_integer_totals(client: httpx.Client) -> 
     params = {"start_time": ts(day), "end_time": ts(day + timedelta(days=1))}
     daily = get(client, "/organization/usage/completions", **params)["data"][0]["results"][0]
     for width, limit in (("1h", 24), ("1m", 1440)):
-        buckets = get(client, "/organization/usage/completions", **params, bucket_width=width, limit=limit)["data"]
+        buckets = get(client, "/organization/usage/completions", **params, bucket_width=width, limit=limit)[
+            "data"
+        ]
         assert len(buckets) == limit
         for metric in ENDPOINTS["completions"].metrics:
             values = [r[metric] for b in buckets for r in b["results"]]
@@ -206,8 +242,12 @@ def test_empty_days_return_empty_buckets(sim: Simulator, client: httpx.Client) -
     empty = [d for d, v in org.cost_total_by_day(start, TODAY).items() if v == 0]
     assert empty, "the seeded org has quiet days"
     day = empty[0]
-    costs = get(client, "/organization/costs", start_time=ts(day), end_time=ts(day + timedelta(days=1)))["data"]
-    usage = get(client, "/organization/usage/completions", start_time=ts(day), end_time=ts(day + timedelta(days=1)))["data"]
+    costs = get(client, "/organization/costs", start_time=ts(day), end_time=ts(day + timedelta(days=1)))[
+        "data"
+    ]
+    usage = get(
+        client, "/organization/usage/completions", start_time=ts(day), end_time=ts(day + timedelta(days=1))
+    )["data"]
     assert costs == [{"object": "bucket", "start_time": ts(day), "end_time": ts(day) + 86400, "results": []}]
     assert usage[0]["results"] == []
 
@@ -220,16 +260,27 @@ def test_no_buckets_after_now(client: httpx.Client) -> None:
 # -- usage shapes and truth ----------------------------------------------------------------------
 
 
-def test_completions_by_model_equal_truth_and_tokens_are_consistent(sim: Simulator, client: httpx.Client) -> None:
+def test_completions_by_model_equal_truth_and_tokens_are_consistent(
+    sim: Simulator, client: httpx.Client
+) -> None:
     start = TODAY - timedelta(days=6)
     truth = sim.org_for_key(KEY).completions_by_day_model(start, TODAY + timedelta(days=1))
     seen: dict[tuple[date, str], dict[str, int]] = {}
     for b in get(client, "/organization/usage/completions", start_time=ts(start), group_by="model")["data"]:
         for r in b["results"]:
             seen[(day_of(b["start_time"]), r["model"])] = {k: r[k] for k in truth[next(iter(truth))]}
-            assert r["input_tokens"] == r["input_cached_tokens"] + r["input_uncached_tokens"] + r["input_cache_write_tokens"]
-            assert r["input_uncached_tokens"] == r["input_text_tokens"] + r["input_audio_tokens"] + r["input_image_tokens"]
-            assert r["output_tokens"] == r["output_text_tokens"] + r["output_audio_tokens"] + r["output_image_tokens"]
+            assert (
+                r["input_tokens"]
+                == r["input_cached_tokens"] + r["input_uncached_tokens"] + r["input_cache_write_tokens"]
+            )
+            assert (
+                r["input_uncached_tokens"]
+                == r["input_text_tokens"] + r["input_audio_tokens"] + r["input_image_tokens"]
+            )
+            assert (
+                r["output_tokens"]
+                == r["output_text_tokens"] + r["output_audio_tokens"] + r["output_image_tokens"]
+            )
     assert seen == truth
 
 
@@ -238,7 +289,9 @@ def test_usage_endpoint_shapes(client: httpx.Client, endpoint: str) -> None:
     spec = ENDPOINTS[endpoint]
     start = ts(TODAY - timedelta(days=20))
     fields = {"object", *spec.metrics, *spec.dims}
-    grouped = get(client, f"/organization/usage/{endpoint}", start_time=start, limit=21, group_by=list(spec.dims))["data"]
+    grouped = get(
+        client, f"/organization/usage/{endpoint}", start_time=start, limit=21, group_by=list(spec.dims)
+    )["data"]
     rows = [r for b in grouped for r in b["results"]]
     assert rows, endpoint
     for r in rows:
@@ -249,8 +302,14 @@ def test_usage_endpoint_shapes(client: httpx.Client, endpoint: str) -> None:
         assert len(b["results"]) <= 1
         assert all(r[d] is None for r in b["results"] for d in spec.dims)
     project = rows[0]["project_id"]
-    only = get(client, f"/organization/usage/{endpoint}", start_time=start, limit=21,
-               project_ids=[project], group_by="project_id")["data"]
+    only = get(
+        client,
+        f"/organization/usage/{endpoint}",
+        start_time=start,
+        limit=21,
+        project_ids=[project],
+        group_by="project_id",
+    )["data"]
     assert {r["project_id"] for b in only for r in b["results"]} == {project}
 
 
@@ -261,8 +320,12 @@ def test_usage_object_names_follow_the_spec() -> None:
 
 def test_batch_filter(client: httpx.Client) -> None:
     start = ts(TODAY - timedelta(days=20))
-    both = get(client, "/organization/usage/completions", start_time=start, limit=21, group_by="batch")["data"]
-    only = get(client, "/organization/usage/completions", start_time=start, limit=21, group_by="batch", batch="true")["data"]
+    both = get(client, "/organization/usage/completions", start_time=start, limit=21, group_by="batch")[
+        "data"
+    ]
+    only = get(
+        client, "/organization/usage/completions", start_time=start, limit=21, group_by="batch", batch="true"
+    )["data"]
     assert {r["batch"] for b in both for r in b["results"]} == {True, False}
     assert {r["batch"] for b in only for r in b["results"]} == {True}
 
@@ -281,8 +344,13 @@ def test_defaults_limits_and_400s(client: httpx.Client) -> None:
     rejected(client, "costs", "start_time", start_time="yesterday")
     rejected(client, "costs", "end_time", start_time=start, end_time="x")
     rejected(client, "costs", "bucket_width", start_time=start, bucket_width="1h")
-    for path, width, bad in (("costs", None, 181), ("costs", None, 0), ("usage/completions", "1d", 32),
-                             ("usage/completions", "1h", 169), ("usage/completions", "1m", 1441)):
+    for path, width, bad in (
+        ("costs", None, 181),
+        ("costs", None, 0),
+        ("usage/completions", "1d", 32),
+        ("usage/completions", "1h", 169),
+        ("usage/completions", "1m", 1441),
+    ):
         params = {"start_time": start, "limit": bad, **({"bucket_width": width} if width else {})}
         error = error_of(client.get(f"/organization/{path}", params=params), 400, "limit")
         assert error["type"] == "invalid_request_error" and error["code"] is None
@@ -302,13 +370,19 @@ def test_pagination_with_page_size(sim: Simulator, client: httpx.Client) -> None
     unpaged = get(client, "/organization/costs", start_time=start, limit=31, group_by="line_item")["data"]
     sim.faults.page_size = 3
     first = get(client, "/organization/costs", start_time=start, limit=31, group_by="line_item")
-    assert len(first["data"]) == 3 and first["has_more"] and re.fullmatch(r"page_[A-Za-z0-9_\-=]+", first["next_page"])
-    assert fetch_all(client, "/organization/costs", start_time=start, limit=31, group_by="line_item") == unpaged
-    hourly = dict(start_time=ts(TODAY - timedelta(days=1)), bucket_width="1h", limit=5)
+    assert (
+        len(first["data"]) == 3
+        and first["has_more"]
+        and re.fullmatch(r"page_[A-Za-z0-9_\-=]+", first["next_page"])
+    )
+    assert (
+        fetch_all(client, "/organization/costs", start_time=start, limit=31, group_by="line_item") == unpaged
+    )
+    hourly = {"start_time": ts(TODAY - timedelta(days=1)), "bucket_width": "1h", "limit": 5}
     sim.faults.page_size = None
     buckets = fetch_all(client, "/organization/usage/web_search_calls", **hourly)
     assert len(buckets) == 24 + 15 + 1 and buckets[-1]["end_time"] == ts(NOW)
-    assert all(a["end_time"] == b["start_time"] for a, b in zip(buckets, buckets[1:]))
+    assert all(a["end_time"] == b["start_time"] for a, b in itertools.pairwise(buckets))
 
 
 def test_page_token_must_match_the_request(client: httpx.Client) -> None:
@@ -342,7 +416,10 @@ def test_5xx_burst_cycles_and_rate(sim: Simulator, client: httpx.Client) -> None
     sim.faults.error_5xx_burst = 4
     responses = [client.get("/organization/costs", params={"start_time": ts(TODAY)}) for _ in range(5)]
     assert [r.status_code for r in responses] == [500, 502, 503, 504, 200]
-    assert responses[1].headers["content-type"].startswith("text/html") and b"502 Bad Gateway" in responses[1].content
+    assert (
+        responses[1].headers["content-type"].startswith("text/html")
+        and b"502 Bad Gateway" in responses[1].content
+    )
     assert responses[0].json()["error"]["type"] == "server_error"
     sim.faults.error_5xx_rate = 0.5
     statuses = [client.get("/organization/projects").status_code for _ in range(40)]
@@ -395,7 +472,7 @@ def test_outage_from_the_kth_request_for_t_seconds(sim: Simulator, client: httpx
 def test_drop_mid_response_sends_half_the_promised_body(sim: Simulator, client: httpx.Client) -> None:
     sim.faults.drop_mid_response_every = 2
     assert client.get("/organization/projects").status_code == 200
-    with pytest.raises(httpx.RemoteProtocolError, match="incomplete|closed connection"):
+    with pytest.raises(httpx.RemoteProtocolError, match=r"incomplete|closed connection"):
         client.get("/organization/projects")
     assert client.get("/organization/projects").status_code == 200
 
@@ -460,17 +537,29 @@ def test_reject_costs_group_by_api_key_id(sim: Simulator, client: httpx.Client) 
     assert client.get("/organization/costs", params=params).status_code == 200
     sim.faults.reject_costs_group_by_api_key_id = True
     error_of(client.get("/organization/costs", params=params), 400, "group_by")
-    assert client.get("/organization/costs", params={**params, "group_by": "line_item,project_id"}).status_code == 200
+    assert (
+        client.get("/organization/costs", params={**params, "group_by": "line_item,project_id"}).status_code
+        == 200
+    )
 
 
 def test_revision_restates_only_recent_closed_days(sim: Simulator, client: httpx.Client) -> None:
     start = TODAY - timedelta(days=8)
 
     def costs() -> dict[int, dict[tuple[str, str, str], float]]:
-        data = get(client, "/organization/costs", start_time=ts(start), limit=31,
-                   group_by="line_item,project_id,api_key_id")["data"]
-        return {b["start_time"]: {(r["line_item"], r["project_id"], r["api_key_id"]): r["amount"]["value"]
-                                  for r in b["results"]} for b in data}
+        data = get(
+            client,
+            "/organization/costs",
+            start_time=ts(start),
+            limit=31,
+            group_by="line_item,project_id,api_key_id",
+        )["data"]
+        return {
+            b["start_time"]: {
+                (r["line_item"], r["project_id"], r["api_key_id"]): r["amount"]["value"] for r in b["results"]
+            }
+            for b in data
+        }
 
     def tokens() -> dict[int, list[int]]:
         data = get(client, "/organization/usage/completions", start_time=ts(start), limit=31)["data"]
@@ -505,18 +594,26 @@ def test_auth_errors(sim: Simulator) -> None:
     project_key = httpx.get(url, headers={"Authorization": "Bearer sk-proj-abcdefghijklmnop"})
     assert project_key.status_code == 403
     assert project_key.json() == {
-        "error": "You have insufficient permissions for this operation. Missing scopes: api.usage.read."}
+        "error": "You have insufficient permissions for this operation. Missing scopes: api.usage.read."
+    }
     revoked_key = "sk-admin-team-revoked-SECRETSECRET1234"
     revoked = httpx.get(url, headers={"Authorization": f"Bearer {revoked_key}"})
     error = error_of(revoked, 401)
     assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
-    assert "sk-admin-...1234" in error["message"] and revoked_key not in revoked.text and "SECRET" not in revoked.text
+    assert (
+        "sk-admin-...1234" in error["message"]
+        and revoked_key not in revoked.text
+        and "SECRET" not in revoked.text
+    )
     nonowner = httpx.get(url, headers={"Authorization": "Bearer sk-admin-x-nonowner-0000"})
     assert "api.usage.read" in error_of(nonowner, 403)["message"]
     later = "sk-admin-revoke-me-later-0001"
     assert httpx.get(url, headers={"Authorization": f"Bearer {later}"}).status_code == 200
     sim.revoke(later)
-    assert error_of(httpx.get(url, headers={"Authorization": f"Bearer {later}"}), 401)["code"] == "invalid_api_key"
+    assert (
+        error_of(httpx.get(url, headers={"Authorization": f"Bearer {later}"}), 401)["code"]
+        == "invalid_api_key"
+    )
     sim.faults.error_body_string = True
     for key, status in ((later, 401), ("sk-admin-x-nonowner-0000", 403), ("sk-proj-abcdefghijklmnop", 403)):
         response = httpx.get(url, headers={"Authorization": f"Bearer {key}"})
@@ -531,13 +628,27 @@ def test_determinism_per_key_and_distinct_orgs() -> None:
     start = ts(TODAY - timedelta(days=10))
     answers = []
     for key in (KEY, KEY, "sk-admin-someone-else-99999999"):
-        with run_simulator(now=lambda: NOW) as sim, httpx.Client(
-                base_url=str(sim.base_url), headers={"Authorization": f"Bearer {key}"}) as c:
-            answers.append((sim.org_for_key(key).org_id, get(c, "/organization/costs", start_time=start, limit=11,
-                                                              group_by="line_item,project_id,api_key_id"),
-                            get(c, "/organization/projects", include_archived="true")))
+        with (
+            run_simulator(now=lambda: NOW) as sim,
+            httpx.Client(base_url=str(sim.base_url), headers={"Authorization": f"Bearer {key}"}) as c,
+        ):
+            answers.append(
+                (
+                    sim.org_for_key(key).org_id,
+                    get(
+                        c,
+                        "/organization/costs",
+                        start_time=start,
+                        limit=11,
+                        group_by="line_item,project_id,api_key_id",
+                    ),
+                    get(c, "/organization/projects", include_archived="true"),
+                )
+            )
     assert answers[0] == answers[1]
-    assert answers[0][0] != answers[2][0] and answers[0][1] != answers[2][1] and answers[0][2] != answers[2][2]
+    assert (
+        answers[0][0] != answers[2][0] and answers[0][1] != answers[2][1] and answers[0][2] != answers[2][2]
+    )
     # a closed day does not depend on when it is asked about
     later = Simulator(now=lambda: NOW + timedelta(days=5)).org_for_key(KEY)
     day = TODAY - timedelta(days=4)
@@ -557,7 +668,13 @@ def test_projects_listing(sim: Simulator, client: httpx.Client) -> None:
     assert sim.org_for_key(KEY).projects == everything["data"]
     walked, after = [], None
     while True:
-        page = get(client, "/organization/projects", include_archived="true", limit=2, **({"after": after} if after else {}))
+        page = get(
+            client,
+            "/organization/projects",
+            include_archived="true",
+            limit=2,
+            **({"after": after} if after else {}),
+        )
         walked += page["data"]
         assert page["first_id"] == page["data"][0]["id"] and page["last_id"] == page["data"][-1]["id"]
         if not page["has_more"]:
@@ -588,10 +705,14 @@ def test_project_api_keys_listing(sim: Simulator, client: httpx.Client) -> None:
         for key in whole["data"]:
             listed[key["id"]] = key
     assert listed and org.deleted_api_keys and not org.deleted_api_keys & set(listed)
-    spent = {f.api_key_id for d in (TODAY - timedelta(days=i) for i in range(1, 31)) for f in org.cost_facts(d)}
+    spent = {
+        f.api_key_id for d in (TODAY - timedelta(days=i) for i in range(1, 31)) for f in org.cost_facts(d)
+    }
     assert org.deleted_api_keys <= spent  # deleted keys still appear in costs
     for key in listed.values():
-        assert key["object"] == "organization.project.api_key" and re.fullmatch(r"key_[A-Za-z0-9]{16}", key["id"])
+        assert key["object"] == "organization.project.api_key" and re.fullmatch(
+            r"key_[A-Za-z0-9]{16}", key["id"]
+        )
         assert key["name"] and key["redacted_value"].startswith("sk-proj-") and "..." in key["redacted_value"]
         owner = key["owner"]
         assert owner["type"] in ("user", "service_account") and owner[owner["type"]]["name"]
@@ -601,13 +722,19 @@ def test_project_api_keys_listing(sim: Simulator, client: httpx.Client) -> None:
     again = Simulator(now=lambda: NOW).org_for_key(KEY)
     assert [again.api_keys(p["id"]) for p in again.projects] == [org.api_keys(p["id"]) for p in org.projects]
     error_of(client.get("/organization/projects/proj_nope/api_keys"), 404, "project_id")
-    error_of(client.get(f"/organization/projects/{org.projects[0]['id']}/api_keys", params={"limit": 101}), 400, "limit")
+    error_of(
+        client.get(f"/organization/projects/{org.projects[0]['id']}/api_keys", params={"limit": 101}),
+        400,
+        "limit",
+    )
 
 
 def test_request_log(sim: Simulator, client: httpx.Client) -> None:
     client.get("/organization/costs?start_time=1&group_by[]=line_item")
     client.get("/organization/usage/images", params={"start_time": 1})
-    assert sim.requests == [("/v1/organization/costs", {"start_time": ["1"], "group_by[]": ["line_item"]}),
-                            ("/v1/organization/usage/images", {"start_time": ["1"]})]
+    assert sim.requests == [
+        ("/v1/organization/costs", {"start_time": ["1"], "group_by[]": ["line_item"]}),
+        ("/v1/organization/usage/images", {"start_time": ["1"]}),
+    ]
     sim.reset_requests()
     assert sim.requests == []

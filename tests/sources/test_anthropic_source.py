@@ -11,14 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow
+from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.anthropic_admin import AnthropicAdminClient
 from stax_pipeline.sources.anthropic_admin.helpers import cents_to_dollars
-from stax_pipeline.ingest import load_window
-from stax_pipeline.providers import get_provider
 from stax_pipeline.sources.anthropic_admin.settings import (
     COST_GROUP_BY,
     COST_REPORT_PATH,
@@ -30,15 +30,22 @@ from stax_pipeline.sources.anthropic_admin.settings import (
 from tests.conftest import TODAY
 
 ANTHROPIC_KEY = "sk-ant-admin01-test-4f0c2d9e81b7a3c5"
-SOURCES_YML = Path(__file__).resolve().parents[2] / "dbt_project/models/staging/anthropic/_anthropic__sources.yml"
+SOURCES_YML = (
+    Path(__file__).resolve().parents[2] / "dbt_project/models/staging/anthropic/_anthropic__sources.yml"
+)
 WINDOW = SyncWindow(TODAY - timedelta(days=5), TODAY)  # five closed days
 
 
 def _load(sim, window: SyncWindow = WINDOW, key: str = ANTHROPIC_KEY, connection: str = "claude"):
     settings = load_settings()
     loaded = load_window(
-        settings, get_provider("anthropic"), connection=connection, window=window, api_key=key,
-        base_url=sim.base_url, run_id=f"test-{connection}",
+        settings,
+        get_provider("anthropic"),
+        connection=connection,
+        window=window,
+        api_key=key,
+        base_url=sim.base_url,
+        run_id=f"test-{connection}",
     )
     return settings.warehouse_path, loaded, loaded.committed_tables
 
@@ -100,19 +107,34 @@ def test_reports_are_grouped_as_asked_and_usage_equals_the_truth(stax_home, simu
     # grouped by every dimension the simulator generates: one row per fact
     (rows,) = _query(path, "select count(*) from raw_anthropic.usage_messages")[0]
     assert rows == len(facts) > 0
-    landed = _query(path, """
+    landed = _query(
+        path,
+        """
         select sum(uncached_input_tokens), sum(cache_read_input_tokens),
                sum(cache_creation__ephemeral_1h_input_tokens), sum(cache_creation__ephemeral_5m_input_tokens),
                sum(output_tokens), sum(server_tool_use__web_search_requests)
-        from raw_anthropic.usage_messages""")[0]
-    metrics = ("uncached_input_tokens", "cache_read_input_tokens", "cache_creation_1h", "cache_creation_5m",
-               "output_tokens", "web_search_requests")
+        from raw_anthropic.usage_messages""",
+    )[0]
+    metrics = (
+        "uncached_input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_1h",
+        "cache_creation_5m",
+        "output_tokens",
+        "web_search_requests",
+    )
     assert tuple(landed) == tuple(sum(f[m] for _, f in facts) for m in metrics)
     # the cost report carries what grouping by description fills; the default workspace is null
     kinds = dict(_query(path, "select cost_type, count(*) from raw_anthropic.cost_report group by 1"))
     assert kinds.get("tokens", 0) > 0
-    assert _query(path, "select count(*) from raw_anthropic.cost_report where cost_type = 'tokens' and "
-                        "(model is null or token_type is null or description is null)")[0][0] == 0
+    assert (
+        _query(
+            path,
+            "select count(*) from raw_anthropic.cost_report where cost_type = 'tokens' and "
+            "(model is null or token_type is null or description is null)",
+        )[0][0]
+        == 0
+    )
     assert _query(path, "select count(*) from raw_anthropic.cost_report where workspace_id is null")[0][0] > 0
 
 
@@ -133,19 +155,22 @@ def test_pages_are_followed_across_a_long_window_and_small_pages(stax_home, simu
     assert len(_requests_to(simulator, "/organizations/api_keys")) > 1
     assert stats.rows["api_keys"] == len(org.api_keys())
     assert stats.rows["workspaces"] == len(org.workspaces) + 1  # archived and default included
-    (small,) = _query(path, "select sum(amount_usd) from raw_anthropic.cost_report "
-                            "where connection = 'claude-small-pages'")[0]
+    (small,) = _query(
+        path, "select sum(amount_usd) from raw_anthropic.cost_report where connection = 'claude-small-pages'"
+    )[0]
     assert small == sum(org.cost_usd_by_day(WINDOW.start, WINDOW.end).values())
 
 
 def test_429_and_529_are_retried_by_the_shared_policy_and_change_nothing(stax_home, simulator):
-    clean_path, _, _ = _load(simulator, connection="clean")
+    _clean_path, _, _ = _load(simulator, connection="clean")
     simulator.faults = Faults(retry_after=0, rate_limit_burst=3, error_5xx_burst=4, truncated_body_burst=2)
     simulator.reset_requests()
     path, _, _ = _load(simulator, connection="faulty")
     # 4 requests (2 listings, 2 reports) + each of the 9 faulty answers retried once
     assert len(simulator.requests) == 4 + 9
-    by_connection = dict(_query(path, "select connection, sum(amount_usd) from raw_anthropic.cost_report group by 1"))
+    by_connection = dict(
+        _query(path, "select connection, sum(amount_usd) from raw_anthropic.cost_report group by 1")
+    )
     assert by_connection["faulty"] == by_connection["clean"]
     assert simulator.faults.rate_limit_burst == simulator.faults.error_5xx_burst == 0
 
@@ -161,8 +186,11 @@ def test_error_bodies_reach_the_user_in_anthropic_words(stax_home, simulator):
         with pytest.raises(HttpError) as overloaded:
             client.api.get_json(COST_REPORT_PATH, [("starting_at", "2026-11-01T00:00:00Z")])
         assert overloaded.value.status in (500, 502, 529) and overloaded.value.retryable
-        answered = [s for s in ("overloaded_error: Overloaded", "api_error", "Bad Gateway")
-                    if s in str(overloaded.value)]
+        answered = [
+            s
+            for s in ("overloaded_error: Overloaded", "api_error", "Bad Gateway")
+            if s in str(overloaded.value)
+        ]
         assert answered, str(overloaded.value)
         assert "STAX_HTTP_MAX_RETRY_SECONDS" in str(overloaded.value)
         assert len(simulator.requests) > 3  # retried, not failed at once
@@ -179,7 +207,7 @@ def test_a_different_key_sees_a_different_organization(stax_home, simulator):
 
 
 def test_a_server_reading_ending_at_strictly_still_gives_the_last_day(stax_home, simulator):
-    """"Buckets that end before ending_at", read strictly, leaves out the window's last bucket;
+    """ "Buckets that end before ending_at", read strictly, leaves out the window's last bucket;
     the source then asks for that day alone, so the day is not committed as empty."""
     org = simulator.anthropic_org_for_key(ANTHROPIC_KEY)
     last = max(d for d, dollars in org.cost_usd_by_day(WINDOW.start, WINDOW.end).items() if dollars)
@@ -199,10 +227,15 @@ def test_an_api_without_the_newer_usage_dimensions_is_pulled_coarser_and_says_so
     simulator.faults = Faults(retry_after=0, anthropic_unknown_group_by=("inference_geo", "context_window"))
     path, stats, _ = _load(simulator)
     groupings = [sorted(p["group_by[]"]) for p in _requests_to(simulator, USAGE_MESSAGES_PATH)]
-    assert groupings == [sorted(USAGE_GROUP_BY), sorted(USAGE_FALLBACK_GROUP_BYS[0]),
-                         sorted(USAGE_FALLBACK_GROUP_BYS[1])]
+    assert groupings == [
+        sorted(USAGE_GROUP_BY),
+        sorted(USAGE_FALLBACK_GROUP_BYS[0]),
+        sorted(USAGE_FALLBACK_GROUP_BYS[1]),
+    ]
     assert any("group_by[]=service_tier, context_window" in n for n in stats.notes)
     org = simulator.anthropic_org_for_key(ANTHROPIC_KEY)
-    (output, geos) = _query(path, "select sum(output_tokens), count(inference_geo) from raw_anthropic.usage_messages")[0]
+    (output, geos) = _query(
+        path, "select sum(output_tokens), count(inference_geo) from raw_anthropic.usage_messages"
+    )[0]
     assert output == sum(f["output_tokens"] for d in WINDOW.days() for f in org.usage_facts(d))
     assert geos == 0

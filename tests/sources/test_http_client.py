@@ -6,6 +6,7 @@ outage runs on the real clock), so minutes of policy take milliseconds of test.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import statistics
 import time
@@ -111,7 +112,7 @@ def test_backoff_has_a_floor_and_grows(simulator):
         assert 1.0 <= wait <= 2.0 ** (retry + 1), (retry, wait)
     # The expected wait doubles (minus the floor) until the cap: 1.5, 2.5, 4.5, 8.5, …, then 30.5.
     means = [statistics.fmean(PATIENT.backoff(retry) for _ in range(300)) for retry in range(8)]
-    assert all(later > 1.5 * earlier for earlier, later in zip(means[:5], means[1:6], strict=True))
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(means))
     assert means[0] >= 1.0 and means[7] < PATIENT.backoff_cap_s
     assert min(PATIENT.backoff(0) for _ in range(1000)) >= PATIENT.backoff_floor_s
 
@@ -167,7 +168,7 @@ def test_timeouts_are_retried_then_reported(simulator):
     simulator.faults = Faults(latency_ms=300)
     policy = RetryPolicy(max_retry_s=0.35, backoff_floor_s=0.001, backoff_cap_s=0.01)
     client = _client(simulator, retry=policy, timeout_s=0.1)
-    with pytest.raises(RetriesExhausted, match="timed out after 0.1s") as info:
+    with pytest.raises(RetriesExhausted, match=r"timed out after 0.1s") as info:
         client.get_json(COSTS, _costs_params())
     assert info.value.retryable
     assert client.requests_made >= 3  # each attempt's 0.1 s counts against the 0.35 s
@@ -178,7 +179,7 @@ def test_connection_refused_is_reported_with_what_to_do():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before the request: nothing listens
     client = ApiClient(f"http://127.0.0.1:{port}/v1", ADMIN_KEY, retry=FAST.at_most(0.05))
-    with pytest.raises(ProviderError, match="could not connect.*STAX_OPENAI_BASE_URL"):
+    with pytest.raises(ProviderError, match=r"could not connect.*STAX_OPENAI_BASE_URL"):
         client.get_json(COSTS, _costs_params())
     assert client.requests_made > 1
 
@@ -319,13 +320,17 @@ def test_pagination_resends_every_parameter(simulator):
     simulator.faults = Faults(page_size=4)
     client = OpenAIAdminClient(simulator.base_url, ADMIN_KEY, retry=FAST)
     start = TODAY - timedelta(days=10)
-    buckets = list(client.iter_buckets("/organization/usage/completions", start=start, end=TODAY,
-                                       limit=31, group_by=("project_id", "model")))
-    assert [b["start_time"] for b in buckets] == [
-        unix_midnight(start + timedelta(days=i)) for i in range(10)
-    ]
+    buckets = list(
+        client.iter_buckets(
+            "/organization/usage/completions",
+            start=start,
+            end=TODAY,
+            limit=31,
+            group_by=("project_id", "model"),
+        )
+    )
+    assert [b["start_time"] for b in buckets] == [unix_midnight(start + timedelta(days=i)) for i in range(10)]
     assert client.api.requests_made == 3  # ceil(10 / 4): the server's forced pages only
     for _, params in simulator.requests:
         assert params["group_by"] == ["project_id", "model"]
         assert params["limit"] == ["31"]
-

@@ -43,7 +43,7 @@ def plain_api(status: int, body_for) -> Iterator[tuple[str, list[str]]]:
     received: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             token = self.headers.get("Authorization", "").removeprefix("Bearer ")
             received.append(token)
             body = json.dumps(body_for(token)).encode()

@@ -71,8 +71,14 @@ def test_costs_land_to_the_cent_and_every_usage_endpoint_lands(stax_home, simula
         assert count == _grouped_truth(org, endpoint, endpoint.group_by, START, END), endpoint.name
         assert count > 0, f"the simulator should produce {endpoint.name} usage"
     # Every row carries its connection, UTC day, load time and sync id.
-    assert _query(path, "select count(*) from raw_openai.costs where connection <> 'acme' "
-                  "or sync_id is null or loaded_at is null or date is null")[0][0] == 0
+    assert (
+        _query(
+            path,
+            "select count(*) from raw_openai.costs where connection <> 'acme' "
+            "or sync_id is null or loaded_at is null or date is null",
+        )[0][0]
+        == 0
+    )
 
 
 def test_grouping_and_request_parameters(stax_home, simulator):
@@ -103,13 +109,28 @@ def test_project_api_keys_land_with_their_owners_archived_projects_included(stax
     _, stats, _ = _load(simulator)
     path = load_settings().warehouse_path
     org = simulator.org_for_key(ADMIN_KEY)
-    truth = {(p["id"], k["id"]): (k["name"], k["redacted_value"], k["owner"]["type"],
-                                  k["owner"][k["owner"]["type"]]["name"], k["created_at"], k["last_used_at"])
-             for p in org.projects for k in org.api_keys(p["id"])}
-    landed = {(r[0], r[1]): r[2:] for r in _query(path, """
+    truth = {
+        (p["id"], k["id"]): (
+            k["name"],
+            k["redacted_value"],
+            k["owner"]["type"],
+            k["owner"][k["owner"]["type"]]["name"],
+            k["created_at"],
+            k["last_used_at"],
+        )
+        for p in org.projects
+        for k in org.api_keys(p["id"])
+    }
+    landed = {
+        (r[0], r[1]): r[2:]
+        for r in _query(
+            path,
+            """
         select project_id, id, name, redacted_value, owner__type,
                coalesce(owner__user__name, owner__service_account__name), created_at, last_used_at
-        from raw_openai.project_api_keys where connection = 'acme'""")}
+        from raw_openai.project_api_keys where connection = 'acme'""",
+        )
+    }
     assert landed == truth and stats.rows["project_api_keys"] == len(truth)
     archived = {p["id"] for p in org.projects if p["status"] == "archived"}
     assert {f"/v1/organization/projects/{p}/api_keys" for p in archived} <= {p for p, _ in simulator.requests}
@@ -120,7 +141,7 @@ def test_project_api_keys_land_with_their_owners_archived_projects_included(stax
 
 def test_forced_pages_are_followed(stax_home, simulator):
     simulator.faults = Faults(page_size=2, retry_after=0)
-    path, _, client = _load(simulator)
+    path, _, _client = _load(simulator)
     org = simulator.org_for_key(ADMIN_KEY)
     landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
     assert landed == pytest.approx(sum(org.cost_total_by_day(START, END).values()), abs=1e-6)
@@ -144,8 +165,7 @@ def test_costs_without_api_key_grouping_fall_back_and_say_so(stax_home, simulato
 
 
 def test_transient_faults_do_not_change_what_lands(stax_home, simulator):
-    simulator.faults = Faults(rate_limit_burst=2, error_5xx_burst=2, truncated_body_burst=1,
-                              retry_after=0)
+    simulator.faults = Faults(rate_limit_burst=2, error_5xx_burst=2, truncated_body_burst=1, retry_after=0)
     path, _, _ = _load(simulator)
     org = simulator.org_for_key(ADMIN_KEY)
     landed = _query(path, "select sum(amount__value) from raw_openai.costs")[0][0]
@@ -176,10 +196,18 @@ def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulato
     busy = next(d for d in days if org.usage_facts("web_search_calls", d))
     settings = load_settings()
     for day in (empty, busy):
-        load_window(settings, get_provider("openai"), connection="acme", window=SyncWindow(day, day + timedelta(days=1)),
-                    api_key=ADMIN_KEY, base_url=simulator.base_url, run_id=f"run-{day}")
-    count = _query(settings.warehouse_path,
-                   "select count(*), count(_dlt_id) from raw_openai.usage_web_search_calls")[0]
+        load_window(
+            settings,
+            get_provider("openai"),
+            connection="acme",
+            window=SyncWindow(day, day + timedelta(days=1)),
+            api_key=ADMIN_KEY,
+            base_url=simulator.base_url,
+            run_id=f"run-{day}",
+        )
+    count = _query(
+        settings.warehouse_path, "select count(*), count(_dlt_id) from raw_openai.usage_web_search_calls"
+    )[0]
     web_search = next(e for e in USAGE_ENDPOINTS if e.name == "web_search_calls")
     grouped = _grouped_truth(org, web_search, web_search.group_by, busy, busy + timedelta(days=1))
     assert count[0] == count[1] == grouped > 0

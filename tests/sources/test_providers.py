@@ -63,4 +63,3 @@ def test_nothing_outside_a_provider_folder_names_it_in_the_credential_store():
         for provider in PROVIDERS:
             assert provider.name not in text, path
             assert provider.key_prefix not in text, path
-

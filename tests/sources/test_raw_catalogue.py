@@ -73,7 +73,9 @@ def test_usage_by_endpoint_lists_every_openai_endpoint_with_its_own_metrics():
         assert set(metrics) <= set(by_name[name].metrics), name
     dimensions = {name: set(endpoint.dimensions) for name, endpoint in by_name.items()}
     assert set(_jinja_set(sql, "without_model")) == {n for n, d in dimensions.items() if "model" not in d}
-    assert set(_jinja_set(sql, "without_api_key")) == {n for n, d in dimensions.items() if "api_key_id" not in d}
+    assert set(_jinja_set(sql, "without_api_key")) == {
+        n for n, d in dimensions.items() if "api_key_id" not in d
+    }
     # …and each has its staging model.
     for name in endpoints:
         assert (MODELS / "staging" / "openai" / f"stg_openai__usage_{name}.sql").exists(), name

@@ -157,14 +157,15 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     wait_for_warehouse(settings)
     window, connections = window_from_context(context)
     with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
-        build = run_dbt_build(
-            DBT_PROJECT_DIR, target, dbt_vars(window, connections), _dbt_selection(context)
-        )
+        build = run_dbt_build(DBT_PROJECT_DIR, target, dbt_vars(window, connections), _dbt_selection(context))
     for connection in connections:
         record_phase(
-            settings, run_id=context.run.run_id, connection=connection, phase="dbt",
+            settings,
+            run_id=context.run.run_id,
+            connection=connection,
+            phase="dbt",
             seconds=elapsed[0],
-        )  # fmt: skip
+        )
     log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
     # each day of each mart: its rows and dollars (the UI plots them per partition)
     figures = mart_figures(settings, window, connections) if build.success else None
@@ -174,9 +175,12 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
             figures.window[SPEND_MART].update(published.metadata())
         for connection in connections:
             record_phase(
-                settings, run_id=context.run.run_id, connection=connection, phase="publish",
+                settings,
+                run_id=context.run.run_id,
+                connection=connection,
+                phase="publish",
                 seconds=published.seconds,
-            )  # fmt: skip
+            )
     selected_checks = context.selected_asset_check_keys
     for result in build.results:
         unique_id = result["unique_id"]
@@ -187,7 +191,11 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
                 metadata.update(figures.attach(context, key))
             yield MaterializeResult(asset_key=key, metadata=metadata)
         check = _CHECK_KEYS.get(unique_id)
-        if check is not None and check in selected_checks and result["status"] in ("pass", "warn", "fail", "error"):
+        if (
+            check is not None
+            and check in selected_checks
+            and result["status"] in ("pass", "warn", "fail", "error")
+        ):
             yield _check_result(check, result)
     if not build.success:
         raise DbtBuildError(build.error())

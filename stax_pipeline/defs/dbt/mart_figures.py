@@ -39,6 +39,7 @@ class MartFigures:
             context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
         return dict(self.window[key])
 
+
 def mart_figures(settings: Settings, window: SyncWindow, connections: Iterable[str]) -> MartFigures:
     """Rows (and ``cost_usd`` where the mart has it) of every mart with a ``connection`` and a
     ``date`` column, per (connection, day) of the window, read after the build."""

@@ -171,7 +171,10 @@ def _grouped_as_finely_as_accepted(client, request, stats: LoadStats, path: str,
         yielded = False
         try:
             for bucket in client.iter_buckets(
-                path, start=request.window.start, end=request.window.end, limit=MAX_BUCKETS_PER_PAGE,
+                path,
+                start=request.window.start,
+                end=request.window.end,
+                limit=MAX_BUCKETS_PER_PAGE,
                 group_by=group_by,
             ):
                 yielded = True
@@ -223,15 +226,17 @@ def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats, tr
         start_time, end_time = unix_seconds(bucket["starting_at"]), unix_seconds(bucket["ending_at"])
         for result in bucket.get("results") or []:
             stats.rows[table] += 1
-            yield transform({
-                **result,
-                "connection": request.connection,
-                "date": day,
-                "bucket_start_time": start_time,
-                "bucket_end_time": end_time,
-                "loaded_at": request.loaded_at,
-                "sync_id": request.sync_id,
-            })
+            yield transform(
+                {
+                    **result,
+                    "connection": request.connection,
+                    "date": day,
+                    "bucket_start_time": start_time,
+                    "bucket_end_time": end_time,
+                    "loaded_at": request.loaded_at,
+                    "sync_id": request.sync_id,
+                }
+            )
 
 
 def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:

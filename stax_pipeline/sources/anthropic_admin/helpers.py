@@ -123,7 +123,11 @@ class AnthropicAdminClient:
     """Reads the organization endpoints of the Anthropic Admin API with one :class:`ApiClient`."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        retry: RetryPolicy | None = None,
         expect_simulator: bool | None = None,
     ):
         self.api = ApiClient(
@@ -159,15 +163,17 @@ class AnthropicAdminClient:
         """
         last_day = end - timedelta(days=1)
         seen_last_day = False
-        for bucket in self._iter_pages(path, start=start, end=end, limit=limit, group_by=group_by,
-                                       extra=extra):
+        for bucket in self._iter_pages(
+            path, start=start, end=end, limit=limit, group_by=group_by, extra=extra
+        ):
             seen_last_day = seen_last_day or bucket_day(bucket["starting_at"]) == last_day
             yield bucket
         if seen_last_day or end > datetime.now(UTC).date():
             return
         log.info("%s: no bucket for %s with ending_at=%s; asking for that day alone", path, last_day, end)
-        for bucket in self._iter_pages(path, start=last_day, end=end + timedelta(days=1), limit=limit,
-                                       group_by=group_by, extra=extra):
+        for bucket in self._iter_pages(
+            path, start=last_day, end=end + timedelta(days=1), limit=limit, group_by=group_by, extra=extra
+        ):
             if bucket_day(bucket["starting_at"]) == last_day:
                 yield bucket
 
@@ -296,6 +302,11 @@ def bucket_day(starting_at: str) -> date:
 
 
 __all__ = [
-    "ANTHROPIC_DIALECT", "AnthropicAdminClient", "HttpError", "bucket_day", "cents_to_dollars",
-    "rfc3339_midnight", "unix_seconds",
+    "ANTHROPIC_DIALECT",
+    "AnthropicAdminClient",
+    "HttpError",
+    "bucket_day",
+    "cents_to_dollars",
+    "rfc3339_midnight",
+    "unix_seconds",
 ]

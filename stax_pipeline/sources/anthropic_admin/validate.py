@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from stax_pipeline.errors import CredentialError, ProviderError
 from stax_pipeline.lib.http import HttpError, RetryPolicy
-from stax_pipeline.sources.contract import KeyCheck
 from stax_pipeline.sources.anthropic_admin.helpers import AnthropicAdminClient
 from stax_pipeline.sources.anthropic_admin.key_format import ADMIN_KEYS_PAGE, check_admin_key_format
 from stax_pipeline.sources.anthropic_admin.settings import BASE_URL_SETTING, COST_REPORT_PATH
+from stax_pipeline.sources.contract import KeyCheck
 
 NOT_AN_ADMIN_KEY_401 = (
     "the Anthropic Admin API refused the key (HTTP 401): it is not an admin key, or it was revoked; "

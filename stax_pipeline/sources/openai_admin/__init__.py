@@ -137,9 +137,15 @@ def _costs(client, request, stats: LoadStats, large_pages: threading.Semaphore) 
     yield dlt.mark.materialize_table_schema()  # the table exists even if no day had costs
     with large_pages:
         buckets = _pull(
-            client, request, stats, "costs", COSTS_PATH, COSTS_MAX_LIMIT,
-            (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY), required=True,
-        )  # fmt: skip
+            client,
+            request,
+            stats,
+            "costs",
+            COSTS_PATH,
+            COSTS_MAX_LIMIT,
+            (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY),
+            required=True,
+        )
         rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
         yield from batches_as_arrow(rows, COSTS_COLUMNS)
 
@@ -174,9 +180,15 @@ def _usage(
     yield dlt.mark.materialize_table_schema()
     with large_pages if endpoint.table in _LARGE_PAGE_TABLES else contextlib.nullcontext():
         buckets = _pull(
-            client, request, stats, endpoint.table, endpoint.path, USAGE_MAX_LIMIT_1D,
-            (endpoint.group_by, endpoint.fallback_group_by), required=False,
-        )  # fmt: skip
+            client,
+            request,
+            stats,
+            endpoint.table,
+            endpoint.path,
+            USAGE_MAX_LIMIT_1D,
+            (endpoint.group_by, endpoint.fallback_group_by),
+            required=False,
+        )
         rows = _bucket_rows(buckets, request, endpoint.table, stats)
         yield from batches_as_arrow(rows, usage_columns(endpoint))
 
@@ -196,9 +208,12 @@ def _pull(client, request, stats, table, path, limit, groupings, *, required) ->
         yielded = False
         try:
             for bucket in client.iter_buckets(
-                path, start=request.window.start, end=request.window.end, limit=limit,
+                path,
+                start=request.window.start,
+                end=request.window.end,
+                limit=limit,
                 group_by=group_by,
-            ):  # fmt: skip
+            ):
                 yielded = True
                 yield bucket
             return
@@ -325,6 +340,11 @@ DATA_RESOURCES = ("costs", *(e.table for e in USAGE_ENDPOINTS), *LISTING_RESOURC
 
 
 __all__ = [
-    "DATA_RESOURCES", "LISTING_RESOURCES", "LoadStats", "OpenAIAdminClient", "SyncRequest",
-    "openai_admin_source", "sync_windows",
-]  # fmt: skip
+    "DATA_RESOURCES",
+    "LISTING_RESOURCES",
+    "LoadStats",
+    "OpenAIAdminClient",
+    "SyncRequest",
+    "openai_admin_source",
+    "sync_windows",
+]

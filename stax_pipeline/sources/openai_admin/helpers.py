@@ -44,9 +44,13 @@ class OpenAIAdminClient:
     """Reads the organization endpoints of the OpenAI Admin API with one :class:`ApiClient`."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, retry: RetryPolicy | None = None,
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        retry: RetryPolicy | None = None,
         expect_simulator: bool | None = None,
-    ):  # fmt: skip
+    ):
         self.api = ApiClient(base_url, api_key, retry=retry, expect_simulator=expect_simulator)
 
     def __repr__(self) -> str:

@@ -31,6 +31,7 @@ COSTS_FALLBACK_GROUP_BY = ("project_id", "line_item")
 
 _ID_DIMS = {"project_id": "text", "user_id": "text", "api_key_id": "text", "model": "text"}
 
+
 @dataclass(frozen=True)
 class UsageEndpoint:
     """One ``/organization/usage/<name>`` endpoint.
@@ -58,13 +59,24 @@ class UsageEndpoint:
     def table(self) -> str:
         return f"usage_{self.name}"
 
+
 _COMPLETIONS_TOKENS = (
-    "input_tokens", "output_tokens", "num_model_requests", "input_cached_tokens",
-    "input_cache_write_tokens", "input_uncached_tokens", "input_text_tokens",
-    "output_text_tokens", "input_cached_text_tokens", "input_audio_tokens",
-    "input_cached_audio_tokens", "output_audio_tokens", "input_image_tokens",
-    "input_cached_image_tokens", "output_image_tokens",
-)  # fmt: skip
+    "input_tokens",
+    "output_tokens",
+    "num_model_requests",
+    "input_cached_tokens",
+    "input_cache_write_tokens",
+    "input_uncached_tokens",
+    "input_text_tokens",
+    "output_text_tokens",
+    "input_cached_text_tokens",
+    "input_audio_tokens",
+    "input_cached_audio_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "input_cached_image_tokens",
+    "output_image_tokens",
+)
 
 USAGE_ENDPOINTS: tuple[UsageEndpoint, ...] = (
     UsageEndpoint(
@@ -73,26 +85,45 @@ USAGE_ENDPOINTS: tuple[UsageEndpoint, ...] = (
         _COMPLETIONS_TOKENS,
         {**_ID_DIMS, "batch": "bool", "service_tier": "text"},
     ),
-    UsageEndpoint("embeddings", ("project_id", "model", "api_key_id"),
-                  ("input_tokens", "num_model_requests"), _ID_DIMS),
-    UsageEndpoint("moderations", ("project_id", "model", "api_key_id"),
-                  ("input_tokens", "num_model_requests"), _ID_DIMS),
-    UsageEndpoint("images", ("project_id", "model", "api_key_id", "size", "source"),
-                  ("images", "num_model_requests"), {**_ID_DIMS, "size": "text", "source": "text"}),
-    UsageEndpoint("audio_speeches", ("project_id", "model", "api_key_id"),
-                  ("characters", "num_model_requests"), _ID_DIMS),
-    UsageEndpoint("audio_transcriptions", ("project_id", "model", "api_key_id"),
-                  ("seconds", "num_model_requests"), _ID_DIMS),
+    UsageEndpoint(
+        "embeddings", ("project_id", "model", "api_key_id"), ("input_tokens", "num_model_requests"), _ID_DIMS
+    ),
+    UsageEndpoint(
+        "moderations", ("project_id", "model", "api_key_id"), ("input_tokens", "num_model_requests"), _ID_DIMS
+    ),
+    UsageEndpoint(
+        "images",
+        ("project_id", "model", "api_key_id", "size", "source"),
+        ("images", "num_model_requests"),
+        {**_ID_DIMS, "size": "text", "source": "text"},
+    ),
+    UsageEndpoint(
+        "audio_speeches",
+        ("project_id", "model", "api_key_id"),
+        ("characters", "num_model_requests"),
+        _ID_DIMS,
+    ),
+    UsageEndpoint(
+        "audio_transcriptions",
+        ("project_id", "model", "api_key_id"),
+        ("seconds", "num_model_requests"),
+        _ID_DIMS,
+    ),
     UsageEndpoint("vector_stores", ("project_id",), ("usage_bytes",), {"project_id": "text"}),
-    UsageEndpoint("code_interpreter_sessions", ("project_id",), ("num_sessions",),
-                  {"project_id": "text"}),
-    UsageEndpoint("file_search_calls", ("project_id", "api_key_id", "vector_store_id"),
-                  ("num_requests",),
-                  {"project_id": "text", "user_id": "text", "api_key_id": "text",
-                   "vector_store_id": "text"}),
-    UsageEndpoint("web_search_calls", ("project_id", "model", "api_key_id", "context_level"),
-                  ("num_model_requests", "num_requests"), {**_ID_DIMS, "context_level": "text"}),
-)  # fmt: skip
+    UsageEndpoint("code_interpreter_sessions", ("project_id",), ("num_sessions",), {"project_id": "text"}),
+    UsageEndpoint(
+        "file_search_calls",
+        ("project_id", "api_key_id", "vector_store_id"),
+        ("num_requests",),
+        {"project_id": "text", "user_id": "text", "api_key_id": "text", "vector_store_id": "text"},
+    ),
+    UsageEndpoint(
+        "web_search_calls",
+        ("project_id", "model", "api_key_id", "context_level"),
+        ("num_model_requests", "num_requests"),
+        {**_ID_DIMS, "context_level": "text"},
+    ),
+)
 
 # Columns every costs/usage row carries besides the API's own fields.
 BUCKET_COLUMNS = {
@@ -160,6 +191,7 @@ SYNC_WINDOWS_COLUMNS = {
     "loaded_at": {"data_type": "timestamp", "nullable": False},
     "sync_id": {"data_type": "text", "nullable": False},
 }
+
 
 def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
     """dlt column hints for one usage endpoint's table."""

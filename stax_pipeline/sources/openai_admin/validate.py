@@ -27,7 +27,9 @@ def validate_admin_key(base_url: str, api_key: str, *, expect_simulator: bool | 
     refuses the other kind of API) and the organization behind the key."""
     check_admin_key_format(api_key)
     client = OpenAIAdminClient(
-        base_url, api_key, retry=RetryPolicy.from_env().at_most(KEY_CHECK_MAX_RETRY_S),
+        base_url,
+        api_key,
+        retry=RetryPolicy.from_env().at_most(KEY_CHECK_MAX_RETRY_S),
         expect_simulator=expect_simulator,
     )
     try:
