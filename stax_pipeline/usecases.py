@@ -129,7 +129,7 @@ def resolve_sync_window(
         return default
     check_sync_days(start, end, today)  # order, future, too early
     # One day given: the other comes from the catch-up window, on its right side by construction.
-    first = start or min(default.start, end)
+    first = start or min(default.start, end or default.start)
     last = end or max(default.last, first)
     return SyncWindow.inclusive(first, last)
 

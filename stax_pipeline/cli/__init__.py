@@ -9,6 +9,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from stax_pipeline.errors import StaxError, UsageError
 
@@ -18,7 +19,7 @@ REPORT_FORMATS = ("table", "csv", "json")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other usage error
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other usage error
         self.exit(2, f"stax: {' '.join(message.split())}\n")
 
 

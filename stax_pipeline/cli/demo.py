@@ -27,6 +27,7 @@ def run_demo() -> int:
     from stax_pipeline.usecases import connect, run_backfill, sync_one
 
     with run_simulator() as sim:
+        assert sim.base_url is not None  # set once it serves
         for _, provider_name, _ in DEMO_CONNECTIONS:  # the simulator answers every provider's API
             os.environ[get_provider(provider_name).base_url_variable] = sim.base_url
         settings = load_settings()

@@ -144,7 +144,7 @@ def _diagnose_one(
     first, last = (min(synced), max(synced)) if synced else (None, None)
     gaps = (
         []
-        if first is None or warehouse_error
+        if first is None or last is None or warehouse_error
         else [
             first + timedelta(days=i)
             for i in range((last - first).days + 1)

@@ -167,6 +167,11 @@ def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text).astimezone(UTC) if text else None
 
 
+def _parse_stored(text: str) -> datetime:
+    """A timestamp column that is never null (``created_at``)."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
 def unknown_connection(name: str) -> UsageError:
     """The one wording for a connection name that is not stored."""
     return UsageError(f"unknown connection {name!r}; run `stax connections` to list them")
@@ -221,7 +226,7 @@ def _to_connection(row: tuple) -> Connection:
         provider,
         hint,
         version,
-        _parse(created),
+        _parse_stored(created),
         _parse(synced),
         claimed_by,
         _parse(backfilled),
@@ -557,16 +562,19 @@ class ConnectionStore:
     def api_key(self, name: str) -> str:
         """Return the decrypted admin key of a connection."""
         query = f"SELECT {_SECRET_COLUMNS} FROM connections WHERE name = ? AND {_LIVE}"
-        for _attempt in range(2):
-            master = self._master()
-            with self._db() as db:
-                row = db.execute(query, (name,)).fetchone()
-            if row is None:
-                raise unknown_connection(name)
-            # A mismatch may be a rotation that committed between reading the key file and the row.
-            if row[5] == master.key_id:
-                break
+        master, row = self._master(), self._secret_row(query, name)
+        # A mismatch may be a rotation that committed between reading the key file and the row:
+        # read both once more.
+        if row[5] != master.key_id:
+            master, row = self._master(), self._secret_row(query, name)
         return self._decrypt_row(master, row)
+
+    def _secret_row(self, query: str, name: str) -> tuple:
+        with self._db() as db:
+            row = db.execute(query, (name,)).fetchone()
+        if row is None:
+            raise unknown_connection(name)
+        return row
 
     def remove(self, name: str) -> Connection:
         """Disconnect a live connection: delete its stored key, keep a tombstone (name,
@@ -618,7 +626,7 @@ class ConnectionStore:
                 "INSERT OR REPLACE INTO synced_days (connection_id, day, synced_at) VALUES (?, ?, ?)",
                 [(conn_id, day.isoformat(), _iso(at)) for day in window.days()],
             )
-            first = backfill_window(_parse(created).date())
+            first = backfill_window(_parse_stored(created).date())
             (synced,) = db.execute(
                 "SELECT count(*) FROM synced_days WHERE connection_id = ? AND day >= ? AND day < ?",
                 (conn_id, first.start.isoformat(), first.end.isoformat()),

@@ -71,7 +71,7 @@ def _keep_event_log_engines() -> None:
                 yield conn
             return
         with self._db_lock:
-            engines: OrderedDict[str, Any] = self.__dict__.setdefault("_stax_engines", OrderedDict())
+            engines: OrderedDict[str, Any] = vars(self).setdefault("_stax_engines", OrderedDict())
             engine = engines.get(shard)
             if engine is None:
                 engine = create_engine(

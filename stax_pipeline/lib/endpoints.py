@@ -32,10 +32,14 @@ MAX_URL_CHARS = 2048
 class StoredEndpoint(Protocol):
     """What a stored connection knows about its API (``credentials.Connection``)."""
 
-    name: str
-    provider: str
-    api_base_url: str
-    simulated: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def api_base_url(self) -> str: ...
+    @property
+    def simulated(self) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -118,7 +119,7 @@ def child_pids() -> set[int]:
     return {child.pid for child in psutil.Process().children(recursive=True)}
 
 
-def stop_children(*, spare: set[int] = frozenset(), timeout: float = 3.0) -> None:
+def stop_children(*, spare: Set[int] = frozenset(), timeout: float = 3.0) -> None:
     """Terminate this process's descendants (but ``spare``), then kill whichever lingers."""
     children = [c for c in psutil.Process().children(recursive=True) if c.pid not in spare]
     for child in children:
@@ -184,7 +185,7 @@ class InterruptLatch:
         return self._tripped
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._read_fd is None:
+        if self._read_fd is None or self._write_fd is None:
             return
         _ = self.tripped  # a signal that came in last still counts
         signal.set_wakeup_fd(self._previous_fd)

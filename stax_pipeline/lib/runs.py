@@ -141,7 +141,7 @@ def _run_worker(instance: DagsterInstance, run_id: str) -> tuple[int, float] | N
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
     for record in records:
         event = record.event_log_entry.dagster_event
-        metadata = getattr(event.event_specific_data, "metadata", None) or {}
+        metadata = getattr(event and event.event_specific_data, "metadata", None) or {}
         if "pid" in metadata:
             return int(metadata["pid"].value), record.event_log_entry.timestamp
     return None

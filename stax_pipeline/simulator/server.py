@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from stax_pipeline.lib.endpoints import SIMULATOR_HEADER
@@ -472,6 +472,7 @@ class Simulator:
                     headers={"retry-after": self._retry_after()},
                 )
             hit = faults.take("error_5xx_burst")
+            status = 500
             with self._lock:
                 if not hit and faults.error_5xx_rate > 0:
                     hit = self._error_rng.random() < faults.error_5xx_rate
@@ -797,10 +798,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as two writes; avoid the 40 ms delayed-ACK stall
     server_version = "stax-openai-admin-simulator"
-    server: _Server
 
     def do_GET(self) -> None:
-        response = self.server.simulator.handle(
+        server = cast(_Server, self.server)  # the server this handler class is made for
+        response = server.simulator.handle(
             self.path,
             self.headers.get("Authorization"),
             api_key=self.headers.get("x-api-key"),

@@ -8,8 +8,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING, TypeAlias
 
 from stax_pipeline.lib.window import SyncWindow
+
+if TYPE_CHECKING:
+    from dlt.common.schema.typing import TColumnSchema
+
+# A raw table's columns as dlt takes them: the shape of each provider's raw-schema catalogue.
+Columns: TypeAlias = "dict[str, TColumnSchema]"
 
 
 @dataclass(frozen=True)

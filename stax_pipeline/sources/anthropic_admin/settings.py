@@ -7,6 +7,8 @@ test checks them against :data:`RAW_TABLES`.
 
 from __future__ import annotations
 
+from stax_pipeline.sources.contract import Columns
+
 PROVIDER = "anthropic"
 DATASET_NAME = "raw_anthropic"
 # The base URL ends in /v1, as OpenAI's does, so the paths below are the same kind of relative path
@@ -43,7 +45,6 @@ USAGE_FALLBACK_GROUP_BYS = (
 DEFAULT_WORKSPACE_ID = "default"
 DEFAULT_WORKSPACE_NAME = "Default workspace"
 
-Columns = dict[str, dict[str, object]]
 
 # Columns every report row carries besides the API's own fields.
 BUCKET_COLUMNS: Columns = {

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from stax_pipeline.sources.contract import Columns
+
+if TYPE_CHECKING:
+    from dlt.common.schema.typing import TColumnSchema
 
 PROVIDER = "openai"
 DATASET_NAME = "raw_openai"
@@ -126,7 +132,7 @@ USAGE_ENDPOINTS: tuple[UsageEndpoint, ...] = (
 )
 
 # Columns every costs/usage row carries besides the API's own fields.
-BUCKET_COLUMNS = {
+BUCKET_COLUMNS: Columns = {
     "connection": {"data_type": "text", "nullable": False},
     "date": {"data_type": "date", "nullable": False},
     "bucket_start_time": {"data_type": "bigint", "nullable": False},
@@ -138,7 +144,7 @@ BUCKET_COLUMNS = {
 
 # Declared up front so a column exists even when every value in a load is null (dlt only
 # creates columns it has seen a value for), keeping the dbt sources stable.
-COSTS_COLUMNS = {
+COSTS_COLUMNS: Columns = {
     **BUCKET_COLUMNS,
     "amount__value": {"data_type": "double"},
     "amount__currency": {"data_type": "text"},
@@ -150,7 +156,7 @@ COSTS_COLUMNS = {
     "organization_id": {"data_type": "text"},
 }
 
-PROJECTS_COLUMNS = {
+PROJECTS_COLUMNS: Columns = {
     "connection": {"data_type": "text", "nullable": False},
     "id": {"data_type": "text", "nullable": False},
     "object": {"data_type": "text"},
@@ -165,7 +171,7 @@ PROJECTS_COLUMNS = {
 
 # A project's API keys, flattened from the API's object: ``owner`` holds ``type`` ('user' or
 # 'service_account') and the owner object under that name.
-PROJECT_API_KEYS_COLUMNS = {
+PROJECT_API_KEYS_COLUMNS: Columns = {
     "connection": {"data_type": "text", "nullable": False},
     "project_id": {"data_type": "text", "nullable": False},
     "id": {"data_type": "text", "nullable": False},
@@ -183,7 +189,7 @@ PROJECT_API_KEYS_COLUMNS = {
 }
 
 SYNC_WINDOWS_TABLE = "sync_windows"
-SYNC_WINDOWS_COLUMNS = {
+SYNC_WINDOWS_COLUMNS: Columns = {
     "connection": {"data_type": "text", "nullable": False},
     "resource": {"data_type": "text", "nullable": False},
     "date": {"data_type": "date", "nullable": False},
@@ -193,11 +199,14 @@ SYNC_WINDOWS_COLUMNS = {
 }
 
 
-def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
+def usage_columns(endpoint: UsageEndpoint) -> Columns:
     """dlt column hints for one usage endpoint's table."""
-    columns: dict[str, dict[str, object]] = dict(BUCKET_COLUMNS)
+    columns: Columns = dict(BUCKET_COLUMNS)
     columns.update({metric: {"data_type": "bigint"} for metric in endpoint.metrics})
-    columns.update({dim: {"data_type": kind} for dim, kind in endpoint.dimensions.items()})
+    # the dimensions' kinds are dlt data types (text, bigint, …), written as plain strings above
+    columns.update(
+        {dim: cast("TColumnSchema", {"data_type": kind}) for dim, kind in endpoint.dimensions.items()}
+    )
     return columns
 
 
@@ -205,7 +214,7 @@ def usage_columns(endpoint: UsageEndpoint) -> dict[str, dict[str, object]]:
 # ``_dlt_load_id`` and ``_dlt_id``). The one place it is written: the dbt sources
 # (``_openai__sources.yml``) and the usage endpoints of ``int_openai__usage_by_endpoint`` are
 # checked against it (tests/sources/test_raw_catalogue.py).
-RAW_TABLES: dict[str, dict[str, dict[str, object]]] = {
+RAW_TABLES: dict[str, Columns] = {
     "costs": COSTS_COLUMNS,
     **{endpoint.table: usage_columns(endpoint) for endpoint in USAGE_ENDPOINTS},
     SYNC_WINDOWS_TABLE: SYNC_WINDOWS_COLUMNS,
