@@ -10,9 +10,15 @@ with workspaces as (
 
 connections as (
 
-    select distinct provider, connection from workspaces
+    select distinct
+        provider,
+        connection
+    from workspaces
     union
-    select distinct provider, connection from {{ ref('stg_anthropic__synced_days') }}
+    select distinct
+        provider,
+        connection
+    from {{ ref('stg_anthropic__synced_days') }}
 
 ),
 
@@ -45,8 +51,9 @@ default_workspaces as (
         cast(null as timestamp with time zone) as archived_at
     from connections
     anti join listed
-        on connections.connection = listed.connection
-        and listed.project_id = {{ anthropic_default_workspace_id() }}
+        on
+            connections.connection = listed.connection
+            and listed.project_id = {{ anthropic_default_workspace_id() }}
 
 )
 

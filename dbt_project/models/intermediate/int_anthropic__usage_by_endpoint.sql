@@ -26,7 +26,7 @@ messages as (
         cast(null as bigint) as num_model_requests,
         cast(null as bigint) as num_requests,
         coalesce(uncached_input_tokens, 0) + coalesce(cache_read_input_tokens, 0)
-            + coalesce(cache_creation_1h_input_tokens, 0) + coalesce(cache_creation_5m_input_tokens, 0)
+        + coalesce(cache_creation_1h_input_tokens, 0) + coalesce(cache_creation_5m_input_tokens, 0)
             as input_tokens,
         output_tokens,
         cache_read_input_tokens as input_cached_tokens,

@@ -32,31 +32,33 @@
 
 with
 {% for endpoint, endpoint_metrics in endpoints.items() %}
-{{ endpoint }} as (
+    {{ endpoint }} as (
 
-    select
-        provider,
-        '{{ endpoint }}' as endpoint,
-        connection,
-        date,
-        project_id,
-        {{ 'cast(null as varchar)' if endpoint in without_api_key else 'api_key_id' }} as api_key_id,
-        {{ 'cast(null as varchar)' if endpoint in without_model else 'model' }} as model,
-        {{ 'cast(null as varchar)' if endpoint in without_model else billed_model('model') }} as billed_model,
-        {%- for metric, data_type in metrics.items() %}
-        {{ metric if metric in endpoint_metrics else 'cast(null as ' ~ data_type ~ ')' }} as {{ metric }},
-        {%- endfor %}
-        is_final
-    from {{ ref('stg_openai__usage_' ~ endpoint) }}
+        select
+            provider,
+            '{{ endpoint }}' as endpoint,
+            connection,
+            date,
+            project_id,
+            {{ 'cast(null as varchar)' if endpoint in without_api_key else 'api_key_id' }},
+            {{ 'cast(null as varchar)' if endpoint in without_model else 'model' }},
+            {{ 'cast(null as varchar)' if endpoint in without_model else billed_model('model') }}
+                as billed_model,
+            {%- for metric, data_type in metrics.items() %}
+                {{ metric if metric in endpoint_metrics else 'cast(null as ' ~ data_type ~ ')' }}
+                    as {{ metric }},
+            {%- endfor %}
+            is_final
+        from {{ ref('stg_openai__usage_' ~ endpoint) }}
 
-),
+    ),
 {% endfor %}
 
 final as (
-{% for endpoint in endpoints %}
-    select * from {{ endpoint }}
-    {% if not loop.last %}union all{% endif %}
-{%- endfor %}
+    {% for endpoint in endpoints %}
+        select * from {{ endpoint }}
+        {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
 
 )
 

@@ -1,6 +1,9 @@
 with listed_keys as (
 
-    select *, cast(null as varchar) as listed_status from {{ ref('stg_openai__project_api_keys') }}
+    select
+        *,
+        cast(null as varchar) as listed_status
+    from {{ ref('stg_openai__project_api_keys') }}
 
     union all by name
 
@@ -11,15 +14,27 @@ with listed_keys as (
 seen_keys as (
 
     -- every key costs or usage attribute spend to, with a project it was seen in
-    select provider, connection, api_key_id, min(project_id) as project_id
+    select
+        provider,
+        connection,
+        api_key_id,
+        min(project_id) as project_id
     from (
-        select provider, connection, api_key_id, project_id
+        select
+            provider,
+            connection,
+            api_key_id,
+            project_id
         from {{ ref('int_all_providers__cost_line_items') }}
         where api_key_id is not null
 
         union all
 
-        select provider, connection, api_key_id, project_id
+        select
+            provider,
+            connection,
+            api_key_id,
+            project_id
         from {{ ref('int_all_providers__usage_by_endpoint') }}
         where api_key_id is not null
     ) as seen
@@ -33,9 +48,10 @@ never_listed_keys as (
     select seen_keys.*
     from seen_keys
     anti join listed_keys
-        on seen_keys.provider = listed_keys.provider
-        and seen_keys.connection = listed_keys.connection
-        and seen_keys.api_key_id = listed_keys.api_key_id
+        on
+            seen_keys.provider = listed_keys.provider
+            and seen_keys.connection = listed_keys.connection
+            and seen_keys.api_key_id = listed_keys.api_key_id
 
 ),
 

@@ -6,13 +6,19 @@ with projects as (
 
 seen_projects as (
 
-    select provider, connection, project_id
+    select
+        provider,
+        connection,
+        project_id
     from {{ ref('int_all_providers__cost_line_items') }}
     where project_id is not null
 
     union
 
-    select provider, connection, project_id
+    select
+        provider,
+        connection,
+        project_id
     from {{ ref('int_all_providers__usage_by_endpoint') }}
     where project_id is not null
 
@@ -25,9 +31,10 @@ unlisted_projects as (
     select seen_projects.*
     from seen_projects
     anti join projects
-        on seen_projects.provider = projects.provider
-        and seen_projects.connection = projects.connection
-        and seen_projects.project_id = projects.project_id
+        on
+            seen_projects.provider = projects.provider
+            and seen_projects.connection = projects.connection
+            and seen_projects.project_id = projects.project_id
 
 ),
 

@@ -33,13 +33,14 @@ with line_items as (
 usage as (
 
     select * from {{ ref('int_all_providers__usage_by_endpoint') }}
-    where endpoint in (
-        'completions', 'embeddings', 'moderations', 'images', 'audio_speeches',
-        'audio_transcriptions', 'web_search_calls', 'messages'
-    )
-    {%- if is_incremental() %}
-        and {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
+    where
+        endpoint in (
+            'completions', 'embeddings', 'moderations', 'images', 'audio_speeches',
+            'audio_transcriptions', 'web_search_calls', 'messages'
+        )
+        {%- if is_incremental() %}
+            and {{ in_sync_window('date', 'connection') }}
+        {%- endif %}
 
 ),
 
@@ -78,9 +79,9 @@ usage_by_model as (
         cast(null as varchar) as product,
         cast(null as varchar) as sku,
         {%- for column, endpoints in usage_units.items() %}
-        {%- set field = usage_fields.get(column, column) %}
-        {{ 'sum(' ~ field ~ ') filter (where ' ~ endpoints ~ ')' if endpoints != 'true' else 'sum(' ~ field ~ ')' }}
-            as {{ column }},
+            {%- set field = usage_fields.get(column, column) %}
+            {{ 'sum(' ~ field ~ ') filter (where ' ~ endpoints ~ ')' if endpoints != 'true' else 'sum(' ~ field ~ ')' }}
+                as {{ column }},
         {%- endfor %}
         bool_and(is_final) as is_final
     from usage
@@ -102,8 +103,8 @@ joined as (
         cost.sku,
         coalesce(cost.cost_usd, 0) as cost_usd,
         {%- for column in usage_units %}
-        {{ 'cast(coalesce(usage.' ~ column ~ ', 0) as ' ~ ('double' if column == 'seconds' else 'bigint') ~ ')' }}
-            as {{ column }},
+            {{ 'cast(coalesce(usage.' ~ column ~ ', 0) as ' ~ ('double' if column == 'seconds' else 'bigint') ~ ')' }}
+                as {{ column }},
         {%- endfor %}
         cost.connection is not null as has_cost_data,
         usage.connection is not null as has_usage_data,
@@ -112,13 +113,14 @@ joined as (
     -- neither side drops: costs without usage (non-model spend, models usage does not report)
     -- and usage without costs (free moderations, not yet billed) both stay
     full outer join usage_by_model as usage
-        on cost.provider = usage.provider
-        and cost.connection = usage.connection
-        and cost.date = usage.date
-        and cost.project_id is not distinct from usage.project_id
-        and cost.api_key_id is not distinct from usage.api_key_id
-        and cost.spend_category = usage.spend_category
-        and cost.model is not distinct from usage.model
+        on
+            cost.provider = usage.provider
+            and cost.connection = usage.connection
+            and cost.date = usage.date
+            and cost.project_id is not distinct from usage.project_id
+            and cost.api_key_id is not distinct from usage.api_key_id
+            and cost.spend_category = usage.spend_category
+            and cost.model is not distinct from usage.model
 
 ),
 

@@ -33,8 +33,8 @@ summed as (
         sku,
         sum(cost_usd) as cost_usd,
         {%- for column in usage_units %}
-        {{ 'sum(' ~ column ~ ')' if column == 'seconds' else 'cast(sum(' ~ column ~ ') as bigint)' }}
-            as {{ column }},
+            {{ 'sum(' ~ column ~ ')' if column == 'seconds' else 'cast(sum(' ~ column ~ ') as bigint)' }}
+                as {{ column }},
         {%- endfor %}
         bool_or(has_cost_data) as has_cost_data,
         bool_or(has_usage_data) as has_usage_data,

@@ -46,9 +46,10 @@ final as (
         synced_days.loaded_at
     from synced_days
     left join spend
-        on synced_days.provider = spend.provider
-        and synced_days.connection = spend.connection
-        and synced_days.date = spend.date
+        on
+            synced_days.provider = spend.provider
+            and synced_days.connection = spend.connection
+            and synced_days.date = spend.date
 
 )
 

@@ -48,20 +48,33 @@ live_projects as (
         projects.project_id
     from synced_days
     inner join projects
-        on synced_days.provider = projects.provider
-        and synced_days.connection = projects.connection
-    where (projects.created_at is null
-            or cast(timezone('UTC', projects.created_at) as date) <= synced_days.date)
-        and (projects.archived_at is null
-            or cast(timezone('UTC', projects.archived_at) as date) >= synced_days.date)
+        on
+            synced_days.provider = projects.provider
+            and synced_days.connection = projects.connection
+    where (
+        projects.created_at is null
+        or cast(timezone('UTC', projects.created_at) as date) <= synced_days.date
+    )
+    and (
+        projects.archived_at is null
+        or cast(timezone('UTC', projects.archived_at) as date) >= synced_days.date
+    )
 
 ),
 
 spine as (
 
-    select connection, date, project_id from live_projects
+    select
+        connection,
+        date,
+        project_id
+    from live_projects
     union
-    select connection, date, project_id from spend
+    select
+        connection,
+        date,
+        project_id
+    from spend
 
 ),
 
@@ -77,12 +90,14 @@ final as (
         synced_days.is_final
     from spine
     inner join synced_days
-        on spine.connection = synced_days.connection
-        and spine.date = synced_days.date
+        on
+            spine.connection = synced_days.connection
+            and spine.date = synced_days.date
     left join spend
-        on spine.connection = spend.connection
-        and spine.date = spend.date
-        and spine.project_id is not distinct from spend.project_id
+        on
+            spine.connection = spend.connection
+            and spine.date = spend.date
+            and spine.project_id is not distinct from spend.project_id
 
 )
 

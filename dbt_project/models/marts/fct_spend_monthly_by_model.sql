@@ -23,16 +23,17 @@ final as (
         sku,
         sum(cost_usd) as cost_usd,
         {%- for column in usage_units %}
-        {{ 'sum(' ~ column ~ ')' if column == 'seconds' else 'cast(sum(' ~ column ~ ') as bigint)' }}
-            as {{ column }},
+            {{ 'sum(' ~ column ~ ')' if column == 'seconds' else 'cast(sum(' ~ column ~ ') as bigint)' }}
+                as {{ column }},
         {%- endfor %}
         count(distinct date) as days_in_data,
         min(date) as first_date,
         max(date) as last_date,
         cast(date_trunc('month', date) as date)
-            = cast(date_trunc('month', {{ utc_today() }}) as date) as is_month_to_date
+        = cast(date_trunc('month', {{ utc_today() }}) as date) as is_month_to_date
     from model_spend
-    group by cast(date_trunc('month', date) as date), provider, connection, spend_category, model, product, sku
+    group by
+        cast(date_trunc('month', date) as date), provider, connection, spend_category, model, product, sku
 
 )
 

@@ -44,9 +44,10 @@ final as (
         monthly.month = cast(date_trunc('month', {{ utc_today() }}) as date) as is_month_to_date
     from monthly
     left join projects
-        on monthly.provider = projects.provider
-        and monthly.connection = projects.connection
-        and monthly.project_id = projects.project_id
+        on
+            monthly.provider = projects.provider
+            and monthly.connection = projects.connection
+            and monthly.project_id = projects.project_id
 
 )
 

@@ -21,21 +21,22 @@ with commits as (
 
     -- the committed syncs of each (connection, day), in the order `latest_snapshot` uses
     {%- for provider, (source_name, resource) in cost_resources.items() %}
-    select
-        '{{ provider }}' as provider,
-        connection,
-        date,
-        sync_id,
-        min(loaded_at) as synced_at,
-        -- when the commit marker landed: dlt's load id is its Unix time
-        coalesce(min(to_timestamp(try_cast(_dlt_load_id as double))), min(loaded_at)) as committed_at
-    from {{ source_or_empty(source_name, 'sync_windows') }}
-    where resource = '{{ resource }}'
-    {%- if is_incremental() %}
-        and {{ in_sync_window('date', 'connection') }}
-    {%- endif %}
-    group by connection, date, sync_id
-    {% if not loop.last %}union all{% endif %}
+        select
+            '{{ provider }}' as provider,
+            connection,
+            date,
+            sync_id,
+            min(loaded_at) as synced_at,
+            -- when the commit marker landed: dlt's load id is its Unix time
+            coalesce(min(to_timestamp(try_cast(_dlt_load_id as double))), min(loaded_at)) as committed_at
+        from {{ source_or_empty(source_name, 'sync_windows') }}
+        where
+            resource = '{{ resource }}'
+            {%- if is_incremental() %}
+                and {{ in_sync_window('date', 'connection') }}
+            {%- endif %}
+        group by connection, date, sync_id
+        {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 
 ),
@@ -62,17 +63,26 @@ sync_pairs as (
         new_sync.committed_at as detected_at
     from ordered_commits as new_sync
     inner join ordered_commits as previous_sync
-        on new_sync.connection = previous_sync.connection
-        and new_sync.date = previous_sync.date
-        and new_sync.sync_number = previous_sync.sync_number + 1
+        on
+            new_sync.connection = previous_sync.connection
+            and new_sync.date = previous_sync.date
+            and new_sync.sync_number = previous_sync.sync_number + 1
 
 ),
 
 compared_syncs as (
 
-    select connection, date, previous_sync_id as sync_id from sync_pairs
+    select
+        connection,
+        date,
+        previous_sync_id as sync_id
+    from sync_pairs
     union
-    select connection, date, new_sync_id as sync_id from sync_pairs
+    select
+        connection,
+        date,
+        new_sync_id as sync_id
+    from sync_pairs
 
 ),
 
@@ -93,7 +103,12 @@ snapshot_rows as (
         sum(costs.cost_usd) as cost_usd
     from (
         select
-            connection, date, sync_id, project_id, api_key_id, line_item,
+            connection,
+            date,
+            sync_id,
+            project_id,
+            api_key_id,
+            line_item,
             cast(null as varchar) as model_field,
             cast(null as varchar) as charge_type_field,
             cast(amount__value as double) as cost_usd
@@ -102,7 +117,9 @@ snapshot_rows as (
         union all
 
         select
-            connection, date, sync_id,
+            connection,
+            date,
+            sync_id,
             coalesce(workspace_id, {{ anthropic_default_workspace_id() }}) as project_id,
             cast(null as varchar) as api_key_id,
             description as line_item,
@@ -112,11 +129,12 @@ snapshot_rows as (
         from {{ source_or_empty('raw_anthropic', 'cost_report') }}
     ) as costs
     inner join compared_syncs
-        on costs.connection = compared_syncs.connection
-        and costs.date = compared_syncs.date
-        and costs.sync_id = compared_syncs.sync_id
+        on
+            costs.connection = compared_syncs.connection
+            and costs.date = compared_syncs.date
+            and costs.sync_id = compared_syncs.sync_id
     {%- if is_incremental() %}
-    where {{ in_sync_window('costs.date', 'costs.connection') }}
+        where {{ in_sync_window('costs.date', 'costs.connection') }}
     {%- endif %}
     group by all
 
@@ -124,7 +142,11 @@ snapshot_rows as (
 
 day_totals as (
 
-    select connection, date, sync_id, sum(cost_usd) as day_cost_usd
+    select
+        connection,
+        date,
+        sync_id,
+        sum(cost_usd) as day_cost_usd
     from snapshot_rows
     group by all
 
@@ -132,23 +154,29 @@ day_totals as (
 
 previous_rows as (
 
-    select sync_pairs.new_sync_id, snapshot_rows.*
+    select
+        sync_pairs.new_sync_id,
+        snapshot_rows.*
     from sync_pairs
     inner join snapshot_rows
-        on sync_pairs.connection = snapshot_rows.connection
-        and sync_pairs.date = snapshot_rows.date
-        and sync_pairs.previous_sync_id = snapshot_rows.sync_id
+        on
+            sync_pairs.connection = snapshot_rows.connection
+            and sync_pairs.date = snapshot_rows.date
+            and sync_pairs.previous_sync_id = snapshot_rows.sync_id
 
 ),
 
 new_rows as (
 
-    select sync_pairs.new_sync_id, snapshot_rows.*
+    select
+        sync_pairs.new_sync_id,
+        snapshot_rows.*
     from sync_pairs
     inner join snapshot_rows
-        on sync_pairs.connection = snapshot_rows.connection
-        and sync_pairs.date = snapshot_rows.date
-        and sync_pairs.new_sync_id = snapshot_rows.sync_id
+        on
+            sync_pairs.connection = snapshot_rows.connection
+            and sync_pairs.date = snapshot_rows.date
+            and sync_pairs.new_sync_id = snapshot_rows.sync_id
 
 ),
 
@@ -173,12 +201,13 @@ changes as (
         end as change_type
     from previous_rows
     full outer join new_rows
-        on previous_rows.connection = new_rows.connection
-        and previous_rows.date = new_rows.date
-        and previous_rows.new_sync_id = new_rows.new_sync_id
-        and previous_rows.project_id is not distinct from new_rows.project_id
-        and previous_rows.api_key_id is not distinct from new_rows.api_key_id
-        and previous_rows.line_item is not distinct from new_rows.line_item
+        on
+            previous_rows.connection = new_rows.connection
+            and previous_rows.date = new_rows.date
+            and previous_rows.new_sync_id = new_rows.new_sync_id
+            and previous_rows.project_id is not distinct from new_rows.project_id
+            and previous_rows.api_key_id is not distinct from new_rows.api_key_id
+            and previous_rows.line_item is not distinct from new_rows.line_item
 
 ),
 
@@ -222,17 +251,20 @@ final as (
         sync_pairs.new_sync_id
     from parsed
     inner join sync_pairs
-        on parsed.connection = sync_pairs.connection
-        and parsed.date = sync_pairs.date
-        and parsed.new_sync_id = sync_pairs.new_sync_id
+        on
+            parsed.connection = sync_pairs.connection
+            and parsed.date = sync_pairs.date
+            and parsed.new_sync_id = sync_pairs.new_sync_id
     left join day_totals as previous_total
-        on sync_pairs.connection = previous_total.connection
-        and sync_pairs.date = previous_total.date
-        and sync_pairs.previous_sync_id = previous_total.sync_id
+        on
+            sync_pairs.connection = previous_total.connection
+            and sync_pairs.date = previous_total.date
+            and sync_pairs.previous_sync_id = previous_total.sync_id
     left join day_totals as new_total
-        on sync_pairs.connection = new_total.connection
-        and sync_pairs.date = new_total.date
-        and sync_pairs.new_sync_id = new_total.sync_id
+        on
+            sync_pairs.connection = new_total.connection
+            and sync_pairs.date = new_total.date
+            and sync_pairs.new_sync_id = new_total.sync_id
 
 )
 

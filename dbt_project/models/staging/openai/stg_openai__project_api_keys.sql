@@ -51,7 +51,7 @@ final as (
     select * from renamed
     qualify row_number() over (
         partition by connection, api_key_id
-        order by loaded_at desc nulls last, project_id
+        order by loaded_at desc nulls last, project_id asc
     ) = 1
 
 )
