@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(from STAX_NEW_MASTER_KEY when STAX_MASTER_KEY is set)",
     )
 
-    p = _command(commands, "simulator", "run the local OpenAI Admin API simulator in the foreground")
+    p = _command(
+        commands, "simulator", "run the local OpenAI and Anthropic Admin API simulator in the foreground"
+    )
     p.add_argument(
         "--port",
         type=whole_number(0, 65535),

@@ -40,13 +40,11 @@ with
             connection,
             date,
             project_id,
-            {{ 'cast(null as varchar)' if endpoint in without_api_key else 'api_key_id' }},
-            {{ 'cast(null as varchar)' if endpoint in without_model else 'model' }},
-            {{ 'cast(null as varchar)' if endpoint in without_model else billed_model('model') }}
-                as billed_model,
+            {{ 'cast(null as varchar)' if endpoint in without_api_key else 'api_key_id' }} as api_key_id,
+            {{ 'cast(null as varchar)' if endpoint in without_model else 'model' }} as model,
+            {{ 'cast(null as varchar)' if endpoint in without_model else billed_model('model') }} as billed_model,
             {%- for metric, data_type in metrics.items() %}
-                {{ metric if metric in endpoint_metrics else 'cast(null as ' ~ data_type ~ ')' }}
-                    as {{ metric }},
+                {{ metric if metric in endpoint_metrics else 'cast(null as ' ~ data_type ~ ')' }} as {{ metric }},
             {%- endfor %}
             is_final
         from {{ ref('stg_openai__usage_' ~ endpoint) }}

@@ -51,7 +51,7 @@ providers as (
         values
         ('openai', 'OpenAI', 'OpenAI API'),
         ('anthropic', 'Anthropic', 'Claude API')
-    )
+    ) as listed (provider, provider_name, service_name)
 
 ),
 
@@ -105,61 +105,59 @@ final as (
 
     select
         -- FOCUS columns, alphabetically
-        priced.cost_usd as billedcost,
-        priced.billing_account_id as billingaccountid,
-        priced.connection as billingaccountname,
-        upper(coalesce(priced.currency, 'usd')) as billingcurrency,
-        timezone('UTC', cast(date_trunc('month', priced.date) + interval 1 month as timestamp))
-            as billingperiodend,
-        timezone('UTC', cast(date_trunc('month', priced.date) as timestamp)) as billingperiodstart,
-        'Usage' as chargecategory,
+        cost_usd as BilledCost,
+        billing_account_id as BillingAccountId,
+        connection as BillingAccountName,
+        upper(coalesce(currency, 'usd')) as BillingCurrency,
+        timezone('UTC', cast(date_trunc('month', date) + interval 1 month as timestamp)) as BillingPeriodEnd,
+        timezone('UTC', cast(date_trunc('month', date) as timestamp)) as BillingPeriodStart,
+        'Usage' as ChargeCategory,
         -- a restated day replaces its rows: no row is a correction of a closed billing period
-        cast(null as varchar) as chargeclass,
-        priced.line_item as chargedescription,
-        'Usage-Based' as chargefrequency,
-        timezone('UTC', cast(priced.date + interval 1 day as timestamp)) as chargeperiodend,
-        timezone('UTC', cast(priced.date as timestamp)) as chargeperiodstart,
-        priced.quantity as consumedquantity,
-        priced.unit_name as consumedunit,
-        priced.cost_usd as contractedcost,  -- no negotiated prices are known
-        priced.cost_usd as effectivecost,  -- no commitments or prepayments are known
-        priced.provider_name as hostprovidername,
-        priced.provider_name as invoiceissuername,
-        priced.cost_usd as listcost,  -- no discounts are known
-        priced.quantity as pricingquantity,
-        priced.unit_name as pricingunit,
-        priced.provider_name as providername,  -- FOCUS 1.2 (1.3: ServiceProviderName)
-        priced.provider_name as publishername,  -- FOCUS 1.2 (deprecated in 1.3)
-        priced.api_key_id as resourceid,
-        'AI and Machine Learning' as servicecategory,
-        priced.service_name as servicename,
-        priced.provider_name as serviceprovidername,
-        'Generative AI' as servicesubcategory,
-        priced.line_item as skuid,
-        priced.project_id as subaccountid,
-        case when priced.project_id is not null then coalesce(priced.project_name, priced.project_id) end
-            as subaccountname,
+        cast(null as varchar) as ChargeClass,
+        line_item as ChargeDescription,
+        'Usage-Based' as ChargeFrequency,
+        timezone('UTC', cast(date + interval 1 day as timestamp)) as ChargePeriodEnd,
+        timezone('UTC', cast(date as timestamp)) as ChargePeriodStart,
+        quantity as ConsumedQuantity,
+        unit_name as ConsumedUnit,
+        cost_usd as ContractedCost,  -- no negotiated prices are known
+        cost_usd as EffectiveCost,  -- no commitments or prepayments are known
+        provider_name as HostProviderName,
+        provider_name as InvoiceIssuerName,
+        cost_usd as ListCost,  -- no discounts are known
+        quantity as PricingQuantity,
+        unit_name as PricingUnit,
+        provider_name as ProviderName,  -- FOCUS 1.2 (1.3: ServiceProviderName)
+        provider_name as PublisherName,  -- FOCUS 1.2 (deprecated in 1.3)
+        api_key_id as ResourceId,
+        'AI and Machine Learning' as ServiceCategory,
+        service_name as ServiceName,
+        provider_name as ServiceProviderName,
+        'Generative AI' as ServiceSubcategory,
+        line_item as SkuId,
+        project_id as SubAccountId,
+        case when project_id is not null then coalesce(project_name, project_id) end as SubAccountName,
         cast(to_json(map_from_entries(list_filter(
             [
-                { 'key': 'stax/project_id', 'value': priced.project_id },
-                { 'key': 'stax/project_name', 'value': priced.project_name },
-                { 'key': 'stax/api_key_id', 'value': priced.api_key_id },
-                { 'key': 'stax/model', 'value': priced.model },
-                { 'key': 'stax/charge_type', 'value': priced.charge_type },
-                { 'key': 'stax/product', 'value': priced.product }
+                { 'key': 'stax/project_id', 'value': project_id },
+                { 'key': 'stax/project_name', 'value': project_name },
+                { 'key': 'stax/api_key_id', 'value': api_key_id },
+                { 'key': 'stax/model', 'value': model },
+                { 'key': 'stax/charge_type', 'value': charge_type },
+                { 'key': 'stax/product', 'value': product }
             ],
             lambda tag: tag.value is not null
-        ))) as json) as tags,
+        ))) as json) as Tags,
 
         -- Stax's own columns
-        priced.api_key_id as x_apikeyid,
-        priced.date as x_chargedate,
-        priced.charge_type as x_chargetype,
-        priced.connection as x_connection,
-        priced.is_final as x_isfinal,
-        priced.model as x_model,
-        priced.provider as x_provider,
-        priced.quantity_unit as x_quantityunit
+        api_key_id as x_ApiKeyId,
+        date as x_ChargeDate,
+        charge_type as x_ChargeType,
+        connection as x_Connection,
+        is_final as x_IsFinal,
+        model as x_Model,
+        provider as x_Provider,
+        quantity_unit as x_QuantityUnit
     from priced
 
 )
