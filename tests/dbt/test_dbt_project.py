@@ -28,6 +28,10 @@ import duckdb
 import pytest
 from dbt.cli.main import dbtRunner
 
+from stax_pipeline.lib.dbt import window_in_environment
+from stax_pipeline.lib.window import SyncWindow
+from stax_pipeline.lib.window import dbt_vars as dbt_window_vars
+
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 TOLERANCE = 1e-6
 
@@ -384,8 +388,20 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["STAX_HOME"] = previous
 
 
-def dbt_build(home: Path, dbt_vars: dict | None = None) -> dict[str, str]:
-    """Runs `dbt build`; returns {node unique_id: status} and asserts it succeeded."""
+def dbt_build(
+    home: Path,
+    dbt_vars: dict | None = None,
+    *,
+    window: SyncWindow | None = None,
+    connections: list[str] | None = None,
+    select: str | None = None,
+    unit_tests: bool = True,
+) -> dict[str, str]:
+    """Runs `dbt build`; returns {node unique_id: status} and asserts it succeeded.
+
+    ``dbt_vars`` go in ``--vars`` (as a person runs dbt by hand); ``window`` goes in
+    STAX_DBT_WINDOW, as a sync runs it (a sync also leaves out ``unit_tests``). ``select``: that
+    model and everything it is made of (with their tests)."""
     args = [
         "build",
         "--project-dir",
@@ -401,7 +417,12 @@ def dbt_build(home: Path, dbt_vars: dict | None = None) -> dict[str, str]:
     ]
     if dbt_vars is not None:
         args += ["--vars", json.dumps(dbt_vars)]
-    result = dbtRunner().invoke(args)
+    if select is not None:
+        args += ["--select", f"+{select}", "--indirect-selection", "cautious"]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
+    with window_in_environment(dbt_window_vars(window, connections) if window else {}):
+        result = dbtRunner().invoke(args)
     statuses = {r.node.unique_id: str(r.status) for r in (result.result or [])}
     failed = {k: v for k, v in statuses.items() if v not in ("success", "pass", "warn")}
     assert result.success and not failed, (result.exception, failed)

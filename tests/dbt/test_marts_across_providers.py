@@ -18,15 +18,14 @@ from typing import Any
 
 import duckdb
 import pytest
-from dbt.cli.main import dbtRunner
 
 from stax_pipeline.ingest import load_window
-from stax_pipeline.lib.dbt import window_in_environment
-from stax_pipeline.lib.window import SyncWindow, dbt_vars
+from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults, run_simulator
 from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
+from tests.dbt.test_dbt_project import dbt_build
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 ANTHROPIC_KEY = "sk-ant-admin01-test-marts-5e6f7a8b9c0d"
@@ -36,27 +35,9 @@ RESTATED = SyncWindow(TODAY - timedelta(days=1), TODAY)
 
 
 def _dbt_build(home: Path, window: SyncWindow | None = None, connections: list[str] | None = None) -> None:
-    """`dbt build` (models and data tests) as a sync runs it: for the window in STAX_DBT_WINDOW
-    when one is given, else every day."""
-    args = [
-        "build",
-        "--exclude-resource-type",
-        "unit_test",
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        "--target-path",
-        str(home / "dbt_target"),
-        "--log-path",
-        str(home / "dbt_logs"),
-        "--quiet",
-    ]
-    with window_in_environment(dbt_vars(window, connections) if window else {}):
-        result = dbtRunner().invoke(args)
-    statuses = {r.node.unique_id: str(r.status) for r in (result.result or [])}
-    failed = {k: v for k, v in statuses.items() if v not in ("success", "pass")}
-    assert result.success and not failed, (result.exception, failed)
+    """`dbt build` as a sync runs it: for the window in STAX_DBT_WINDOW when one is given, else
+    every day."""
+    statuses = dbt_build(home, window=window, connections=connections, unit_tests=False)
     assert "test.stax.assert_spend_reconciles_with_costs" in statuses
 
 
