@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -135,7 +136,8 @@ def _assert_report_options_and_formats(org, days_back: int, truth: float) -> Non
 
     # the table: usage in each model's own units; blank, not 0.00, where tokens or cost are missing
     table = _report(*days).stdout.splitlines()
-    line_of = {line.split("  ")[0]: line for line in table}
+    # each model's line, by its MODEL / SKU cell (after the PROVIDER column)
+    line_of = {re.split(r"\s{2,}", line)[1]: line for line in table if line.startswith("openai ")}
     assert "characters" in line_of["tts-1"] and "tokens" not in line_of["tts-1"]
     assert "audio seconds" in line_of["whisper-1"] and "images" in line_of["gpt-image-1"]
     assert (
