@@ -112,7 +112,7 @@ def test_backoff_has_a_floor_and_grows(simulator):
         assert 1.0 <= wait <= 2.0 ** (retry + 1), (retry, wait)
     # The expected wait doubles (minus the floor) until the cap: 1.5, 2.5, 4.5, 8.5, …, then 30.5.
     means = [statistics.fmean(PATIENT.backoff(retry) for _ in range(300)) for retry in range(8)]
-    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(means))
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(means[:6]))  # until the cap
     assert means[0] >= 1.0 and means[7] < PATIENT.backoff_cap_s
     assert min(PATIENT.backoff(0) for _ in range(1000)) >= PATIENT.backoff_floor_s
 
