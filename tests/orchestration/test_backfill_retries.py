@@ -36,11 +36,13 @@ class Ticks:
         return result
 
 
-def _execute(instance, tags: dict[str, str]) -> DagsterRunStatus:
-    """Run the sync job in-process with these tags (what the daemon does with a run request)."""
+def _execute(instance, request: RunRequest, tags: dict[str, str] | None = None) -> DagsterRunStatus:
+    """Run the sync job in-process as the daemon runs a run request: its assets, its tags (or
+    ``tags`` instead)."""
     result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
         instance=instance,
-        tags=tags,
+        asset_selection=request.asset_selection,
+        tags=request.tags if tags is None else tags,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
@@ -75,7 +77,7 @@ def test_failed_backfill_is_released_with_its_reason_and_retried_after_the_backo
     assert request.run_key == f"backfill:{connection.id}:{claim}"
     assert store.get("acme").backfill_state == "running"
     register_connection(instance, "acme")  # the tick's partition request, applied by the daemon
-    assert _execute(instance, request.tags) == DagsterRunStatus.FAILURE
+    assert _execute(instance, request) == DagsterRunStatus.FAILURE
 
     before = datetime.now(UTC)
     on_failure()
@@ -126,7 +128,7 @@ def test_successful_backfill_run_marks_it_done(stax_home, simulator):
     tags = {**request.tags, **range_run_tags("acme", window)}
     assert tags[ASSET_PARTITION_RANGE_START_TAG] == f"acme|{window.start}"
     assert tags[ASSET_PARTITION_RANGE_END_TAG] == f"acme|{window.last}"
-    assert _execute(instance, tags) == DagsterRunStatus.SUCCESS
+    assert _execute(instance, request, tags) == DagsterRunStatus.SUCCESS
     assert store.get("acme").backfill_state == "running"
     on_success()
     done = store.get("acme")

@@ -270,7 +270,7 @@ def _small_warehouse(settings) -> None:
         con.execute("""
             create schema marts; create schema raw_openai; create schema intermediate;
             create table marts.fct_model_spend_daily as
-                select 'acme' as connection, date '2026-11-18' as date, 'gpt-4o' as model,
+                select 'openai' as provider, 'acme' as connection, date '2026-11-18' as date, 'gpt-4o' as model,
                        'model' as spend_category, null::varchar as product, null::varchar as sku,
                        12.345678 ::double as cost_usd, 1000 as input_tokens, 200 as output_tokens,
                        0 as input_cached_tokens, null::bigint as images, null::bigint as characters,
