@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -360,6 +360,47 @@ class ApiClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def iter_day_buckets(
+        self, path: str, params: Sequence[tuple[str, str]], *, start: date, end: date
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every bucket (``data`` item) of a report of 1-day buckets for UTC days
+        [start, end), over all its pages: each page request resends every parameter plus
+        ``page`` (the ``next_page`` token), until ``next_page`` is empty or ``has_more`` false.
+
+        Buckets are handed out one by one and dropped once consumed, so a large page's rows are
+        freed as they become Arrow batches instead of living until the next page. A token the
+        API hands out twice, or more pages than the window has days (plus a margin for an empty
+        last page: a page holds at least one day), fails instead of paging forever.
+        """
+        max_pages = max((end - start).days, 1) + 2
+        seen_tokens: set[str] = set()
+        token: str | None = None
+        pages = 0
+        while True:
+            if pages == max_pages:
+                raise ProviderError(
+                    f"GET {path} was still paging after {pages} pages for a "
+                    f"{(end - start).days}-day window (a page holds at least one day); stopping "
+                    "instead of paging forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
+            page = self.get_json(path, [*params, *([("page", token)] if token else [])])
+            pages += 1
+            buckets = list(reversed(page.pop("data", None) or []))
+            while buckets:
+                yield buckets.pop()
+            token = page.get("next_page")
+            if not token or page.get("has_more") is False:
+                break
+            if token in seen_tokens:
+                raise ProviderError(
+                    f"GET {path} returned the same pagination cursor twice; stopping instead of "
+                    "looping forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
+            seen_tokens.add(token)
+        log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
 
     def get_json(self, path: str, params: QueryParams = ()) -> dict[str, Any]:
         """GET ``path`` and return the decoded JSON object, retrying what is worth retrying."""

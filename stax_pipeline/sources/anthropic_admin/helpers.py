@@ -113,12 +113,6 @@ def cents_to_dollars(amount: Any) -> Decimal | None:
     return _DOLLARS.divide(cents, CENTS_PER_DOLLAR).quantize(_DOLLARS_QUANTUM, context=_DOLLARS)
 
 
-def max_bucket_pages(start: date, end: date) -> int:
-    """The most pages a window of 1d buckets can take: one a day, plus a margin for an empty last
-    page. Past it the API is paging forever and the sync stops."""
-    return max((end - start).days, 1) + 2
-
-
 class AnthropicAdminClient:
     """Reads the organization endpoints of the Anthropic Admin API with one :class:`ApiClient`."""
 
@@ -153,7 +147,8 @@ class AnthropicAdminClient:
         """Yield every 1d bucket of a report for UTC days [start, end), following ``next_page``.
 
         Every page request resends the original parameters plus ``page``. A token handed out
-        twice, or paging past :func:`max_bucket_pages`, fails instead of looping forever.
+        twice, or paging past the window's days, fails instead of looping forever
+        (:meth:`ApiClient.iter_day_buckets`).
 
         ``ending_at`` is documented as "buckets that end before" it: read as "at or before", the
         window's last bucket (which ends exactly at ``end``) is in the answer; read strictly, it
@@ -196,34 +191,7 @@ class AnthropicAdminClient:
             *(("group_by[]", dim) for dim in group_by),
             *extra,
         ]
-        seen: set[str] = set()
-        token: str | None = None
-        pages = 0
-        max_pages = max_bucket_pages(start, end)
-        while True:
-            if pages == max_pages:
-                raise ProviderError(
-                    f"GET {path} was still paging after {pages} pages for a "
-                    f"{(end - start).days}-day window (a page holds at least one day); stopping "
-                    "instead of paging forever. The API misbehaved: run the sync again later.",
-                    endpoint=path,
-                )
-            page = self.api.get_json(path, params + ([("page", token)] if token else []))
-            pages += 1
-            buckets = list(reversed(page.pop("data", None) or []))
-            while buckets:
-                yield buckets.pop()
-            token = page.get("next_page")
-            if not token or not page.get("has_more"):
-                break
-            if token in seen:
-                raise ProviderError(
-                    f"GET {path} returned the same page token twice; stopping instead of looping "
-                    "forever. The API misbehaved: run the sync again later.",
-                    endpoint=path,
-                )
-            seen.add(token)
-        log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
+        yield from self.api.iter_day_buckets(path, params, start=start, end=end)
 
     def iter_workspaces(self) -> Iterator[dict[str, Any]]:
         """Every workspace, archived ones and the default one included."""

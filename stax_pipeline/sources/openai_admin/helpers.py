@@ -34,12 +34,6 @@ def bucket_day(start_time: int) -> date:
 ORGANIZATION_LOOKUP_DAYS = 30
 
 
-def max_bucket_pages(start: date, end: date) -> int:
-    """The most pages a window of 1d buckets can take: one a day, plus a margin for an empty last
-    page. Past it the API is paging forever (a fresh cursor every time) and the sync stops."""
-    return max((end - start).days, 1) + 2
-
-
 class OpenAIAdminClient:
     """Reads the organization endpoints of the OpenAI Admin API with one :class:`ApiClient`."""
 
@@ -71,9 +65,8 @@ class OpenAIAdminClient:
     ) -> Iterator[dict[str, Any]]:
         """Yield every 1d bucket of ``path`` for UTC days [start, end), following ``next_page``.
 
-        Every page request resends all the original parameters plus ``page``. A cursor the API
-        hands out twice would loop forever, so it fails instead; so does paging past the bound
-        (:func:`max_bucket_pages`: a page holds at least one of the window's days).
+        Paging is the shared :meth:`ApiClient.iter_day_buckets` (every parameter resent, bounded,
+        a repeated cursor fails).
         """
         params: list[tuple[str, str]] = [
             ("start_time", str(unix_midnight(start))),
@@ -83,36 +76,7 @@ class OpenAIAdminClient:
             *(("group_by", dim) for dim in group_by),  # repeated keys: OpenAPI's form/explode
             *extra,
         ]
-        seen_cursors: set[str] = set()
-        cursor: str | None = None
-        pages = 0
-        max_pages = max_bucket_pages(start, end)
-        while True:
-            if pages == max_pages:
-                raise ProviderError(
-                    f"GET {path} was still paging after {pages} pages for a "
-                    f"{(end - start).days}-day window (a page holds at least one day); stopping "
-                    "instead of paging forever. The API misbehaved: run the sync again later.",
-                    endpoint=path,
-                )
-            page = self.api.get_json(path, params + ([("page", cursor)] if cursor else []))
-            pages += 1
-            # Hand buckets out one by one and drop each once consumed, so a large page's rows
-            # are freed as they become Arrow batches instead of living until the next page.
-            buckets = list(reversed(page.pop("data", None) or []))
-            while buckets:
-                yield buckets.pop()
-            cursor = page.get("next_page")
-            if not cursor or page.get("has_more") is False:
-                break
-            if cursor in seen_cursors:
-                raise ProviderError(
-                    f"GET {path} returned the same pagination cursor twice; stopping instead of "
-                    "looping forever. The API misbehaved: run the sync again later.",
-                    endpoint=path,
-                )
-            seen_cursors.add(cursor)
-        log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
+        yield from self.api.iter_day_buckets(path, params, start=start, end=end)
 
     def iter_projects(self) -> Iterator[dict[str, Any]]:
         """Yield every project, archived ones included."""
