@@ -402,6 +402,48 @@ class ApiClient:
             seen_tokens.add(token)
         log.info("%s: %s..%s in %d page(s)", path, start, end - timedelta(days=1), pages)
 
+    def iter_list(
+        self,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        cursor_param: str,
+        limit: int,
+        max_pages: int,
+        what: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield every object of a cursor listing (projects, workspaces, API keys): pages of
+        ``limit`` objects, the next one asked for with ``cursor_param`` = the page's ``last_id``
+        (OpenAI calls it ``after``, Anthropic ``after_id``), until ``has_more`` is false.
+
+        A cursor the API hands out twice, or more than ``max_pages`` pages (of ``what``, for
+        the message), fails instead of looping forever.
+        """
+        after: str | None = None
+        seen: set[str] = set()  # the cursors followed: one per page fetched
+        while True:
+            if len(seen) == max_pages:
+                raise ProviderError(
+                    f"GET {path} was still paging after {max_pages} pages of {limit} {what}; "
+                    "stopping instead of paging forever. The API misbehaved: run the sync again later.",
+                    endpoint=path,
+                )
+            page = self.get_json(
+                path, [("limit", str(limit)), *params, *([(cursor_param, after)] if after else [])]
+            )
+            data = page.get("data") or []
+            yield from data
+            if not page.get("has_more") or not data:
+                break
+            after = page.get("last_id") or data[-1].get("id")
+            if not after or after in seen:
+                raise ProviderError(
+                    f"GET {path} repeated its pagination cursor; stopping instead of looping "
+                    "forever. Run the sync again later.",
+                    endpoint=path,
+                )
+            seen.add(after)
+
     def get_json(self, path: str, params: QueryParams = ()) -> dict[str, Any]:
         """GET ``path`` and return the decoded JSON object, retrying what is worth retrying."""
         endpoint = "/" + path.lstrip("/")

@@ -204,32 +204,10 @@ class AnthropicAdminClient:
         yield from self._iter_list(API_KEYS_PATH, [], "API keys")
 
     def _iter_list(self, path: str, params: list[tuple[str, str]], what: str) -> Iterator[dict[str, Any]]:
-        """Every object of an ``after_id`` listing (the page's ``last_id``), with the same loop
-        guards as the bucket paging."""
-        after: str | None = None
-        seen: set[str] = set()
-        while True:
-            if len(seen) == LIST_MAX_PAGES:
-                raise ProviderError(
-                    f"GET {path} was still paging after {LIST_MAX_PAGES} pages of {LIST_MAX_LIMIT} "
-                    f"{what}; stopping instead of paging forever. The API misbehaved: run the sync "
-                    "again later.",
-                    endpoint=path,
-                )
-            page_params = [("limit", str(LIST_MAX_LIMIT)), *params]
-            page = self.api.get_json(path, page_params + ([("after_id", after)] if after else []))
-            data = page.get("data") or []
-            yield from data
-            if not page.get("has_more") or not data:
-                break
-            after = page.get("last_id") or data[-1].get("id")
-            if not after or after in seen:
-                raise ProviderError(
-                    f"GET {path} repeated its pagination cursor; stopping instead of looping "
-                    "forever. Run the sync again later.",
-                    endpoint=path,
-                )
-            seen.add(after)
+        """Every object of a cursor listing (:meth:`ApiClient.iter_list`, ``after_id`` cursors)."""
+        return self.api.iter_list(
+            path, params, cursor_param="after_id", limit=LIST_MAX_LIMIT, max_pages=LIST_MAX_PAGES, what=what
+        )
 
     def organization_id(self) -> str | None:
         """The id of the organization behind the key (``GET /organizations/me``), or None when

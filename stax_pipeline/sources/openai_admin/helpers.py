@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from stax_pipeline.errors import ProviderError
 from stax_pipeline.lib.http import ApiClient, HttpError, RetryPolicy
 from stax_pipeline.sources.openai_admin.settings import (
     COSTS_PATH,
@@ -87,35 +86,10 @@ class OpenAIAdminClient:
         yield from self._iter_list(project_api_keys_path(project_id), [], "API keys")
 
     def _iter_list(self, path: str, params: list[tuple[str, str]], what: str) -> Iterator[dict[str, Any]]:
-        """Yield every object of a cursor list, following ``after`` = the page's ``last_id``.
-
-        Stops with an error instead of looping on a repeated cursor or past
-        :data:`LIST_MAX_PAGES` pages.
-        """
-        after: str | None = None
-        seen: set[str] = set()  # the cursors followed: one per page fetched
-        while True:
-            if len(seen) == LIST_MAX_PAGES:
-                raise ProviderError(
-                    f"GET {path} was still paging after {LIST_MAX_PAGES} pages of "
-                    f"{LIST_MAX_LIMIT} {what}; stopping instead of paging forever. The API "
-                    "misbehaved: run the sync again later.",
-                    endpoint=path,
-                )
-            page_params = [("limit", str(LIST_MAX_LIMIT)), *params]
-            page = self.api.get_json(path, page_params + ([("after", after)] if after else []))
-            data = page.get("data") or []
-            yield from data
-            if not page.get("has_more") or not data:
-                break
-            after = page.get("last_id") or data[-1].get("id")
-            if not after or after in seen:
-                raise ProviderError(
-                    f"GET {path} repeated its pagination cursor; stopping instead of "
-                    "looping forever. Run the sync again later.",
-                    endpoint=path,
-                )
-            seen.add(after)
+        """Every object of a cursor listing (:meth:`ApiClient.iter_list`, ``after`` cursors)."""
+        return self.api.iter_list(
+            path, params, cursor_param="after", limit=LIST_MAX_LIMIT, max_pages=LIST_MAX_PAGES, what=what
+        )
 
     def check_admin_key(self) -> str | None:
         """One cheap request that an admin key with usage read access can make; returns the id
