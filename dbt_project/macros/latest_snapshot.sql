@@ -29,13 +29,18 @@ inner join (
     {%- endif %}
     qualify row_number() over (
         partition by connection, date
-        order by loaded_at desc, sync_id desc
+        order by {{ latest_sync_first() }}
     ) = 1
 ) as latest_window
     on snapshot.connection = latest_window.connection
     and snapshot.date = latest_window.date
     and snapshot.sync_id = latest_window.sync_id
 {% endmacro %}
+
+
+{#- Which recorded sync of a (connection, resource, date) is the latest: the one loaded last
+    (sync_id breaks a tie). The one ordering the staging models and the commit markers share. -#}
+{% macro latest_sync_first() %}loaded_at desc, sync_id desc{% endmacro %}
 
 
 {#- A source relation that always has every column declared for it in the sources yml.

@@ -11,7 +11,7 @@ latest as (
     select * from source
     qualify row_number() over (
         partition by connection, resource, date
-        order by loaded_at desc, sync_id desc
+        order by {{ latest_sync_first() }}
     ) = 1
 
 ),
