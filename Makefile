@@ -23,10 +23,11 @@ $(BIN)/.installed: uv.lock pyproject.toml
 	@touch $@
 
 # The dbt manifest is prepared by the build, so tests, CI and `stax` load the definitions
-# without `dagster dev`.
+# without `dagster dev`; its partial parse, made with the warehouse path a sync's dbt uses
+# (lib/dbt.py), spares a new STAX_HOME's first sync a full parse.
 manifest: $(MANIFEST)
 $(MANIFEST): $(BIN)/.installed $(DBT_SOURCES)
-	cd dbt_project && env -u STAX_MASTER_KEY -u STAX_NEW_MASTER_KEY ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
+	cd dbt_project && env -u STAX_MASTER_KEY -u STAX_NEW_MASTER_KEY STAX_DBT_WAREHOUSE=warehouse.duckdb ../$(BIN)/dbt parse --quiet --profiles-dir . --target-path target
 	@touch $@
 
 demo: install

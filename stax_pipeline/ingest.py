@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
@@ -56,7 +57,12 @@ class WindowLoad:
 
 
 def load_connection_window(
-    settings: Settings, *, connection: str, window: SyncWindow, run_id: str
+    settings: Settings,
+    *,
+    connection: str,
+    window: SyncWindow,
+    run_id: str,
+    after_extract: Callable[[], None] | None = None,
 ) -> WindowLoad:
     """:func:`load_window` for a stored connection: its provider, its key, and its own API
     (``lib/endpoints.py``: never another, and the simulator only for a simulated connection)."""
@@ -72,6 +78,7 @@ def load_connection_window(
         base_url=endpoint.base_url,
         expect_simulator=endpoint.simulator,
         run_id=run_id,
+        after_extract=after_extract,
     )
 
 
@@ -85,6 +92,7 @@ def load_window(
     base_url: str,
     run_id: str,
     expect_simulator: bool | None = None,
+    after_extract: Callable[[], None] | None = None,
 ) -> WindowLoad:
     """Pull ``window`` of ``connection`` from ``provider``'s API at ``base_url`` into its raw
     schema (``raw_<provider>``), then commit it.
@@ -93,7 +101,9 @@ def load_window(
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
     each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
-    the connection was made against the Stax simulator (``lib/endpoints.py``).
+    the connection was made against the Stax simulator (``lib/endpoints.py``). ``after_extract``
+    is called once the pages are extracted and their memory handed back (the sync starts its
+    dbt there: ``lib/dbt.start_dbt_early``).
     """
     request = SyncRequest(
         connection=connection,
@@ -123,6 +133,9 @@ def load_window(
         requests = dict(client.api.requests_by_path)
     finally:
         client.close()
+    if after_extract is not None:
+        _release_memory()
+        after_extract()
     # A BI tool may have opened the warehouse while the API was being read: wait for it (or
     # fail with the one clear line) before dlt tries to write.
     wait_for_warehouse(settings)

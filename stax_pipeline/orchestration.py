@@ -106,8 +106,10 @@ def _run_one(
     """One range run of ``window`` of ``connection``, in-process."""
     from stax_pipeline.credentials import ConnectionStore
     from stax_pipeline.definitions import defs
+    from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
     from stax_pipeline.defs.ingest import sync_selection
     from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+    from stax_pipeline.lib.dbt import early_dbt
     from stax_pipeline.lib.runs import owner_tags, recover_dead_runs, stoppable_run
 
     recover_dead_runs(instance)  # else a killed run's warehouse slot blocks this one forever
@@ -124,6 +126,7 @@ def _run_one(
         open(settings.logs_dir / "sync.log", "a") as log_file,
         redirect_stdout(log_file),
         stoppable_run(instance, run_id),
+        early_dbt(settings, run_id, DBT_PROJECT_DIR),  # every step runs here: dbt can start early
     ):
         result = job.execute_in_process(
             instance=instance,

@@ -15,6 +15,7 @@ selects that connection's provider's asset and the marts (:func:`sync_selection`
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from dagster import (
@@ -32,12 +33,14 @@ from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_parti
 from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.errors import UsageError
 from stax_pipeline.ingest import WindowLoad, load_connection_window
+from stax_pipeline.lib.dbt import start_dbt_early
 from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.providers import PROVIDERS, Provider, get_provider
 from stax_pipeline.settings import Settings, load_settings
 
-# load(settings, *, connection, window, run_id): one connection's window, loaded and committed.
+# load(settings, *, connection, window, run_id, after_extract): one connection's window, loaded
+# and committed.
 LoadConnectionWindow = Callable[..., WindowLoad]
 
 
@@ -86,7 +89,13 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
         cost_usd = 0.0
         for connection in connections:
             context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
-            loaded = load(settings, connection=connection, window=window, run_id=context.run.run_id)
+            loaded = load(
+                settings,
+                connection=connection,
+                window=window,
+                run_id=context.run.run_id,
+                after_extract=partial(start_dbt_early, context.run.run_id),
+            )
             for note in loaded.notes:
                 context.log.warning(f"{connection}: {note}")
             context.log.info(

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,13 +45,14 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
 @contextmanager
-def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
+def dbt_run_dir(settings: Settings, run_id: str, project_dir: Path | None = None) -> Iterator[Path]:
     """The target folder of one dbt invocation, under ``$STAX_HOME/dbt/runs/`` (never in the
     code checkout, so two checkouts or two STAX_HOMEs never share run state).
 
     dbt's partial-parse file is carried from run to run through ``$STAX_HOME/dbt/``: with the
     window passed in the environment (not ``--vars``), a run re-parses nothing that did not
-    change. Only the last :data:`KEEP_DBT_RUNS` run folders are kept.
+    change; a home's first run starts from ``project_dir``'s own (``make install`` parses the
+    project). Only the last :data:`KEEP_DBT_RUNS` run folders are kept.
     """
     root = settings.home / "dbt"
     runs = root / "runs"
@@ -60,8 +61,9 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
     for folder in (root, runs, target):  # parents=True made the first two with the umask's mode
         make_private(folder)
     saved = root / PARTIAL_PARSE_FILE
-    if saved.exists():
-        shutil.copyfile(saved, target / PARTIAL_PARSE_FILE)
+    seed = saved if saved.exists() or project_dir is None else project_dir / "target" / PARTIAL_PARSE_FILE
+    if seed.exists():  # a new home starts from the parse `make install` prepared
+        shutil.copyfile(seed, target / PARTIAL_PARSE_FILE)
     try:
         yield target
     finally:
@@ -77,6 +79,18 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Iterator[Path]:
 def environment_without_secrets() -> dict[str, str]:
     """A copy of this process's environment for dbt: without the master keys."""
     return {name: value for name, value in os.environ.items() if name not in SECRET_ENV_VARS}
+
+
+# The warehouse as a sync's dbt names it (profiles.yml): relative to its working directory,
+# $STAX_HOME. dbt keys its partial parse on the profile's values, so a path that is the same in
+# every STAX_HOME lets the parse prepared by `make install` serve each new home's first sync.
+WAREHOUSE_ENV = "STAX_DBT_WAREHOUSE"
+SYNC_WAREHOUSE_PATH = "warehouse.duckdb"
+
+
+def sync_dbt_environment() -> dict[str, str]:
+    """The environment of a sync's dbt (and of the parse that `make install` prepares)."""
+    return {**environment_without_secrets(), WAREHOUSE_ENV: SYNC_WAREHOUSE_PATH}
 
 
 @contextmanager
@@ -122,50 +136,126 @@ class DbtBuild:
         return f"dbt build failed: {what}\n{self.output_tail}"
 
 
-def run_dbt_build(project_dir: Path, target: Path, dbt_window: dict, select: Sequence[str] = ()) -> DbtBuild:
-    """``dbt build`` of the project (or of ``select``) as a plain subprocess, for the window in
-    ``STAX_DBT_WINDOW``, with its artifacts and logs in ``target``.
+class DbtProcess:
+    """One sync's dbt: a process (``lib/dbt_worker.py``) that imports dbt and parses the project
+    into the run's folder as soon as it is started, then waits for :meth:`build`.
 
-    Not dagster-dbt's streaming invocation: that makes dbt log every event as JSON and parses
-    each line in this process; the results are all we use, and ``run_results.json`` has them.
-    dbt runs as ``stax-dbt`` (dies with this process) without the master key in its environment.
+    Started early (:func:`start_dbt_early`, while the sync loads), a build finds dbt ready: the
+    import and the parse, seconds of every run, are off the sync's path. Not dagster-dbt's
+    streaming invocation either: that makes dbt log every event as JSON and parses each line
+    in this process; the results are all we use, and ``run_results.json`` has them. dbt runs
+    without the master key in its environment and dies with this process (``die_with_parent``).
     Unit tests check the SQL, not the data: they run in the test suite, not in syncs.
     """
-    mark_as_parent()
-    env = environment_without_secrets()
-    env[WINDOW_ENV] = json.dumps(dbt_window)
-    args = [
-        dbt_executable(),
-        "build",
-        "--exclude-resource-type",
-        "unit_test",
-        "--project-dir",
-        str(project_dir),
-        "--profiles-dir",
-        str(project_dir),
-        "--target-path",
-        str(target),
-        "--log-path",
-        str(target),
-        "--no-use-colors",
-        "--threads",
-        str(DBT_THREADS),
-        *(["--select", *select] if select else []),
-    ]
-    output = target / "console.log"
-    with open(output, "wb") as out:
-        process = subprocess.Popen(args, cwd=project_dir, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def __init__(self, settings: Settings, run_id: str, project_dir: Path) -> None:
+        self.project_dir = project_dir
+        self._run_dir = ExitStack()
+        self.target = self._run_dir.enter_context(dbt_run_dir(settings, run_id, project_dir))
+        self._console_path = self.target / "console.log"
+        mark_as_parent()
+        with open(self._console_path, "wb") as console:  # dbt's own copy stays open
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "stax_pipeline.lib.dbt_worker", str(project_dir), str(self.target)],
+                cwd=settings.home,  # where the relative warehouse path points
+                env=sync_dbt_environment(),
+                stdin=subprocess.PIPE,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+            )
+        make_private(self._console_path)
+
+    def build(self, dbt_window: dict, select: Sequence[str] = ()) -> DbtBuild:
+        """``dbt build`` of the project (or of ``select``) for the window, in ``STAX_DBT_WINDOW``;
+        waits for it (stopping dbt if this thread is interrupted)."""
+        args = [
+            "build",
+            "--exclude-resource-type",
+            "unit_test",
+            "--project-dir",
+            str(self.project_dir),
+            "--profiles-dir",
+            str(self.project_dir),
+            "--target-path",
+            str(self.target),
+            "--log-path",
+            str(self.target),
+            "--no-use-colors",
+            "--threads",
+            str(DBT_THREADS),
+            *(["--select", *select] if select else []),
+        ]
+        command = {"args": args, "env": {WINDOW_ENV: json.dumps(dbt_window)}}
+        stdin = self._process.stdin
+        assert stdin is not None
         try:
-            returncode = process.wait()
+            stdin.write(json.dumps(command).encode() + b"\n")
+            stdin.close()
+        except BrokenPipeError:
+            pass  # dbt died before the build: its exit code and console say why
+        try:
+            returncode = self._process.wait()
         finally:
-            if process.poll() is None:  # interrupted: dbt must not outlive the run
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-    make_private(output)
-    results_path = target / "run_results.json"
-    results = json.loads(results_path.read_text())["results"] if results_path.exists() else []
-    tail = "\n".join(output.read_text(errors="replace").splitlines()[-30:])
-    return DbtBuild(returncode=returncode, results=results, output_tail=tail)
+            self.close()
+        results_path = self.target / "run_results.json"
+        results = json.loads(results_path.read_text())["results"] if results_path.exists() else []
+        tail = "\n".join(self._console_path.read_text(errors="replace").splitlines()[-30:])
+        return DbtBuild(returncode=returncode, results=results, output_tail=tail)
+
+    def close(self) -> None:
+        """Stop dbt if it still runs (the build was interrupted, or never asked for), then keep
+        the run folder's partial parse and prune old run folders."""
+        process = self._process
+        if process.stdin is not None and not process.stdin.closed:
+            with suppress(OSError):
+                process.stdin.close()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._run_dir.close()
+
+
+# Runs whose dbt may start before their build (their process runs every step: the CLI's), and
+# the dbt started for each. A run whose steps are separate processes (the UI's, the daemon's)
+# is not listed: a dbt started in its ingest step's process could not serve its dbt step.
+_EARLY_RUNS: dict[str, tuple[Settings, Path]] = {}
+_STARTED: dict[str, DbtProcess] = {}
+
+
+@contextmanager
+def early_dbt(settings: Settings, run_id: str, project_dir: Path) -> Iterator[None]:
+    """Within the block, run ``run_id`` may start its dbt early (:func:`start_dbt_early`); one
+    started but never used (the run failed before its build) is stopped at the end."""
+    _EARLY_RUNS[run_id] = (settings, project_dir)
+    try:
+        yield
+    finally:
+        _EARLY_RUNS.pop(run_id, None)
+        unused = _STARTED.pop(run_id, None)
+        if unused is not None:
+            unused.close()
+
+
+def start_dbt_early(run_id: str) -> None:
+    """Start the dbt of ``run_id`` now, if its run allows it and it has not started yet.
+
+    The ingest calls this once its pages are freed: dbt's ~130 MB then do not add to the
+    extract's peak, and its import and parse overlap dlt's normalize and load.
+    """
+    if run_id in _EARLY_RUNS and run_id not in _STARTED:
+        settings, project_dir = _EARLY_RUNS[run_id]
+        _STARTED[run_id] = DbtProcess(settings, run_id, project_dir)
+
+
+def dbt_for_run(settings: Settings, run_id: str, project_dir: Path) -> DbtProcess:
+    """The run's dbt: the one started early if any, else one started now."""
+    started = _STARTED.pop(run_id, None)
+    if started is not None and started._process.poll() is None:
+        return started
+    if started is not None:  # it died (killed from outside): a fresh one
+        started.close()
+    return DbtProcess(settings, run_id, project_dir)

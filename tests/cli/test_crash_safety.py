@@ -110,9 +110,11 @@ def dbt_writing(pid: int, warehouse: Path) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         try:
-            if any(Path(part).name == "dbt" for part in child.cmdline()[:2]) and any(
-                Path(f.path) == warehouse for f in child.open_files()
-            ):
+            command = child.cmdline()[:3]  # python -m stax_pipeline.lib.dbt_worker, or …/dbt
+            is_dbt = "stax_pipeline.lib.dbt_worker" in command or any(
+                Path(p).name == "dbt" for p in command[:2]
+            )
+            if is_dbt and any(Path(f.path) == warehouse for f in child.open_files()):
                 found.append(child)
         except psutil.Error:
             continue

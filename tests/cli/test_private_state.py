@@ -71,7 +71,10 @@ def _dbt_children(parent: int) -> list[int]:
             status = (entry / "status").read_text()
             ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if ppid == parent and any(arg.endswith(b"/dbt") for arg in argv[:2]):  # python …/dbt build
+            # python -m stax_pipeline.lib.dbt_worker … (a sync's dbt), or python …/dbt build
+            if ppid == parent and (
+                b"stax_pipeline.lib.dbt_worker" in argv[:3] or any(arg.endswith(b"/dbt") for arg in argv[:2])
+            ):
                 found.append(int(entry.name))
         except (OSError, StopIteration, ValueError, IndexError):
             continue  # ended meanwhile

@@ -261,6 +261,41 @@ def test_lock_lost_after_the_wait_still_reads_as_one_busy_line(stax_home, simula
     assert "\n" not in error and "credentials" not in error
 
 
+def test_a_run_failing_after_its_dbt_started_leaves_no_dbt_behind(stax_home, simulator, monkeypatch):
+    """A CLI run starts its dbt as soon as the pages are extracted (dbt then imports and parses
+    while dlt loads). A run that fails after that, here because a client took the warehouse
+    before dlt could write, stops that dbt: none outlives its run."""
+    import psutil
+
+    from stax_pipeline.defs import ingest as ingest_assets
+    from stax_pipeline.lib import dbt as lib_dbt
+
+    settings = load_settings()
+    ConnectionStore(settings).add("acme", "openai", ADMIN_KEY)
+    ensure_warehouse(settings)
+    monkeypatch.setenv("STAX_WAREHOUSE_LOCK_TIMEOUT", "0.5")
+    monkeypatch.setattr(ingest_assets, "wait_for_warehouse", lambda settings: None)  # taken after it
+    started: list[psutil.Process] = []
+
+    def start_and_note(run_id: str) -> None:
+        lib_dbt.start_dbt_early(run_id)
+        started.append(psutil.Process(lib_dbt._STARTED[run_id]._process.pid))
+
+    monkeypatch.setattr(ingest_assets, "start_dbt_early", start_and_note)
+    with Client(settings.warehouse_path) as bi_tool:
+        outcome = run_sync(dagster_instance(settings), "acme", WINDOW)
+        bi_tool.close()
+    assert not outcome.success
+    assert outcome.error is not None and outcome.error.startswith("the warehouse is busy:"), outcome.error
+    assert simulator.requests, "the pages were fetched before the load failed"
+    assert len(started) == 1, "the run did not start its dbt after the extract"
+    assert not started[0].is_running() or started[0].status() == psutil.STATUS_ZOMBIE
+    assert lib_dbt._STARTED == {} and lib_dbt._EARLY_RUNS == {}
+    assert not any(
+        "stax_pipeline.lib.dbt_worker" in " ".join(c.cmdline()) for c in psutil.Process().children()
+    )
+
+
 def _small_warehouse(settings) -> None:
     """A warehouse as dbt leaves it, in miniature: marts (a table, a view), and what must never be
     published (raw tables, other schemas, anything named like credentials)."""

@@ -29,7 +29,7 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.mart_figures import mart_figures
 from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR, load_manifest
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.dbt import dbt_run_dir, run_dbt_build
+from stax_pipeline.lib.dbt import dbt_for_run
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
@@ -156,8 +156,9 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     settings = load_settings()
     wait_for_warehouse(settings)
     window, connections = window_from_context(context)
-    with dbt_run_dir(settings, context.run.run_id) as target, timed() as elapsed:
-        build = run_dbt_build(DBT_PROJECT_DIR, target, dbt_vars(window, connections), _dbt_selection(context))
+    dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
+    with timed() as elapsed:
+        build = dbt.build(dbt_vars(window, connections), _dbt_selection(context))
     for connection in connections:
         record_phase(
             settings,

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stax_pipeline.lib.dbt import dbt_executable, environment_without_secrets
+from stax_pipeline.lib.dbt import dbt_executable, sync_dbt_environment
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -25,7 +25,7 @@ def ensure_manifest() -> Path:
         subprocess.run(
             [dbt_executable(), "parse", "--quiet", "--profiles-dir", ".", "--target-path", "target"],
             cwd=DBT_PROJECT_DIR,
-            env=environment_without_secrets(),
+            env=sync_dbt_environment(),  # so a sync's dbt can start from this parse
             check=True,
         )
     return MANIFEST_PATH
