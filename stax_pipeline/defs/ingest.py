@@ -29,7 +29,12 @@ from dagster import (
 )
 
 from stax_pipeline.credentials import ConnectionStore
-from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
+from stax_pipeline.defs.partitions import (
+    WAREHOUSE_POOL,
+    add_metadata_by_partition,
+    single_run,
+    sync_partitions,
+)
 from stax_pipeline.defs.retries import retry_step_after_outages
 from stax_pipeline.errors import UsageError
 from stax_pipeline.ingest import WindowLoad, load_connection_window
@@ -107,14 +112,17 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
             for path, count in loaded.requests_by_path.items():
                 requests[path] += count
             committed.update(loaded.committed_tables)
-            for day in window.days():
-                context.add_asset_metadata(
-                    {
+            add_metadata_by_partition(
+                context,
+                key,
+                {
+                    partition_key(connection, day): {
                         "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
                         "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
-                    },
-                    partition_key=partition_key(connection, day),
-                )
+                    }
+                    for day in window.days()
+                },
+            )
             cost_usd += loaded.cost_usd
         yield MaterializeResult(
             asset_key=key,

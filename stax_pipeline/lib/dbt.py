@@ -181,6 +181,10 @@ class DbtProcess:
             "--log-path",
             str(self.target),
             "--no-use-colors",
+            # dbt.log at debug level has every statement: 4 threads then queue on its lock
+            # (~1 s of a large build). The parse above still logs at debug level.
+            "--log-level-file",
+            "info",
             "--threads",
             str(DBT_THREADS),
             *(["--select", *select] if select else []),

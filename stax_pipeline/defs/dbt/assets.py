@@ -10,6 +10,7 @@ models in between, and the dbt tests of the marts are the marts' asset checks.
 
 import logging
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +27,10 @@ from dagster import (
 )
 
 from stax_pipeline.credentials import ConnectionStore
-from stax_pipeline.defs.dbt.mart_figures import mart_figures
+from stax_pipeline.defs.dbt.mart_figures import MartFigures, mart_figures
 from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR, load_manifest
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
-from stax_pipeline.lib.dbt import dbt_for_run
+from stax_pipeline.lib.dbt import DbtBuild, dbt_for_run
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
@@ -39,7 +40,6 @@ from stax_pipeline.settings import load_settings
 log = logging.getLogger(__name__)
 
 MARTS_SCHEMA = "marts"
-SPEND_MART = AssetKey([MARTS_SCHEMA, "fct_spend_daily"])
 
 _MODEL_TYPES = ("model", "seed", "snapshot")
 
@@ -152,7 +152,8 @@ _SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
 def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """``dbt build`` of the selected marts and every model they read, for the run's window (in
     ``STAX_DBT_WINDOW``): incremental models delete and re-insert exactly those (connection,
-    day)s. Then the marts are published, and each mart's materialization carries its figures."""
+    day)s. Then the marts are published, and each mart's materialization carries its figures
+    (the last one built, the publish's too)."""
     settings = load_settings()
     wait_for_warehouse(settings)
     window, connections = window_from_context(context)
@@ -170,18 +171,52 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
     # each day of each mart: its rows and dollars (the UI plots them per partition)
     figures = mart_figures(settings, window, connections) if build.success else None
-    if figures is not None:  # BI tools read this published copy, never the warehouse
-        published = publish_marts(settings)
-        if SPEND_MART in figures:  # the publish's figures ride on the spend mart
-            figures.window[SPEND_MART].update(published.metadata())
-        for connection in connections:
-            record_phase(
-                settings,
-                run_id=context.run.run_id,
-                connection=connection,
-                phase="publish",
-                seconds=published.seconds,
-            )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stax-publish") as pool:
+        # BI tools read this published copy, never the warehouse. DuckDB writes it on its own
+        # threads while this one records the materializations (Dagster's Python): they overlap.
+        publishing = pool.submit(publish_marts, settings) if figures is not None else None
+        events = list(_build_events(context, build, figures))
+        # The last mart built (nothing yielded before it reads it, as Dagster requires) carries
+        # the publish's figures: its events wait for the publish, the others do not.
+        built = [e.asset_key for e in events if isinstance(e, MaterializeResult)]
+        last = built[-1] if built and publishing is not None else None
+        for event in events:
+            if event.asset_key != last:
+                yield event
+        if publishing is not None:
+            published = publishing.result()
+            for connection in connections:
+                record_phase(
+                    settings,
+                    run_id=context.run.run_id,
+                    connection=connection,
+                    phase="publish",
+                    seconds=published.seconds,
+                )
+            for event in events:
+                if event.asset_key != last:
+                    continue
+                if isinstance(event, MaterializeResult):
+                    event = MaterializeResult(
+                        asset_key=event.asset_key, metadata={**(event.metadata or {}), **published.metadata()}
+                    )
+                yield event
+    if not build.success:
+        raise DbtBuildError(build.error())
+    store = ConnectionStore(settings)
+    for connection in connections:
+        store.mark_synced(connection, datetime.now(UTC), window)
+
+
+class DbtBuildError(Exception):
+    """``dbt build`` failed: the failed nodes and dbt's message, then its last console lines."""
+
+
+def _build_events(
+    context: AssetExecutionContext, build: DbtBuild, figures: MartFigures | None
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """A materialization per selected mart the build made (with its figures, if the build
+    succeeded), and a check result per selected test of a mart that ran, in dbt's order."""
     selected_checks = context.selected_asset_check_keys
     for result in build.results:
         unique_id = result["unique_id"]
@@ -198,15 +233,6 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
             and result["status"] in ("pass", "warn", "fail", "error")
         ):
             yield _check_result(check, result)
-    if not build.success:
-        raise DbtBuildError(build.error())
-    store = ConnectionStore(settings)
-    for connection in connections:
-        store.mark_synced(connection, datetime.now(UTC), window)
-
-
-class DbtBuildError(Exception):
-    """``dbt build`` failed: the failed nodes and dbt's message, then its last console lines."""
 
 
 def _dbt_selection(context: AssetExecutionContext) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey
 
+from stax_pipeline.defs.partitions import add_metadata_by_partition
 from stax_pipeline.lib.warehouse import read_warehouse
 from stax_pipeline.lib.window import SyncWindow, partition_key
 from stax_pipeline.settings import Settings
@@ -35,8 +36,7 @@ class MartFigures:
 
     def attach(self, context: AssetExecutionContext, key: AssetKey) -> dict[str, Any]:
         """Give each partition of ``key`` its own figures; the window's, for the whole event."""
-        for partition, metadata in self.by_partition[key].items():
-            context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
+        add_metadata_by_partition(context, key, self.by_partition[key])
         return dict(self.window[key])
 
 

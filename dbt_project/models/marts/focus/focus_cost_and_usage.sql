@@ -137,17 +137,17 @@ final as (
         line_item as SkuId,
         project_id as SubAccountId,
         case when project_id is not null then coalesce(project_name, project_id) end as SubAccountName,
-        cast(to_json(map_from_entries(list_filter(
-            [
-                { 'key': 'stax/project_id', 'value': project_id },
-                { 'key': 'stax/project_name', 'value': project_name },
-                { 'key': 'stax/api_key_id', 'value': api_key_id },
-                { 'key': 'stax/model', 'value': model },
-                { 'key': 'stax/charge_type', 'value': charge_type },
-                { 'key': 'stax/product', 'value': product }
-            ],
-            lambda tag: tag.value is not null
-        ))) as json) as Tags,
+        -- a JSON object of the tags that have a value, built as text: a map per row
+        -- (to_json(map_from_entries(...))) cost 3x the whole row's other columns
+        cast('{' || concat_ws(
+            ',',
+            '"stax/project_id":' || to_json(project_id),
+            '"stax/project_name":' || to_json(project_name),
+            '"stax/api_key_id":' || to_json(api_key_id),
+            '"stax/model":' || to_json(model),
+            '"stax/charge_type":' || to_json(charge_type),
+            '"stax/product":' || to_json(product)
+        ) || '}' as json) as Tags,
 
         -- Stax's own columns
         api_key_id as x_ApiKeyId,
