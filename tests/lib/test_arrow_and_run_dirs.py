@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
+import pytest
 
-from stax_pipeline.lib.arrow import batches_as_arrow
+from stax_pipeline.lib.arrow import batches_as_arrow, concat_batches, results_to_arrow
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS, PARTIAL_PARSE_FILE, dbt_run_dir
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import COSTS_COLUMNS
@@ -38,6 +39,81 @@ def test_batches_are_bounded_typed_as_hinted_and_keep_unknown_fields():
     # Money is carried bit for bit; a field the hints don't know is kept (nested as JSON text).
     assert table.column("amount__value").to_pylist() == [i / 3 for i in range(25)]
     assert table.column("new_api_field").to_pylist()[3] == '{"nested": 3}'
+
+
+_CONSTANTS = {
+    "connection": "acme",
+    "date": date(2026, 11, 1),
+    "bucket_start_time": 1,
+    "bucket_end_time": 2,
+    "loaded_at": datetime(2026, 11, 2, tzinfo=UTC),
+    "sync_id": "s",
+}
+_AMOUNT = {"amount__value": ("amount", "value"), "amount__currency": ("amount", "currency")}
+
+
+def _result(i: int) -> dict:
+    result: dict = {
+        "object": "organization.costs.result",
+        "amount": {"value": i / 3, "currency": "usd"},
+        "line_item": None if i % 2 else "gpt-4o, input",
+        "project_id": f"proj_{i}",
+        "quantity": i,  # an integer JSON number in a double column
+        "connection": "from the API",  # a field named like a constant: the constant wins
+        "new_api_field": {"nested": i},
+    }
+    if i == 3:
+        result["amount"] = None  # a null object: its columns are null
+    if i == 4:
+        del result["amount"]
+    return result
+
+
+def _old_row(result: dict) -> dict:
+    """The row the costs source built before Arrow read the dicts: the result with the bucket's
+    constants over it, its amount flattened (a number, whatever the API sent)."""
+    row = {**result, **_CONSTANTS}
+    amount = row.pop("amount", None) or {}
+    row["amount__value"] = float(amount["value"]) if amount.get("value") is not None else None
+    row["amount__currency"] = amount.get("currency")
+    return row
+
+
+@pytest.mark.parametrize("text_amount", [False, True], ids=["numbers", "an amount sent as text"])
+def test_a_bucket_read_by_arrow_equals_the_row_by_row_table(text_amount):
+    """The costs page's fast path (Arrow reads the API's dicts; the bucket's constants are
+    repeated) makes exactly the table the row-by-row path makes, money bit for bit; a value
+    Arrow will not take as hinted falls back to the row-by-row path, which converts it."""
+    results = [_result(i) for i in range(12)]
+    if text_amount:
+        results[5]["amount"]["value"] = "1.6666666666666667"
+    expected = pa.concat_tables(list(batches_as_arrow(map(_old_row, results), COSTS_COLUMNS)))
+    table = results_to_arrow(results, _CONSTANTS, COSTS_COLUMNS, _AMOUNT)
+    assert table.schema == expected.schema
+    assert table.to_pylist() == expected.to_pylist()
+    values = table.column("amount__value").to_pylist()
+    assert values[3] is None and values[4] is None
+    assert values[5] == (1.6666666666666667 if text_amount else 5 / 3)
+    assert values[6] == 6 / 3
+    assert set(table.column("connection").to_pylist()) == {"acme"}
+    assert table.column("new_api_field").to_pylist()[7] == '{"nested": 7}'
+    assert "amount" not in table.column_names
+
+
+def test_bucket_tables_reach_dlt_in_batches_and_keep_every_field():
+    """dlt checks the schema once per item: buckets are concatenated up to the batch size, and a
+    field only some buckets have is null in the others."""
+    buckets = [
+        results_to_arrow([_result(i) for i in range(n)], _CONSTANTS, COSTS_COLUMNS, _AMOUNT)
+        for n in (4, 4, 4, 3)
+    ]
+    buckets[1] = buckets[1].drop_columns(["new_api_field"])
+    batches = list(concat_batches(buckets, batch_rows=8))
+    assert [b.num_rows for b in batches] == [8, 7]
+    assert batches[0].column("new_api_field").to_pylist()[4:] == [None] * 4
+    assert sum(pa.concat_tables(batches).column("amount__value").drop_null().to_pylist()) == sum(
+        sum(t.column("amount__value").drop_null().to_pylist()) for t in buckets
+    )
 
 
 def test_dbt_run_folders_live_under_stax_home_and_are_pruned(stax_home):

@@ -17,12 +17,15 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
-from stax_pipeline.lib.arrow import batches_as_arrow
+from stax_pipeline.lib.arrow import concat_batches, results_to_arrow
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import is_final
 from stax_pipeline.sources.contract import LoadStats, SyncRequest
@@ -146,31 +149,25 @@ def _costs(client, request, stats: LoadStats, large_pages: threading.Semaphore) 
             (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY),
             required=True,
         )
-        rows = _bucket_rows(buckets, request, "costs", stats, _flatten_amount(stats))
-        yield from batches_as_arrow(rows, COSTS_COLUMNS)
+        tables = _bucket_tables(buckets, request, "costs", stats, COSTS_COLUMNS, _AMOUNT)
+        yield from concat_batches(_count_costs(stats, day, table) for day, table in tables)
 
 
-def _flatten_amount(stats: LoadStats):
-    """Turns a costs result's ``amount`` object into ``amount__value``/``amount__currency``
-    (the names dlt's JSON normalizer gave them) and counts the row and its amount in its day's
-    totals."""
+# A costs result's ``amount`` object becomes ``amount__value``/``amount__currency`` (the names
+# dlt's JSON normalizer gave them).
+_AMOUNT = {"amount__value": ("amount", "value"), "amount__currency": ("amount", "currency")}
 
-    def flatten(row: dict[str, Any]) -> dict[str, Any]:
-        amount = row.pop("amount", None) or {}
-        value = amount.get("value")
-        row["amount__value"] = float(value) if value is not None else None
-        row["amount__currency"] = amount.get("currency")
-        stats.cost_rows_by_day[row["date"]] += 1
-        if row["amount__value"] is not None:
-            stats.cost_usd_by_day[row["date"]] += row["amount__value"]
-        organization = row.get("organization_id")
+
+def _count_costs(stats: LoadStats, day: date, table: pa.Table) -> pa.Table:
+    """Count a day's cost rows and dollars, and learn the organization they were billed to."""
+    stats.cost_rows_by_day[day] += table.num_rows
+    stats.cost_usd_by_day[day] += pc.call_function("sum", [table.column("amount__value")]).as_py() or 0.0
+    for organization in table.column("organization_id").unique().to_pylist():
         if organization and organization not in stats.organization_ids:
             stats.organization_ids.add(organization)
             if stats.on_organization is not None:
                 stats.on_organization(organization)
-        return row
-
-    return flatten
+    return table
 
 
 def _usage(
@@ -189,8 +186,8 @@ def _usage(
             (endpoint.group_by, endpoint.fallback_group_by),
             required=False,
         )
-        rows = _bucket_rows(buckets, request, endpoint.table, stats)
-        yield from batches_as_arrow(rows, usage_columns(endpoint))
+        tables = _bucket_tables(buckets, request, endpoint.table, stats, usage_columns(endpoint))
+        yield from concat_batches(table for _, table in tables)
 
 
 def _pull(client, request, stats, table, path, limit, groupings, *, required) -> Iterator[dict]:
@@ -286,26 +283,30 @@ def _flatten_owner(key: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _bucket_rows(buckets, request: SyncRequest, table: str, stats: LoadStats, transform=None):
-    """Flatten buckets into rows carrying the connection, the UTC day and the load time."""
+def _bucket_tables(
+    buckets, request: SyncRequest, table: str, stats: LoadStats, columns, nested=None
+) -> Iterator[tuple[date, pa.Table]]:
+    """Each bucket's results as one Arrow table (with its UTC day), its rows carrying the
+    connection, the day, the bucket's bounds, the load time and the sync id."""
     for bucket in buckets:
         start_time = int(bucket["start_time"])
         day = bucket_day(start_time)
         if not request.window.start <= day < request.window.end:
             log.warning("%s: ignoring a bucket outside the window (%s)", table, day)
             continue
-        for result in bucket.get("results") or []:
-            stats.rows[table] += 1
-            row = {
-                **result,
-                "connection": request.connection,
-                "date": day,
-                "bucket_start_time": start_time,
-                "bucket_end_time": int(bucket["end_time"]),
-                "loaded_at": request.loaded_at,
-                "sync_id": request.sync_id,
-            }
-            yield transform(row) if transform else row
+        results = bucket.get("results") or []
+        if not results:
+            continue
+        stats.rows[table] += len(results)
+        constants = {
+            "connection": request.connection,
+            "date": day,
+            "bucket_start_time": start_time,
+            "bucket_end_time": int(bucket["end_time"]),
+            "loaded_at": request.loaded_at,
+            "sync_id": request.sync_id,
+        }
+        yield day, results_to_arrow(results, constants, columns, nested)
 
 
 def sync_windows(request: SyncRequest, tables: list[str]) -> DltResource:
