@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
-from stax_pipeline.lib.dagster_storage import install_fast_event_storage
+from stax_pipeline.lib.dagster_storage import PLANNED_EVENTS_ENV, install_fast_event_storage
 from stax_pipeline.lib.instance_config import write_instance_config
 from stax_pipeline.lib.private_files import make_tree_private
 from stax_pipeline.lib.redaction import redact
@@ -35,6 +35,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     write_instance_config(home, INSTANCE_TEMPLATE)
     make_tree_private(settings.home)
     os.environ["DAGSTER_HOME"] = str(home)
+    os.environ.setdefault(PLANNED_EVENTS_ENV, "true")
     install_fast_event_storage(home)
     return home
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from stax_pipeline.errors import StaxError
+from stax_pipeline.lib.dagster_storage import PLANNED_EVENTS_ENV
 from stax_pipeline.lib.dbt import SECRET_ENV_VARS
 from stax_pipeline.settings import Settings, load_settings
 
@@ -28,6 +29,7 @@ def ui_environment(environ: Mapping[str, str], settings: Settings) -> dict[str, 
     env = {name: value for name, value in environ.items() if name not in SECRET_ENV_VARS}
     env["STAX_HOME"] = str(settings.home)
     env["DAGSTER_HOME"] = str(settings.dagster_home)
+    env.setdefault(PLANNED_EVENTS_ENV, "true")  # as the CLI's runs (lib/dagster_storage.py)
     env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")]))
     return env
 

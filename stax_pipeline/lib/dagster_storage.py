@@ -23,6 +23,13 @@ from typing import Any
 
 _installed: set[str] = set()
 
+# One ASSET_MATERIALIZATION_PLANNED event per asset of a range run, holding its partitions,
+# instead of one per asset per (connection, day): a 30-day run wrote 450 of them (about 0.5 s
+# before its first request). Dagster's own switch, for single-run backfills; what it costs: the
+# partitions of a run that fails show as missing in the UI, not as failed (the run itself, and
+# `stax status`, say it failed). Set in every process of the instance: the CLI's and `make ui`'s.
+PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
 # Engines kept per event-log storage: the index shard and the runs being written.
 KEEP_ENGINES = 4
 

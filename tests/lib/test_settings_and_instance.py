@@ -129,6 +129,7 @@ def test_make_ui_gives_dagster_no_master_key(home, monkeypatch):
     assert "STAX_MASTER_KEY" not in env and "STAX_NEW_MASTER_KEY" not in env
     assert env["DAGSTER_HOME"] == str(home / "dagster") and env["STAX_HOME"] == str(home)
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent) and env["LANG"] == "C"
+    assert env["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] == "true"  # as the CLI's runs
 
     # The real thing, up to dagster dev itself (asked for its help, so it exits at once).
     result = subprocess.run(

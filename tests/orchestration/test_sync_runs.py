@@ -220,6 +220,10 @@ def _assert_ui_metadata(instance, run_id, org):
     records = instance.get_records_for_run(run_id).records
     events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
     assert not [e for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+    # One planned event per asset, holding the run's partitions, not one per asset per day.
+    planned = [e for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+    assert planned and len(planned) == len({e.asset_key for e in planned})
+    assert all(len(e.event_specific_data.partitions_subset) == WINDOW.num_days for e in planned)
 
     def by_partition(*path: str) -> dict[str, dict]:
         materializations = [
