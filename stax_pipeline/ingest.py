@@ -102,8 +102,9 @@ def load_window(
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
     each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
     the connection was made against the Stax simulator (``lib/endpoints.py``). ``after_extract``
-    is called once the pages are extracted and their memory handed back (the sync starts its
-    dbt there: ``lib/dbt.start_dbt_early``).
+    is called (more than once, maybe) as soon as the source let go of its biggest page, and
+    again once every page is extracted and their memory handed back: the sync starts its dbt
+    there (``lib/dbt.start_dbt_early``, which starts it once).
     """
     request = SyncRequest(
         connection=connection,
@@ -118,7 +119,7 @@ def load_window(
     # stored (tests, scripts loading raw data) has nothing to record it on.
     store = ConnectionStore(settings)
     record = partial(store.set_organization, connection) if store.exists(connection) else None
-    stats = LoadStats(on_organization=record)
+    stats = LoadStats(on_organization=record, on_biggest_page_done=after_extract)
     pipeline = dlt_pipeline(settings, provider.dataset_name)
     client = provider.client(base_url, api_key, expect_simulator=expect_simulator)
     data_resources, listings = provider.data_resources, provider.listing_resources

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -154,15 +155,37 @@ class DbtProcess:
         self.target = self._run_dir.enter_context(dbt_run_dir(settings, run_id, project_dir))
         self._console_path = self.target / "console.log"
         mark_as_parent()
-        with open(self._console_path, "wb") as console:  # dbt's own copy stays open
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "stax_pipeline.lib.dbt_worker", str(project_dir), str(self.target)],
-                cwd=settings.home,  # where the relative warehouse path points
-                env=sync_dbt_environment(),
-                stdin=subprocess.PIPE,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-            )
+        command = [sys.executable, "-m", "stax_pipeline.lib.dbt_worker", str(project_dir), str(self.target)]
+        started: list[subprocess.Popen | BaseException] = []
+        ready = threading.Event()
+
+        def start_and_wait() -> None:
+            # dbt dies with the *thread* that started it (PR_SET_PDEATHSIG): this one lives as
+            # long as dbt does, whichever thread asked for it (e.g. one of dlt's extract pool).
+            try:
+                with open(self._console_path, "wb") as console:  # dbt's own copy stays open
+                    process = subprocess.Popen(
+                        command,
+                        cwd=settings.home,  # where the relative warehouse path points
+                        env=sync_dbt_environment(),
+                        stdin=subprocess.PIPE,
+                        stdout=console,
+                        stderr=subprocess.STDOUT,
+                    )
+            except BaseException as exc:  # handed to the thread that asked
+                started.append(exc)
+                ready.set()
+                return
+            started.append(process)
+            ready.set()
+            process.wait()
+
+        threading.Thread(target=start_and_wait, name="stax-dbt", daemon=True).start()
+        ready.wait()
+        if isinstance(started[0], BaseException):
+            self._run_dir.close()
+            raise started[0]
+        self._process: subprocess.Popen = started[0]
         make_private(self._console_path)
 
     def build(self, dbt_window: dict, select: Sequence[str] = ()) -> DbtBuild:

@@ -43,6 +43,10 @@ class LoadStats:
     # Called with each organization id the first time a cost row carries it; raising stops
     # the extract (nothing of it is loaded).
     on_organization: Callable[[str], None] | None = None
+    # Called (at most once) when the source has processed and let go of its biggest page (a
+    # large organization's costs: ~100 MB of JSON): the sync may start what needs memory beside
+    # it (its dbt). A source that never calls it has its sync start them after the extract.
+    on_biggest_page_done: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

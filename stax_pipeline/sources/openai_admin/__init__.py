@@ -151,6 +151,8 @@ def _costs(client, request, stats: LoadStats, large_pages: threading.Semaphore) 
         )
         tables = _bucket_tables(buckets, request, "costs", stats, COSTS_COLUMNS, _AMOUNT)
         yield from concat_batches(_count_costs(stats, day, table) for day, table in tables)
+    if stats.on_biggest_page_done is not None:  # costs: the biggest page by far
+        stats.on_biggest_page_done()
 
 
 # A costs result's ``amount`` object becomes ``amount__value``/``amount__currency`` (the names
