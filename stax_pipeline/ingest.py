@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
 
+import pyarrow as pa
+
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.lib.endpoints import connection_endpoint
 from stax_pipeline.lib.timings import record_phase, timed
@@ -29,6 +31,7 @@ def _release_memory() -> None:
     """Hand the extract's freed memory back to the OS before dbt runs beside this process
     (CPython keeps freed blocks for reuse; glibc's ``malloc_trim`` returns them)."""
     gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps what it freed too
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
