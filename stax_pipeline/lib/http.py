@@ -29,7 +29,6 @@ is a 5xx and its 429 ``rate_limit_error`` carries ``retry-after``: the policy ab
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -44,6 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import msgspec
 
 from stax_pipeline.errors import CredentialError, ProviderError
 from stax_pipeline.lib.endpoints import SIMULATOR_HEADER, check_base_url
@@ -58,6 +58,10 @@ QueryParams = Sequence[tuple[str, str]]
 RETRY_AFTER_MAX_S = 3600.0
 
 MAX_TOKEN_CHARS = 1024  # a bearer token longer than this is not an API key
+
+# A page's JSON, decoded: the same Python values as ``json.loads`` (floats bit for bit, money
+# included) in about 60% of its time; a large organization's 30-day costs page is ~100 MB.
+_decode_json = msgspec.json.Decoder().decode
 
 
 def _is_header_safe(token: str) -> bool:
@@ -517,8 +521,8 @@ class ApiClient:
         if status >= 300:  # a redirect's body is never data
             raise HttpError.from_response(endpoint, response, dialect=self.dialect)
         try:
-            body = json.loads(response.content)
-        except ValueError:
+            body = _decode_json(response.content)
+        except ValueError:  # msgspec.DecodeError is one
             body = None
         if not isinstance(body, dict):
             return _Failure(f"HTTP {status} with a body that is not a JSON object")

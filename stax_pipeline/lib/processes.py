@@ -4,9 +4,10 @@ Three facts drive this module:
 
 - A pid alone does not name a process: pids are reused (after a reboot, or on a busy machine),
   so a process is its host, its pid *and* its start time.
-- A child does not die with its parent. The dbt asset starts dbt with a plain ``subprocess.Popen``;
+- A child does not die with its parent. A sync starts its dbt with a plain ``subprocess.Popen``;
   when the process running the sync is killed (SIGKILL: the OOM killer), dbt goes on for seconds,
-  holding the warehouse's write lock that the next run needs. ``stax-dbt`` fixes that.
+  holding the warehouse's write lock that the next run needs. :func:`die_with_parent`, called
+  first thing by a sync's dbt (``lib/dbt_worker.py``) and by ``stax-dbt``, fixes that.
 - Dagster swaps the SIGINT/SIGTERM handlers while it runs a job and acts on them only at its own
   checkpoints, so "did the user ask us to stop?" needs a record no handler swap can lose.
 """
@@ -98,16 +99,18 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 
 def mark_as_parent() -> None:
-    """Name this process as the parent of the ``stax-dbt`` it is about to start."""
+    """Name this process as the parent of the dbt (``lib/dbt_worker.py``, ``stax-dbt``) it is
+    about to start."""
     os.environ[PARENT_PID_ENV] = str(os.getpid())
 
 
 def dbt_tied_to_parent() -> NoReturn:
     """``stax-dbt``: the dbt of this environment, killed with the process that started it.
 
-    The dbt asset runs it as its dbt (``lib/dbt.run_dbt_build``), so a sync killed with SIGKILL
-    takes its dbt (and dbt's hold on the warehouse) with it. Startup costs one small Python
-    import; then this process *becomes* dbt (same pid, same pipes).
+    For dbt commands Stax runs outside a sync (the manifest's ``dbt parse`` when ``make install``
+    did not prepare it), so whatever they hold dies with the process that started them. Startup
+    costs one small Python import; then this process *becomes* dbt (same pid, same pipes). A
+    sync's dbt is ``lib/dbt_worker.py``, tied to its parent the same way.
     """
     parent = os.environ.get(PARENT_PID_ENV)
     die_with_parent(int(parent) if parent else None)

@@ -3,7 +3,7 @@
 ``make install`` parses the project into ``dbt_project/target/manifest.json`` (and again when a
 model changes); the definitions read the marts, their lineage and their tests from it. Nothing
 here imports dbt or dagster-dbt: together they cost seconds of every ``stax`` command's start-up,
-and a sync only needs dbt's own process (``lib/dbt.run_dbt_build``).
+and a sync only needs dbt's own process (``lib/dbt.DbtProcess``).
 """
 
 import json
