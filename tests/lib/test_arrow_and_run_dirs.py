@@ -12,15 +12,19 @@ from stax_pipeline.lib.dbt import KEEP_DBT_RUNS, PARTIAL_PARSE_FILE, dbt_run_dir
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import COSTS_COLUMNS
 
+_CONSTANTS = {
+    "connection": "acme",
+    "date": date(2026, 11, 1),
+    "bucket_start_time": 1,
+    "bucket_end_time": 2,
+    "loaded_at": datetime(2026, 11, 2, tzinfo=UTC),
+    "sync_id": "s",
+}
+
 
 def _row(i: int) -> dict:
     return {
-        "connection": "acme",
-        "date": date(2026, 11, 1),
-        "bucket_start_time": 1,
-        "bucket_end_time": 2,
-        "loaded_at": datetime(2026, 11, 2, tzinfo=UTC),
-        "sync_id": "s",
+        **_CONSTANTS,
         "amount__value": i / 3,
         "line_item": None if i % 2 else "gpt-4o, input",
         "new_api_field": {"nested": i},
@@ -41,14 +45,6 @@ def test_batches_are_bounded_typed_as_hinted_and_keep_unknown_fields():
     assert table.column("new_api_field").to_pylist()[3] == '{"nested": 3}'
 
 
-_CONSTANTS = {
-    "connection": "acme",
-    "date": date(2026, 11, 1),
-    "bucket_start_time": 1,
-    "bucket_end_time": 2,
-    "loaded_at": datetime(2026, 11, 2, tzinfo=UTC),
-    "sync_id": "s",
-}
 _AMOUNT = {"amount__value": ("amount", "value"), "amount__currency": ("amount", "currency")}
 
 

@@ -160,14 +160,7 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
     with timed() as elapsed:
         build = dbt.build(dbt_vars(window, connections), _dbt_selection(context))
-    for connection in connections:
-        record_phase(
-            settings,
-            run_id=context.run.run_id,
-            connection=connection,
-            phase="dbt",
-            seconds=elapsed[0],
-        )
+    _record_phase(context, connections, "dbt", elapsed[0])
     log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
     # each day of each mart: its rows and dollars (the UI plots them per partition)
     figures = mart_figures(settings, window, connections) if build.success else None
@@ -185,14 +178,7 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
                 yield event
         if publishing is not None:
             published = publishing.result()
-            for connection in connections:
-                record_phase(
-                    settings,
-                    run_id=context.run.run_id,
-                    connection=connection,
-                    phase="publish",
-                    seconds=published.seconds,
-                )
+            _record_phase(context, connections, "publish", published.seconds)
             for event in events:
                 if event.asset_key != last:
                     continue
@@ -233,6 +219,13 @@ def _build_events(
             and result["status"] in ("pass", "warn", "fail", "error")
         ):
             yield _check_result(check, result)
+
+
+def _record_phase(context: AssetExecutionContext, connections: list[str], phase: str, seconds: float) -> None:
+    """The run's time in ``phase``, once per connection it synced (``timings.jsonl``)."""
+    settings = load_settings()
+    for connection in connections:
+        record_phase(settings, run_id=context.run.run_id, connection=connection, phase=phase, seconds=seconds)
 
 
 def _dbt_selection(context: AssetExecutionContext) -> list[str]:
