@@ -65,7 +65,7 @@ def load_connection_window(
     connection: str,
     window: SyncWindow,
     run_id: str,
-    after_extract: Callable[[], None] | None = None,
+    on_pages_freed: Callable[[], None] | None = None,
 ) -> WindowLoad:
     """:func:`load_window` for a stored connection: its provider, its key, and its own API
     (``lib/endpoints.py``: never another, and the simulator only for a simulated connection)."""
@@ -81,7 +81,7 @@ def load_connection_window(
         base_url=endpoint.base_url,
         expect_simulator=endpoint.simulator,
         run_id=run_id,
-        after_extract=after_extract,
+        on_pages_freed=on_pages_freed,
     )
 
 
@@ -95,7 +95,7 @@ def load_window(
     base_url: str,
     run_id: str,
     expect_simulator: bool | None = None,
-    after_extract: Callable[[], None] | None = None,
+    on_pages_freed: Callable[[], None] | None = None,
 ) -> WindowLoad:
     """Pull ``window`` of ``connection`` from ``provider``'s API at ``base_url`` into its raw
     schema (``raw_<provider>``), then commit it.
@@ -104,7 +104,7 @@ def load_window(
     commit marker (``sync_windows``) loaded, so a failure at any point leaves the previous
     snapshot of every day in force. Extract, normalize and load run as dlt's three steps so
     each can be timed (``$STAX_HOME/logs/timings.jsonl``). ``expect_simulator`` says whether
-    the connection was made against the Stax simulator (``lib/endpoints.py``). ``after_extract``
+    the connection was made against the Stax simulator (``lib/endpoints.py``). ``on_pages_freed``
     is called (more than once, maybe) as soon as the source let go of its biggest page, and
     again once every page is extracted and their memory handed back: the sync starts its dbt
     there (``lib/dbt.start_dbt_early``, which starts it once).
@@ -122,7 +122,7 @@ def load_window(
     # stored (tests, scripts loading raw data) has nothing to record it on.
     store = ConnectionStore(settings)
     record = partial(store.set_organization, connection) if store.exists(connection) else None
-    stats = LoadStats(on_organization=record, on_biggest_page_done=after_extract)
+    stats = LoadStats(on_organization=record, on_biggest_page_done=on_pages_freed)
     pipeline = dlt_pipeline(settings, provider.dataset_name)
     client = provider.client(base_url, api_key, expect_simulator=expect_simulator)
     data_resources, listings = provider.data_resources, provider.listing_resources
@@ -137,9 +137,9 @@ def load_window(
         requests = dict(client.api.requests_by_path)
     finally:
         client.close()
-    if after_extract is not None:
+    if on_pages_freed is not None:
         _release_memory()
-        after_extract()
+        on_pages_freed()
     # A BI tool may have opened the warehouse while the API was being read: wait for it (or
     # fail with the one clear line) before dlt tries to write.
     wait_for_warehouse(settings)

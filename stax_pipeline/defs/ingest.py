@@ -44,7 +44,7 @@ from stax_pipeline.lib.window import partition_key, window_from_context
 from stax_pipeline.providers import PROVIDERS, Provider, get_provider
 from stax_pipeline.settings import Settings, load_settings
 
-# load(settings, *, connection, window, run_id, after_extract): one connection's window, loaded
+# load(settings, *, connection, window, run_id, on_pages_freed): one connection's window, loaded
 # and committed.
 LoadConnectionWindow = Callable[..., WindowLoad]
 
@@ -99,7 +99,7 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
                 connection=connection,
                 window=window,
                 run_id=context.run.run_id,
-                after_extract=partial(start_dbt_early, context.run.run_id),
+                on_pages_freed=partial(start_dbt_early, context.run.run_id),
             )
             for note in loaded.notes:
                 context.log.warning(f"{connection}: {note}")

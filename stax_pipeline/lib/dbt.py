@@ -150,7 +150,6 @@ class DbtProcess:
     """
 
     def __init__(self, settings: Settings, run_id: str, project_dir: Path) -> None:
-        self.project_dir = project_dir
         self._run_dir = ExitStack()
         self.target = self._run_dir.enter_context(dbt_run_dir(settings, run_id, project_dir))
         self._console_path = self.target / "console.log"
@@ -195,15 +194,7 @@ class DbtProcess:
             "build",
             "--exclude-resource-type",
             "unit_test",
-            "--project-dir",
-            str(self.project_dir),
-            "--profiles-dir",
-            str(self.project_dir),
-            "--target-path",
-            str(self.target),
-            "--log-path",
-            str(self.target),
-            "--no-use-colors",
+            # (the project and the run folder: the worker adds them, as for its parse)
             # dbt.log at debug level has every statement: 4 threads then queue on its lock
             # (~1 s of a large build). The parse above still logs at debug level.
             "--log-level-file",
@@ -228,6 +219,10 @@ class DbtProcess:
         results = json.loads(results_path.read_text())["results"] if results_path.exists() else []
         tail = "\n".join(self._console_path.read_text(errors="replace").splitlines()[-30:])
         return DbtBuild(returncode=returncode, results=results, output_tail=tail)
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
 
     def close(self) -> None:
         """Stop dbt if it still runs (the build was interrupted, or never asked for), then keep
@@ -270,8 +265,9 @@ def early_dbt(settings: Settings, run_id: str, project_dir: Path) -> Iterator[No
 def start_dbt_early(run_id: str) -> None:
     """Start the dbt of ``run_id`` now, if its run allows it and it has not started yet.
 
-    The ingest calls this once its pages are freed: dbt's ~130 MB then do not add to the
-    extract's peak, and its import and parse overlap dlt's normalize and load.
+    The ingest calls this once the source let go of its biggest page (and again after the
+    extract, for a source that does not say): dbt's ~130 MB then do not add to that page's
+    peak, and its import and parse overlap the rest of the extract, normalize and load.
     """
     if run_id in _EARLY_RUNS and run_id not in _STARTED:
         settings, project_dir = _EARLY_RUNS[run_id]
@@ -281,7 +277,7 @@ def start_dbt_early(run_id: str) -> None:
 def dbt_for_run(settings: Settings, run_id: str, project_dir: Path) -> DbtProcess:
     """The run's dbt: the one started early if any, else one started now."""
     started = _STARTED.pop(run_id, None)
-    if started is not None and started._process.poll() is None:
+    if started is not None and started.running:
         return started
     if started is not None:  # it died (killed from outside): a fresh one
         started.close()

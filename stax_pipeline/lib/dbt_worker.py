@@ -10,7 +10,8 @@ this process does it while the sync is still loading, then waits on stdin for th
 2. imports dbt and parses the project into the run's target folder (``dbt parse``: it reads
    the project, never the warehouse, so it runs while dlt writes);
 3. reads ONE line of JSON from stdin, ``{"args": [...], "env": {...}}``: the ``dbt`` command
-   line of the build and the variables to set first (the window, ``STAX_DBT_WINDOW``, is read
+   line of the build (this process adds where the project and the run folder are, as for
+   the parse) and the variables to set first (the window, ``STAX_DBT_WINDOW``, is read
    while executing, so it can come this late); end of input instead means the sync ended
    before its build: exit 0 having done nothing;
 4. runs the build on the parsed manifest (``dbtRunner(manifest=…)``) and exits as the ``dbt``
@@ -42,20 +43,26 @@ def main(argv: list[str]) -> int:
     command: dict[str, Any] = json.loads(line)
     os.environ.update(command.get("env") or {})
     # A parse that failed is done again by the build, which then reports the error itself.
-    result = dbtRunner(manifest=manifest).invoke(list(command["args"]))
+    result = dbtRunner(manifest=manifest).invoke([*command["args"], *_locations(project_dir, target)])
     sys.stdout.flush()
     if result.success:
         return 0
     return 2 if result.exception is not None else 1
 
 
+def _locations(project_dir: str, target: str) -> list[str]:
+    """Where every command of this process reads the project and writes its artifacts and logs."""
+    return [
+        *("--project-dir", project_dir, "--profiles-dir", project_dir),
+        *("--target-path", target, "--log-path", target, "--no-use-colors"),
+    ]
+
+
 def _parse(runner_class, project_dir: str, target: str):
     """The project's manifest (dbt's partial parse, from the run folder, makes it quick), or
     None if it could not be parsed."""
-    paths = ["--project-dir", project_dir, "--profiles-dir", project_dir]
-    paths += ["--target-path", target, "--log-path", target, "--no-use-colors"]
     try:
-        parsed = runner_class().invoke(["parse", *paths])
+        parsed = runner_class().invoke(["parse", *_locations(project_dir, target)])
     except Exception:  # reported again, with dbt's own message, when the build parses
         return None
     from dbt.contracts.graph.manifest import Manifest

@@ -35,7 +35,7 @@ from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import dbt_vars, window_from_context
-from stax_pipeline.settings import load_settings
+from stax_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
     with timed() as elapsed:
         build = dbt.build(dbt_vars(window, connections), _dbt_selection(context))
-    _record_phase(context, connections, "dbt", elapsed[0])
+    _record_phase(settings, context, connections, "dbt", elapsed[0])
     log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
     # each day of each mart: its rows and dollars (the UI plots them per partition)
     figures = mart_figures(settings, window, connections) if build.success else None
@@ -173,19 +173,14 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
         # the publish's figures: its events wait for the publish, the others do not.
         built = [e.asset_key for e in events if isinstance(e, MaterializeResult)]
         last = built[-1] if built and publishing is not None else None
-        for event in events:
-            if event.asset_key != last:
-                yield event
+        yield from (e for e in events if e.asset_key != last)
         if publishing is not None:
             published = publishing.result()
-            _record_phase(context, connections, "publish", published.seconds)
-            for event in events:
-                if event.asset_key != last:
-                    continue
+            _record_phase(settings, context, connections, "publish", published.seconds)
+            for event in (e for e in events if e.asset_key == last):
                 if isinstance(event, MaterializeResult):
-                    event = MaterializeResult(
-                        asset_key=event.asset_key, metadata={**(event.metadata or {}), **published.metadata()}
-                    )
+                    metadata = {**(event.metadata or {}), **published.metadata()}
+                    event = MaterializeResult(asset_key=event.asset_key, metadata=metadata)
                 yield event
     if not build.success:
         raise DbtBuildError(build.error())
@@ -221,9 +216,10 @@ def _build_events(
             yield _check_result(check, result)
 
 
-def _record_phase(context: AssetExecutionContext, connections: list[str], phase: str, seconds: float) -> None:
+def _record_phase(
+    settings: Settings, context: AssetExecutionContext, connections: list[str], phase: str, seconds: float
+) -> None:
     """The run's time in ``phase``, once per connection it synced (``timings.jsonl``)."""
-    settings = load_settings()
     for connection in connections:
         record_phase(settings, run_id=context.run.run_id, connection=connection, phase=phase, seconds=seconds)
 
