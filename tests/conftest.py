@@ -70,3 +70,29 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
             except OSError:
                 continue
     return hits
+
+
+def load_from_api(
+    settings,
+    base_url: str,
+    *,
+    connection: str,
+    window,
+    api_key: str = ADMIN_KEY,
+    provider: str = "openai",
+    run_id: str | None = None,
+):
+    """What a sync's ingest does, without Dagster: ``window`` of ``connection`` from
+    ``provider``'s API at ``base_url`` (the simulator) into raw, then its commit marker."""
+    from stax_pipeline.ingest import load_window
+    from stax_pipeline.providers import get_provider
+
+    return load_window(
+        settings,
+        get_provider(provider),
+        connection=connection,
+        window=window,
+        api_key=api_key,
+        base_url=base_url,
+        run_id=run_id or f"test-{connection}-{window}",
+    )

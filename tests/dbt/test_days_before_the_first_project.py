@@ -8,11 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.window import SyncWindow
-from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, load_from_api
 from tests.dbt.test_dbt_project import dbt_build
 
 
@@ -24,15 +22,7 @@ def test_days_before_the_first_project_build_and_stay_covered(stax_home, simulat
     quiet_day = max(day for day, dollars in costs.items() if not dollars)
     window = SyncWindow(quiet_day - timedelta(days=1), first_project_day + timedelta(days=2))
     settings = load_settings()
-    load_window(
-        settings,
-        get_provider("openai"),
-        connection="acme",
-        window=window,
-        api_key=ADMIN_KEY,
-        base_url=simulator.base_url,
-        run_id="before-first-project",
-    )
+    load_from_api(settings, simulator.base_url, connection="acme", window=window)
     statuses = dbt_build(stax_home)  # asserts every model and test succeeded
     assert statuses["test.stax.assert_daily_rollups_cover_every_synced_day"] == "pass"
     con = duckdb.connect(str(settings.warehouse_path))  # dbt ran in this process: same configuration

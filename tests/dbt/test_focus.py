@@ -20,12 +20,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.window import SyncWindow
-from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults, Simulator, run_simulator
-from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
+from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY, load_from_api
 from tests.dbt.test_dbt_project import dbt_build
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -104,15 +102,7 @@ RESTATED = SyncWindow.inclusive(GLOBEX_WINDOW.last, GLOBEX_WINDOW.last)
 
 def _load(settings, name: str, key: str, window: SyncWindow, base_url: str) -> None:
     """The ingest the Dagster asset runs: the window into raw_openai, then its commit marker."""
-    load_window(
-        settings,
-        get_provider("openai"),
-        connection=name,
-        window=window,
-        api_key=key,
-        base_url=base_url,
-        run_id=f"focus-test-{name}-{window}",
-    )
+    load_from_api(settings, base_url, connection=name, window=window, api_key=key)
 
 
 def _dbt_build(home: Path, window: SyncWindow | None = None, connections: list[str] | None = None) -> None:

@@ -19,12 +19,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.window import SyncWindow
-from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults, run_simulator
-from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY
+from tests.conftest import ADMIN_KEY, SIMULATOR_NOW, TODAY, load_from_api
 from tests.dbt.test_dbt_project import dbt_build
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -51,24 +49,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         env.setenv("STAX_HOME", str(home))
         env.delenv("STAX_LOOKBACK_DAYS", raising=False)
         settings = load_settings()
-        anthropic = get_provider("anthropic")
-        load_window(
+        load_from_api(settings, simulator.base_url, connection="acme", window=WINDOW)
+        load_from_api(
             settings,
-            get_provider("openai"),
-            connection="acme",
-            window=WINDOW,
-            api_key=ADMIN_KEY,
-            base_url=simulator.base_url,
-            run_id="providers-acme",
-        )
-        load_window(
-            settings,
-            anthropic,
+            simulator.base_url,
             connection="claude",
             window=WINDOW,
             api_key=ANTHROPIC_KEY,
-            base_url=simulator.base_url,
-            run_id="providers-claude",
+            provider="anthropic",
         )
         _dbt_build(home)
         before = simulator.anthropic_org_for_key(ANTHROPIC_KEY).cost_usd_by_day(RESTATED.start, RESTATED.end)
@@ -79,14 +67,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             openai.cost_by_day_model(WINDOW.start, WINDOW.end),
         )
         simulator.faults = Faults(revision=1, revised_days=1, retry_after=0)  # the last day changes
-        load_window(
+        load_from_api(
             settings,
-            anthropic,
+            simulator.base_url,
             connection="claude",
             window=RESTATED,
             api_key=ANTHROPIC_KEY,
-            base_url=simulator.base_url,
-            run_id="providers-claude-restated",
+            provider="anthropic",
         )
         _dbt_build(home, RESTATED, ["claude"])
         con = duckdb.connect(str(settings.warehouse_path))

@@ -11,10 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stax_pipeline.ingest import load_window
 from stax_pipeline.lib.http import HttpError
 from stax_pipeline.lib.window import SyncWindow
-from stax_pipeline.providers import get_provider
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from stax_pipeline.sources.anthropic_admin import AnthropicAdminClient
@@ -27,7 +25,7 @@ from stax_pipeline.sources.anthropic_admin.settings import (
     USAGE_GROUP_BY,
     USAGE_MESSAGES_PATH,
 )
-from tests.conftest import TODAY
+from tests.conftest import TODAY, load_from_api
 
 ANTHROPIC_KEY = "sk-ant-admin01-test-4f0c2d9e81b7a3c5"
 SOURCES_YML = (
@@ -38,14 +36,8 @@ WINDOW = SyncWindow(TODAY - timedelta(days=5), TODAY)  # five closed days
 
 def _load(sim, window: SyncWindow = WINDOW, key: str = ANTHROPIC_KEY, connection: str = "claude"):
     settings = load_settings()
-    loaded = load_window(
-        settings,
-        get_provider("anthropic"),
-        connection=connection,
-        window=window,
-        api_key=key,
-        base_url=sim.base_url,
-        run_id=f"test-{connection}",
+    loaded = load_from_api(
+        settings, sim.base_url, connection=connection, window=window, api_key=key, provider="anthropic"
     )
     return settings.warehouse_path, loaded, loaded.committed_tables
 

@@ -22,7 +22,7 @@ from stax_pipeline.sources.openai_admin import (
     sync_windows,
 )
 from stax_pipeline.sources.openai_admin.settings import USAGE_ENDPOINTS
-from tests.conftest import ADMIN_KEY, TODAY
+from tests.conftest import ADMIN_KEY, TODAY, load_from_api
 
 START, END = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
 
@@ -187,8 +187,6 @@ def test_a_usage_endpoint_the_api_lacks_is_skipped_not_fatal(stax_home, simulato
 def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulator):
     """An endpoint with no rows in the first sync still gets its table (dlt's JSON path, with a
     NOT NULL ``_dlt_id``); the later Arrow loads of real rows must fit that table."""
-    from stax_pipeline.ingest import load_window
-    from stax_pipeline.providers import get_provider
 
     org = simulator.org_for_key(ADMIN_KEY)
     days = [TODAY - timedelta(days=n) for n in range(1, 60)]
@@ -196,13 +194,11 @@ def test_a_table_first_created_empty_takes_later_arrow_loads(stax_home, simulato
     busy = next(d for d in days if org.usage_facts("web_search_calls", d))
     settings = load_settings()
     for day in (empty, busy):
-        load_window(
+        load_from_api(
             settings,
-            get_provider("openai"),
+            simulator.base_url,
             connection="acme",
             window=SyncWindow(day, day + timedelta(days=1)),
-            api_key=ADMIN_KEY,
-            base_url=simulator.base_url,
             run_id=f"run-{day}",
         )
     count = _query(
