@@ -26,11 +26,12 @@ log = logging.getLogger(__name__)
 
 # No network but the package registries: dlt must not try to send telemetry.
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-# Sources yield Arrow tables; tag their rows with the dlt load and a row id like JSON rows are.
-# The row id is not optional: a table first created while its endpoint had no rows gets dlt's
-# default NOT NULL `_dlt_id`, which every later Arrow load must fill.
+# Sources yield Arrow tables; their rows carry the dlt load (added by dlt's extract) and a row id
+# like JSON rows do. The row id is not optional: a table first created while its endpoint had no
+# rows gets dlt's default NOT NULL `_dlt_id`, which every later Arrow load must fill. The sources
+# add it themselves (lib/arrow.with_row_ids), so dlt's normalize does not rewrite their files.
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "true")
+os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
 # At most this many endpoints are pulled at once (dlt's extract pool for parallelized
 # resources): enough to overlap the network waits, few enough that 429s stay rare.
 os.environ.setdefault("EXTRACT__WORKERS", "4")

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from stax_pipeline.lib.arrow import batches_as_arrow, concat_batches, results_to_arrow
+from stax_pipeline.lib.arrow import ROW_ID, batches_as_arrow, concat_batches, results_to_arrow, with_row_ids
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS, PARTIAL_PARSE_FILE, dbt_run_dir
 from stax_pipeline.settings import load_settings
 from stax_pipeline.sources.openai_admin.settings import COSTS_COLUMNS
@@ -83,7 +83,8 @@ def test_a_bucket_read_by_arrow_equals_the_row_by_row_table(text_amount):
     results = [_result(i) for i in range(12)]
     if text_amount:
         results[5]["amount"]["value"] = "1.6666666666666667"
-    expected = pa.concat_tables(list(batches_as_arrow(map(_old_row, results), COSTS_COLUMNS)))
+    batches = list(batches_as_arrow(map(_old_row, results), COSTS_COLUMNS))
+    expected = pa.concat_tables(batches).drop_columns([ROW_ID])  # the funnels add row ids, not the reader
     table = results_to_arrow(results, _CONSTANTS, COSTS_COLUMNS, _AMOUNT)
     assert table.schema == expected.schema
     assert table.to_pylist() == expected.to_pylist()
@@ -110,6 +111,46 @@ def test_bucket_tables_reach_dlt_in_batches_and_keep_every_field():
     assert sum(pa.concat_tables(batches).column("amount__value").drop_null().to_pylist()) == sum(
         sum(t.column("amount__value").drop_null().to_pylist()) for t in buckets
     )
+
+
+def test_every_table_leaves_with_a_row_id_no_other_row_has():
+    """dlt's normalize no longer adds ``_dlt_id`` (it rewrote every file to do it): both funnels
+    to dlt add it, never null, and no two rows get the same one, across tables and threads."""
+    import threading
+
+    tables = list(batches_as_arrow((_row(i) for i in range(25)), COSTS_COLUMNS, batch_rows=10))
+    tables += list(
+        concat_batches(
+            [
+                results_to_arrow([_result(i) for i in range(n)], _CONSTANTS, COSTS_COLUMNS, _AMOUNT)
+                for n in (5, 6)
+            ],
+            batch_rows=8,
+        )
+    )
+    found: list[pa.Table] = []
+    workers = [
+        threading.Thread(target=lambda n=n: found.extend(with_row_ids(_plain(n)) for _ in range(50)))
+        for n in (1, 7, 300)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    ids: list[str] = []
+    for table in tables + found:
+        field = table.schema.field(ROW_ID)
+        assert field.type == pa.string() and not field.nullable
+        assert table.column(ROW_ID).null_count == 0
+        ids += table.column(ROW_ID).to_pylist()
+    assert len(ids) == 25 + 11 + 50 * (1 + 7 + 300)
+    assert len(set(ids)) == len(ids)
+    # a table that has its own ids keeps them
+    assert with_row_ids(tables[0]).column(ROW_ID).equals(tables[0].column(ROW_ID))
+
+
+def _plain(rows: int) -> pa.Table:
+    return pa.table({"n": list(range(rows))})
 
 
 def test_dbt_run_folders_live_under_stax_home_and_are_pruned(stax_home):
