@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
 
 from stax_pipeline.lib.processes import PARENT_PID_ENV, InterruptLatch
+from tests.conftest import ADMIN_KEY, TODAY, load_from_api
 
 STAX_DBT = str(Path(sys.executable).parent / "stax-dbt")
 
@@ -83,3 +85,48 @@ def test_the_interrupt_latch_sees_a_signal_another_handler_swallowed():
     finally:
         for signo, handler in previous.items():
             signal.signal(signo, handler)
+
+
+def test_a_syncs_dbt_exits_as_dbt_would_with_its_writes_in_the_warehouse_file(stax_home, simulator):
+    """The dbt worker leaves without the interpreter's teardown (``os._exit``) with dbt's exit
+    code: a build whose model failed exits 1 with the error in its results, and one that passed exits 0
+    having closed the warehouse (no write-ahead log left beside it: every write is in the
+    file) and released what dbt held (no "leaked semaphore" warning)."""
+    import duckdb
+
+    from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
+    from stax_pipeline.lib.dbt import DbtProcess
+    from stax_pipeline.lib.window import SyncWindow, dbt_vars
+    from stax_pipeline.settings import load_settings
+
+    settings = load_settings()
+    window = SyncWindow.inclusive(TODAY - timedelta(days=2), TODAY - timedelta(days=1))
+    load_from_api(settings, simulator.base_url, connection="acme", window=window)
+
+    def run_sql(sql: str) -> None:
+        con = duckdb.connect(str(settings.warehouse_path))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
+    # a window that is no date: the checks that read it fail to compile, so does the build (exit 1)
+    bad_window = {**dbt_vars(window, ["acme"]), "start_date": "the day before"}
+    failed = DbtProcess(settings, "run-with-a-bad-window", DBT_PROJECT_DIR).build(bad_window)
+    assert failed.returncode == 1
+    errors = [r["unique_id"] for r in failed.results if r["status"] == "error"]
+    assert "test.stax.assert_spend_reconciles_with_costs" in errors
+    assert failed.error().startswith("dbt build failed: test.stax.")
+
+    built = DbtProcess(settings, "run-with-line-items", DBT_PROJECT_DIR).build(dbt_vars(window, ["acme"]))
+    assert built.returncode == 0, built.error()
+    assert all(r["status"] in ("success", "pass") for r in built.results)
+    assert "leaked" not in built.output_tail
+    assert not settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal").exists()
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows, usd = con.execute("select count(*), sum(cost_usd) from marts.fct_spend_daily").fetchall()[0]
+    finally:
+        con.close()
+    truth = simulator.org_for_key(ADMIN_KEY).cost_total_by_day(window.start, window.end)
+    assert rows > 0 and abs(usd - sum(truth.values())) < 1e-6
