@@ -54,6 +54,23 @@ def _rows_of(path, connection: str, *, published: bool = False, marts_only: bool
         con.close()
 
 
+def _exported_rows(settings, connection: str) -> int:
+    """Rows of ``connection`` in the Parquet exports (``exports/<relation>.parquet``)."""
+    con = duckdb.connect()
+    try:
+        total = 0
+        for parquet in settings.exports_dir.glob("*.parquet"):
+            names = [row[0] for row in con.execute(f"describe select * from '{parquet}'").fetchall()]
+            column = next((n for n in names if n.lower() in ("connection", "x_connection")), None)
+            if column is not None:
+                total += con.execute(
+                    f"select count(*) from '{parquet}' where \"{column}\" = ?", [connection]
+                ).fetchall()[0][0]
+        return total
+    finally:
+        con.close()
+
+
 def _focus_rows(settings, connection: str) -> int:
     """The published FOCUS rows of ``connection`` (what `stax export focus` writes)."""
     with duckdb.connect(str(settings.marts_path), read_only=True) as con:
@@ -163,10 +180,11 @@ def test_one_organization_restatements_doctor_and_disconnect(stax_home, live_sim
     # the same organization under the same name brings them back.
     purged = stax("disconnect", "beta", "--purge")
     assert purged.returncode == 0 and "Purged 1 warehouse rows" in purged.stdout
-    assert _focus_rows(settings, "acme") > 0
+    assert _focus_rows(settings, "acme") > 0 and _exported_rows(settings, "acme") > 0
     assert stax("disconnect", "acme").returncode == 0
     assert _rows_of(settings.warehouse_path, "acme") > 0
     assert _rows_of(settings.marts_path, "acme", published=True) == 0 == _focus_rows(settings, "acme")
+    assert _exported_rows(settings, "acme") == 0
     assert _report_total("--days", "8")[0] == 0.0
     assert "hidden: acme" in stax("connections").stdout
     reconnected = stax("connect", "openai", "--name", "acme", "--no-backfill", key=ADMIN_KEY)
