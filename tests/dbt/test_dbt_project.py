@@ -464,7 +464,7 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     warned = {k for k, v in statuses.items() if v == "warn"}
     assert warned == {"test.stax.warn_unknown_line_item_shapes"}, warned  # 'weird || thing'
     data_tests = [k for k in statuses if k.startswith("test.")]
-    assert "test.stax.assert_spend_reconciles_with_costs" in statuses and len(data_tests) > 50
+    assert "test.stax.assert_spend_reconciles_with_costs" in statuses and len(data_tests) >= 45
 
     expected = expected_daily_costs(LOADS_BEFORE_FIRST_BUILD)
     assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.9)
@@ -676,3 +676,72 @@ def test_dbt_project_end_to_end(home: Path) -> None:
             "where model = 'text-embedding-3-small'"
         )
     assert reconciliation_failures(home, usage_check) == 2
+
+
+def test_a_models_contract_fails_once_per_broken_rule_and_says_which(home: Path) -> None:
+    """One ``contract`` test per model holds what separate not-null, unique-grain and
+    accepted-values tests held: each broken rule is a failing row naming the rule and where."""
+    warehouse = home / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        built = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts' "
+            "and table_name = 'fct_spend_daily'"
+        ).fetchall() == [(1,)]
+        if not built:  # run alone, without the end-to-end story before it
+            create_raw_schema(con)
+            append_loads(con, LOADS_BEFORE_FIRST_BUILD)
+    if not built:
+        dbt_build(home, select="fct_spend_daily", unit_tests=False)
+    contract = "contract_fct_spend_daily"
+    assert reconciliation_failures(home, contract) == 0
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create or replace table main.contract_backup as select * from marts.fct_spend_daily")
+        rows = con.execute(
+            "select distinct line_item from marts.fct_spend_daily order by all limit 3"
+        ).fetchall()
+        first, second, third = (line_item for (line_item,) in rows)
+        con.execute(
+            "insert into marts.fct_spend_daily select * from marts.fct_spend_daily where line_item = ?",
+            [first],
+        )
+        con.execute("update marts.fct_spend_daily set is_final = null where line_item = ?", [second])
+        con.execute("update marts.fct_spend_daily set line_item_shape = 'guess' where line_item = ?", [third])
+    try:
+        failing = _stored_failures(home, contract)
+    finally:
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("delete from marts.fct_spend_daily")
+            con.execute("insert into marts.fct_spend_daily select * from main.contract_backup")
+    rules = {rule for rule, _ in failing}
+    assert rules == {"grain", "not_null", "accepted_values"}, failing
+    assert ("not_null", "null in is_final") in failing
+    assert ("accepted_values", "line_item_shape = guess") in failing
+    assert any(rule == "grain" and failure.startswith("2 rows share (") for rule, failure in failing)
+    assert reconciliation_failures(home, contract) == 0
+
+
+def _stored_failures(home: Path, test: str) -> list[tuple[str, str]]:
+    """Runs one data test storing its failing rows; returns them as (rule, failure)."""
+    result = dbtRunner().invoke(
+        [
+            "test",
+            "--select",
+            test,
+            "--store-failures",
+            "--project-dir",
+            str(PROJECT_DIR),
+            "--profiles-dir",
+            str(PROJECT_DIR),
+            "--target-path",
+            str(home / "dbt_target"),
+            "--log-path",
+            str(home / "dbt_logs"),
+            "--quiet",
+        ]
+    )
+    assert result.result is not None, result.exception
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        [(schema,)] = con.execute(
+            "select table_schema from information_schema.tables where table_name = ?", [test]
+        ).fetchall()
+        return con.execute(f'select rule, failure from "{schema}"."{test}" order by all').fetchall()

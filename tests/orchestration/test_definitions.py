@@ -105,7 +105,9 @@ def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
 def test_dbt_tests_are_asset_checks():
     checks = defs.resolve_asset_graph().asset_check_keys
     names = {k.name for k in checks}
-    assert any(name.startswith("unique_grain") for name in names)
+    # each mart's contract (not-null columns, grain, accepted values) is one check
+    assert AssetCheckKey(AssetKey(["marts", "fct_spend_daily"]), "contract_fct_spend_daily") in checks
+    assert {f"contract_{m}" for m in ("dim_projects", "fct_model_spend_daily", "fct_usage_daily")} <= names
     # a test over several models is the check of the one its meta.dagster.ref names
     assert (
         AssetCheckKey(AssetKey(["marts", "fct_spend_daily"]), "assert_spend_reconciles_with_costs") in checks
