@@ -32,6 +32,9 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # add it themselves (lib/arrow.with_row_ids), so dlt's normalize does not rewrite their files.
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
+# A load package's files are deleted once loaded: dlt keeps them by default, so every sync left
+# its Parquet files under $STAX_HOME/dlt for good (16 MB per large 30-day backfill).
+os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
 # At most this many endpoints are pulled at once (dlt's extract pool for parallelized
 # resources): enough to overlap the network waits, few enough that 429s stay rare.
 os.environ.setdefault("EXTRACT__WORKERS", "4")
