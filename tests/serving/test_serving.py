@@ -383,3 +383,31 @@ def test_report_reads_the_published_copy_while_a_writer_holds_the_warehouse(stax
         with pytest.raises(StaxError, match="must open it read-only"):
             spend_report(settings, "acme", 30, TODAY)
         careless.close()
+
+
+def test_a_publish_that_fails_half_way_raises_and_replaces_nothing(stax_home):
+    """The copies and the exports are written by two threads: a relation that cannot be read
+    (here a view that raises) fails the publish with its error, neither thread is left waiting
+    on the other, and what readers had is left as it was."""
+    settings = load_settings()
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.fct_spend_daily as select 'acme' as connection, 1.5 as cost_usd")
+        con.execute("create view marts.focus_cost_and_usage as select * from marts.fct_spend_daily")
+    first = publish_marts(settings)
+    assert first.relations == ("fct_spend_daily", "focus_cost_and_usage")
+    published = settings.marts_path.read_bytes()
+    exports = sorted(p.name for p in settings.exports_dir.iterdir())
+
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("create view marts.a_broken_view as select error('the view cannot be read') as x")
+    with pytest.raises(duckdb.Error, match="the view cannot be read"):
+        publish_marts(settings)  # returns (raising): no thread waits forever
+    assert settings.marts_path.read_bytes() == published
+    assert sorted(p.name for p in settings.exports_dir.iterdir()) == exports
+
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("drop view marts.a_broken_view")
+    again = publish_marts(settings)
+    assert again.rows == first.rows == 2
+    assert sorted(p.name for p in stax_home.glob(".marts-*")) == []
