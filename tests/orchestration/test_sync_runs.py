@@ -252,6 +252,12 @@ def _assert_ui_metadata(instance, run_id, org):
         )
     usage = by_partition("marts", "fct_usage_daily")
     assert "cost_usd" not in next(iter(usage.values())) and sum(m["rows"] for m in usage.values()) > 0
+    # Each materialization's partition is indexed by dimension (Dagster's asset_event_tags, which
+    # Stax's storage no longer looks up before every event): the UI finds a connection's days.
+    tags = instance.event_log_storage.get_event_tags_for_asset(
+        AssetKey(["marts", "fct_spend_daily"]), filter_tags={"dagster/partition/connection": "acme"}
+    )
+    assert {t["dagster/partition/date"] for t in tags} >= {str(d) for d in WINDOW.days()}
 
 
 def _assert_run_state_under_stax_home(settings, runs: int) -> None:
