@@ -402,19 +402,7 @@ def dbt_build(
     ``dbt_vars`` go in ``--vars`` (as a person runs dbt by hand); ``window`` goes in
     STAX_DBT_WINDOW, as a sync runs it (a sync also leaves out ``unit_tests``). ``select``: that
     model and everything it is made of (with their tests)."""
-    args = [
-        "build",
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        # keep artifacts of test runs out of the project's own target/ (Dagster's manifest)
-        "--target-path",
-        str(home / "dbt_target"),
-        "--log-path",
-        str(home / "dbt_logs"),
-        "--quiet",
-    ]
+    args = _dbt_args(home, "build")
     if dbt_vars is not None:
         args += ["--vars", json.dumps(dbt_vars)]
     if select is not None:
@@ -429,23 +417,25 @@ def dbt_build(
     return statuses
 
 
-def reconciliation_failures(home: Path, test: str = "assert_spend_reconciles_with_costs") -> int:
-    """Runs only one data test (the money reconciliation by default); returns its failing row count."""
-    args = [
-        "test",
-        "--select",
-        test,
-        "--project-dir",
-        str(PROJECT_DIR),
-        "--profiles-dir",
-        str(PROJECT_DIR),
-        "--target-path",
-        str(home / "dbt_target"),
-        "--log-path",
-        str(home / "dbt_logs"),
-        "--quiet",
+def _dbt_args(home: Path, command: str, *args: str) -> list[str]:
+    """``dbt <command> <args>`` of the project, its artifacts and logs kept out of the project's
+    own target/ (Dagster's manifest)."""
+    return [
+        command,
+        *args,
+        *("--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)),
+        *("--target-path", str(home / "dbt_target"), "--log-path", str(home / "dbt_logs"), "--quiet"),
     ]
-    result = dbtRunner().invoke(args)
+
+
+def reconciliation_failures(
+    home: Path, test: str = "assert_spend_reconciles_with_costs", *, store_failures: bool = False
+) -> int:
+    """Runs only one data test (the money reconciliation by default); returns its failing row
+    count (its failing rows stored in the warehouse too with ``store_failures``)."""
+    result = dbtRunner().invoke(
+        _dbt_args(home, "test", "--select", test, *(["--store-failures"] if store_failures else []))
+    )
     assert result.result is not None, result.exception
     [test_result] = result.result
     return test_result.failures or 0
@@ -722,24 +712,7 @@ def test_a_models_contract_fails_once_per_broken_rule_and_says_which(home: Path)
 
 def _stored_failures(home: Path, test: str) -> list[tuple[str, str]]:
     """Runs one data test storing its failing rows; returns them as (rule, failure)."""
-    result = dbtRunner().invoke(
-        [
-            "test",
-            "--select",
-            test,
-            "--store-failures",
-            "--project-dir",
-            str(PROJECT_DIR),
-            "--profiles-dir",
-            str(PROJECT_DIR),
-            "--target-path",
-            str(home / "dbt_target"),
-            "--log-path",
-            str(home / "dbt_logs"),
-            "--quiet",
-        ]
-    )
-    assert result.result is not None, result.exception
+    reconciliation_failures(home, test, store_failures=True)
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         [(schema,)] = con.execute(
             "select table_schema from information_schema.tables where table_name = ?", [test]
