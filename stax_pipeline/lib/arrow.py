@@ -14,6 +14,7 @@ is off, ``lib/warehouse.py``).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -72,10 +73,16 @@ def rows_to_arrow(rows: list[dict[str, Any]], columns: Mapping[str, Mapping[str,
 # dlt's row id column, and the Arrow field dlt's schema gives it (text, never null).
 ROW_ID = "_dlt_id"
 _ROW_ID_FIELD = pa.field(ROW_ID, pa.string(), nullable=False)
-# Row ids are "<random prefix>.<n>": a prefix drawn once per process (64 random bits, as many
-# as dlt's own ids carry) and a counter, so no two rows this process writes share one, and
-# rows of two processes collide only if their prefixes do (1 in 2^64).
-_ROW_ID_PREFIX = secrets.token_hex(8) + "."
+
+
+# Row ids are "<random prefix>.<n>": a prefix drawn once per process (64 random bits; a forked
+# child draws its own) and a counter, so no two rows this process writes share one, and rows of
+# two processes collide only if their prefixes do (1 in 2^64).
+def _new_prefix() -> str:
+    return secrets.token_hex(8) + "."
+
+
+_ROW_ID_PREFIX = _new_prefix()
 
 
 class _RowNumbers:
@@ -94,6 +101,14 @@ class _RowNumbers:
 
 
 _row_numbers = _RowNumbers()
+
+
+def _after_fork() -> None:
+    global _ROW_ID_PREFIX, _row_numbers
+    _ROW_ID_PREFIX, _row_numbers = _new_prefix(), _RowNumbers()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def with_row_ids(table: pa.Table) -> pa.Table:

@@ -66,13 +66,18 @@ def _exit_now(code: int) -> NoReturn:
     except Exception as exc:  # reported, and the exit code says dbt failed
         print(f"stax: closing dbt's warehouse connection failed: {exc}", file=sys.stderr)
         code = code or 2
-    # dbt's process-shared locks: released as a normal exit releases them (else Python's
-    # resource tracker cleans them up and warns about "leaked semaphores" in console.log)
-    multiprocessing.util._exit_function()  # type: ignore[attr-defined]
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for step in (_release_shared_locks, logging.shutdown, sys.stdout.flush, sys.stderr.flush):
+        try:
+            step()
+        except Exception:  # the exit below must happen, with dbt's code
+            pass
     os._exit(code)
+
+
+def _release_shared_locks() -> None:
+    """dbt's process-shared locks, released as a normal exit releases them (else Python's
+    resource tracker cleans them up and warns about "leaked semaphores" in console.log)."""
+    multiprocessing.util._exit_function()  # type: ignore[attr-defined]
 
 
 def _locations(project_dir: str, target: str) -> list[str]:

@@ -157,7 +157,8 @@ def _write_copies(
     DuckDB. The warehouse is attached read-only, so no process can change it while they read.
     A table's Parquet is written from the warehouse; a view's (the FOCUS dataset: computed, the
     costliest) from its copy, which is made first, so no view is computed twice. Together they
-    take ~20% less time than one after the other.
+    take ~25% less time than one after the other. A failure on either side stops the other at
+    its next relation.
     """
     exports.mkdir(mode=0o700)
     con = duckdb.connect(
@@ -194,25 +195,34 @@ def _write_copies(
 
         rows: dict[str, int] = {}
         copied = {name: threading.Event() for name in views}
+        failed = threading.Event()  # either side failed: the other stops at its next relation
 
         def write_exports(cursor: duckdb.DuckDBPyConnection) -> None:
-            for name in [*reversed(tables), *views]:
-                if name in copied:
-                    copied[name].wait()
-                    if name not in rows:
-                        return  # its copy failed: the copying thread raises why
-                    query, parameters = f"select * from main.{_identifier(name)}", []
-                else:
-                    query, parameters = published(name)
-                cursor.execute(
-                    f"copy ({query}) to {_literal(exports / f'{name}.parquet')} (format parquet)", parameters
-                )
+            try:
+                for name in [*reversed(tables), *views]:
+                    if name in copied:
+                        copied[name].wait()
+                    if failed.is_set():
+                        return  # the copying thread raises why
+                    if name in copied:
+                        query, parameters = f"select * from main.{_identifier(name)}", []
+                    else:
+                        query, parameters = published(name)
+                    cursor.execute(
+                        f"copy ({query}) to {_literal(exports / f'{name}.parquet')} (format parquet)",
+                        parameters,
+                    )
+            except BaseException:
+                failed.set()
+                raise
 
+        exports_cursor, copies = con.cursor(), con.cursor()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stax-exports") as pool:
-            exporting = pool.submit(write_exports, con.cursor())
-            copies = con.cursor()
+            exporting = pool.submit(write_exports, exports_cursor)
             try:
                 for name in [*views, *tables]:
+                    if failed.is_set():
+                        break  # the exports failed: `exporting.result()` raises why
                     query, parameters = published(name)
                     copies.execute(f"create table main.{_identifier(name)} as {query}", parameters)
                     rows[name] = copies.execute(f"select count(*) from main.{_identifier(name)}").fetchall()[
@@ -220,6 +230,9 @@ def _write_copies(
                     ][0]
                     if name in copied:
                         copied[name].set()
+            except BaseException:
+                failed.set()
+                raise
             finally:
                 for event in copied.values():  # never leave the exports waiting
                     event.set()

@@ -428,7 +428,7 @@ def _dbt_args(home: Path, command: str, *args: str) -> list[str]:
     ]
 
 
-def reconciliation_failures(
+def data_test_failures(
     home: Path, test: str = "assert_spend_reconciles_with_costs", *, store_failures: bool = False
 ) -> int:
     """Runs only one data test (the money reconciliation by default); returns its failing row
@@ -454,7 +454,10 @@ def test_dbt_project_end_to_end(home: Path) -> None:
     warned = {k for k, v in statuses.items() if v == "warn"}
     assert warned == {"test.stax.warn_unknown_line_item_shapes"}, warned  # 'weird || thing'
     data_tests = [k for k in statuses if k.startswith("test.")]
-    assert "test.stax.assert_spend_reconciles_with_costs" in statuses and len(data_tests) >= 45
+    assert "test.stax.assert_spend_reconciles_with_costs" in data_tests
+    # every mart with a day grain has its contract, and it passed
+    contracts = {k.split(".")[2]: v for k, v in statuses.items() if k.startswith("test.stax.contract_")}
+    assert all(contracts[f"contract_{mart}"] == "pass" for mart in MARTS)
 
     expected = expected_daily_costs(LOADS_BEFORE_FIRST_BUILD)
     assert expected[("acme", D3)] == 0 and math.isclose(expected[("acme", D1)], 4.9)
@@ -642,30 +645,30 @@ def test_dbt_project_end_to_end(home: Path) -> None:
         con.execute(
             "delete from marts.fct_model_spend_daily where model = 'gpt-4o-2024-08-06' and connection = 'globex'"
         )
-    assert reconciliation_failures(home) > 0
+    assert data_test_failures(home) > 0
     with duckdb.connect(str(warehouse.path)) as con:
         con.execute("delete from marts.fct_spend_daily")
         con.execute("insert into marts.fct_spend_daily select * from main.spend_backup")
-    assert reconciliation_failures(home) > 0  # the dropped model-spend row alone
+    assert data_test_failures(home) > 0  # the dropped model-spend row alone
 
     # 6. the usage and no-missing-days checks catch what they promise
     usage_check, days_check = (
         "assert_model_spend_holds_all_model_usage",
         "assert_daily_rollups_cover_every_synced_day",
     )
-    assert reconciliation_failures(home, usage_check) == 0 and reconciliation_failures(home, days_check) == 0
+    assert data_test_failures(home, usage_check) == 0 and data_test_failures(home, days_check) == 0
     with duckdb.connect(str(warehouse.path)) as con:  # fine-tuned tokens on a row of their own
         con.execute(f"""update marts.fct_model_spend_daily set model = '{FINE_TUNE}'
             where model = 'ft-gpt-4o-mini-2024-07-18'""")
         con.execute("delete from marts.fct_spend_daily_by_connection where cost_usd = 0")  # the $0 day
-    assert reconciliation_failures(home, usage_check) == 1
-    assert reconciliation_failures(home, days_check) == 1
+    assert data_test_failures(home, usage_check) == 1
+    assert data_test_failures(home, days_check) == 1
     with duckdb.connect(str(warehouse.path)) as con:  # embeddings tokens dropped from one key's row
         con.execute(
             "update marts.fct_model_spend_by_api_key_daily set input_tokens = 0 "
             "where model = 'text-embedding-3-small'"
         )
-    assert reconciliation_failures(home, usage_check) == 2
+    assert data_test_failures(home, usage_check) == 2
 
 
 def test_a_models_contract_fails_once_per_broken_rule_and_says_which(home: Path) -> None:
@@ -683,7 +686,7 @@ def test_a_models_contract_fails_once_per_broken_rule_and_says_which(home: Path)
     if not built:
         dbt_build(home, select="fct_spend_daily", unit_tests=False)
     contract = "contract_fct_spend_daily"
-    assert reconciliation_failures(home, contract) == 0
+    assert data_test_failures(home, contract) == 0
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create or replace table main.contract_backup as select * from marts.fct_spend_daily")
         rows = con.execute(
@@ -707,12 +710,12 @@ def test_a_models_contract_fails_once_per_broken_rule_and_says_which(home: Path)
     assert ("not_null", "null in is_final") in failing
     assert ("accepted_values", "line_item_shape = guess") in failing
     assert any(rule == "grain" and failure.startswith("2 rows share (") for rule, failure in failing)
-    assert reconciliation_failures(home, contract) == 0
+    assert data_test_failures(home, contract) == 0
 
 
 def _stored_failures(home: Path, test: str) -> list[tuple[str, str]]:
     """Runs one data test storing its failing rows; returns them as (rule, failure)."""
-    reconciliation_failures(home, test, store_failures=True)
+    data_test_failures(home, test, store_failures=True)
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         [(schema,)] = con.execute(
             "select table_schema from information_schema.tables where table_name = ?", [test]

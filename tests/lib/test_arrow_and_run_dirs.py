@@ -149,6 +149,25 @@ def test_every_table_leaves_with_a_row_id_no_other_row_has():
     assert with_row_ids(tables[0]).column(ROW_ID).equals(tables[0].column(ROW_ID))
 
 
+def test_a_forked_process_draws_its_own_row_ids():
+    """A child forked from a process that already made ids (a forking executor) does not make
+    the same ones: it draws its own prefix."""
+    import os
+
+    parent_ids = with_row_ids(_plain(3)).column(ROW_ID).to_pylist()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its ids to the pipe, then leave at once
+        os.write(write, "\n".join(with_row_ids(_plain(3)).column(ROW_ID).to_pylist()).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_ids = pipe.read().split("\n")
+    os.waitpid(child, 0)
+    assert len(child_ids) == 3
+    assert {i.split(".")[0] for i in child_ids}.isdisjoint({i.split(".")[0] for i in parent_ids})
+
+
 def _plain(rows: int) -> pa.Table:
     return pa.table({"n": list(range(rows))})
 

@@ -118,8 +118,12 @@ def test_a_syncs_dbt_exits_as_dbt_would_with_its_writes_in_the_warehouse_file(st
     assert "test.stax.assert_spend_reconciles_with_costs" in errors
     assert failed.error().startswith("dbt build failed: test.stax.")
 
-    built = DbtProcess(settings, "run-with-line-items", DBT_PROJECT_DIR).build(dbt_vars(window, ["acme"]))
+    process = DbtProcess(settings, "run-with-line-items", DBT_PROJECT_DIR)
+    built = process.build(dbt_vars(window, ["acme"]))
     assert built.returncode == 0, built.error()
+    # its console and its log were flushed before it left
+    assert "Completed successfully" in built.output_tail
+    assert "Completed successfully" in (process.target / "dbt.log").read_text()
     assert all(r["status"] in ("success", "pass") for r in built.results)
     assert "leaked" not in built.output_tail
     assert not settings.warehouse_path.with_name(settings.warehouse_path.name + ".wal").exists()

@@ -1,6 +1,8 @@
 {#- A model's contract, checked in one test: the columns that are never null, the grain no two
-    rows share, and the values each enumerated column accepts. One row per violation, saying
-    which rule it breaks and where, so a failure reads like the separate tests it replaces.
+    rows share, and the values each enumerated column accepts. It fails with a row per row with
+    a null, per grain shared, and per row with a value not accepted, each naming its rule and
+    where (`dbt test --store-failures` keeps them): what the separate tests it replaces said.
+    Only error-severity rules belong here; a check that only warns stays a test of its own.
 
     One test (one scan of the model, one dbt node) per model instead of one per rule and column:
     a sync builds every model's tests, and each node costs dbt ~30 ms of its own Python
