@@ -75,37 +75,30 @@ ROW_ID = "_dlt_id"
 _ROW_ID_FIELD = pa.field(ROW_ID, pa.string(), nullable=False)
 
 
-# Row ids are "<random prefix>.<n>": a prefix drawn once per process (64 random bits; a forked
-# child draws its own) and a counter, so no two rows this process writes share one, and rows of
-# two processes collide only if their prefixes do (1 in 2^64).
-def _new_prefix() -> str:
-    return secrets.token_hex(8) + "."
-
-
-_ROW_ID_PREFIX = _new_prefix()
-
-
-class _RowNumbers:
-    """Consecutive row numbers for this process, handed out a table at a time (endpoints are
-    extracted on dlt's thread pool)."""
+class _RowIds:
+    """This process's row ids, ``<random prefix>.<n>``, handed out a table at a time (endpoints
+    are extracted on dlt's thread pool). The prefix is 64 random bits drawn per process, so no
+    two rows this process writes share an id, and rows of two processes collide only if their
+    prefixes do (1 in 2^64); a forked child draws its own."""
 
     def __init__(self) -> None:
+        self.prefix = secrets.token_hex(8) + "."
         self._next = 0
         self._lock = threading.Lock()
 
-    def take(self, count: int) -> int:
-        """The first of ``count`` numbers no other call gets."""
+    def take(self, count: int) -> tuple[str, int]:
+        """The prefix and the first of ``count`` numbers no other call gets."""
         with self._lock:
             first, self._next = self._next, self._next + count
-        return first
+        return self.prefix, first
 
 
-_row_numbers = _RowNumbers()
+_row_ids = _RowIds()
 
 
 def _after_fork() -> None:
-    global _ROW_ID_PREFIX, _row_numbers
-    _ROW_ID_PREFIX, _row_numbers = _new_prefix(), _RowNumbers()
+    global _row_ids
+    _row_ids = _RowIds()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -117,9 +110,9 @@ def with_row_ids(table: pa.Table) -> pa.Table:
     if ROW_ID in table.column_names:
         return table
     rows = table.num_rows
-    first = _row_numbers.take(rows)
+    prefix, first = _row_ids.take(rows)
     numbers = pc.cast(pa.array(range(first, first + rows), type=pa.int64()), pa.string())
-    ids = pc.call_function("binary_join_element_wise", [pa.scalar(_ROW_ID_PREFIX), numbers, pa.scalar("")])
+    ids = pc.call_function("binary_join_element_wise", [pa.scalar(prefix), numbers, pa.scalar("")])
     return table.append_column(_ROW_ID_FIELD, ids)
 
 

@@ -52,13 +52,24 @@ def install_fast_event_storage(dagster_home: Path) -> None:
         if not type(dbapi_connection).__module__.startswith("sqlite3"):
             return
         files = [row[2] for row in dbapi_connection.execute("PRAGMA database_list").fetchall()]
-        if any(f and f.startswith(root) for f in files):
+        if any(f and Path(f).is_relative_to(root) for f in files):
             dbapi_connection.execute("PRAGMA synchronous=OFF")
 
     event.listen(Engine, "connect", on_connect)
     _installed.add(root)
     _keep_event_log_engines()
     _remember_tables()
+
+
+def _is_ours(storage: Any) -> bool:
+    """Whether an event-log storage lives under an installed root (worked out once per storage:
+    it is asked for every event)."""
+    ours = vars(storage).get("_stax_ours")
+    if ours is None:
+        base = Path(storage._base_dir).resolve()
+        ours = any(base.is_relative_to(root) for root in _installed)
+        vars(storage)["_stax_ours"] = ours
+    return ours
 
 
 def _remember_tables() -> None:
@@ -71,8 +82,7 @@ def _remember_tables() -> None:
         return
 
     def has_table(self: SqliteEventLogStorage, table_name: str) -> bool:
-        base = str(Path(self._base_dir).resolve())
-        if not any(base.startswith(root) for root in _installed):
+        if not _is_ours(self):
             return original(self, table_name)
         found: set[str] = vars(self).setdefault("_stax_tables", set())
         if table_name not in found and original(self, table_name):
@@ -99,8 +109,7 @@ def _keep_event_log_engines() -> None:
 
     @contextmanager
     def _connect(self: SqliteEventLogStorage, shard: str) -> Iterator[Any]:
-        base = str(Path(self._base_dir).resolve())
-        if not any(base.startswith(root) for root in _installed):
+        if not _is_ours(self):
             with original(self, shard) as conn:
                 yield conn
             return

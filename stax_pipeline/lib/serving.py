@@ -224,10 +224,10 @@ def _write_copies(
                     if failed.is_set():
                         break  # the exports failed: `exporting.result()` raises why
                     query, parameters = published(name)
-                    copies.execute(f"create table main.{_identifier(name)} as {query}", parameters)
-                    rows[name] = copies.execute(f"select count(*) from main.{_identifier(name)}").fetchall()[
-                        0
-                    ][0]
+                    # (DuckDB answers a `create table … as` with the rows it wrote)
+                    [(rows[name],)] = copies.execute(
+                        f"create table main.{_identifier(name)} as {query}", parameters
+                    ).fetchall()
                     if name in copied:
                         copied[name].set()
             except BaseException:

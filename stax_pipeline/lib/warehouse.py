@@ -31,7 +31,8 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 # rows gets dlt's default NOT NULL `_dlt_id`, which every later Arrow load must fill. The sources
 # add it themselves (lib/arrow.with_row_ids), so dlt's normalize does not rewrite their files.
 os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID", "false")
+# Set whatever the environment says: dlt would append a second `_dlt_id` and the load would fail.
+os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID"] = "false"
 # A load package's files are deleted once loaded: dlt keeps them by default, so every sync left
 # its Parquet files under $STAX_HOME/dlt for good (16 MB per large 30-day backfill).
 os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")

@@ -168,6 +168,24 @@ def test_a_forked_process_draws_its_own_row_ids():
     assert {i.split(".")[0] for i in child_ids}.isdisjoint({i.split(".")[0] for i in parent_ids})
 
 
+def test_dlt_never_adds_a_second_row_id_whatever_the_environment_says():
+    """The sources bring ``_dlt_id``: dlt's own row-id step stays off even if the environment
+    turns it on (it would append a second column and every load would fail)."""
+    import os
+    import subprocess
+    import sys
+
+    name = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID"
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import os, stax_pipeline.lib.warehouse; print(os.environ[{name!r}])"],
+        env={**os.environ, name: "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == "false"
+
+
 def _plain(rows: int) -> pa.Table:
     return pa.table({"n": list(range(rows))})
 

@@ -211,8 +211,8 @@ def usage_columns(endpoint: UsageEndpoint) -> Columns:
 
 
 # The raw schema: every table the source writes, with its columns (dlt's hints; dlt adds
-# ``_dlt_load_id``, and ``_dlt_id`` to rows it normalizes: the Arrow tables bring their own). The one place it is written: the dbt sources
-# (``_openai__sources.yml``) and the usage endpoints of ``int_openai__usage_by_endpoint`` are
+# ``_dlt_load_id``, and ``_dlt_id`` to rows it normalizes: the Arrow tables bring their own).
+# The one place it is written: the dbt sources (``_openai__sources.yml``) and the usage endpoints of ``int_openai__usage_by_endpoint`` are
 # checked against it (tests/sources/test_raw_catalogue.py).
 RAW_TABLES: dict[str, Columns] = {
     "costs": COSTS_COLUMNS,
