@@ -66,11 +66,13 @@ class RunOutcome:
 
 
 # The most days one in-process run covers. A run keeps every event it wrote in memory until it
-# ends (``execute_in_process``), and writes about two per asset per day: a 3-year `stax sync`
-# as one run would hold ~35k. Longer windows run as consecutive runs of at most this many days:
-# 155 = 5 usage pages of 31 days and 1 costs page of 180, so they cost no extra requests but one
-# costs page per run (a 30- or 90-day backfill is still one run, one page per endpoint).
-MAX_DAYS_PER_RUN = 155
+# ends (``execute_in_process``): one per ingest partition (day), a few per mart and check. A long
+# window is also safer in parts: a failure keeps the parts before it. Longer windows run as
+# consecutive runs of at most this many days: 360 = 2 costs pages of 180 and 12 usage pages of
+# 31, so a part costs no more requests than its days need (a 30- or 90-day backfill is one run,
+# one page per endpoint), and each run's own events (the marts', the checks') are paid once per
+# year of days, not per five months.
+MAX_DAYS_PER_RUN = 360
 
 
 def run_sync(

@@ -1,9 +1,10 @@
 """Ingest assets: one Dagster asset per provider, keyed by its raw dataset (``raw_openai``).
 
-Why one asset for all the raw tables of a provider, not one per table: a range run writes about
-two Dagster events per asset per (connection, day) partition, so thirteen raw-table assets cost
-thirteen times the events of one — the largest share of a backfill's fixed cost and of the run's
-memory. The tables of a provider are also never loaded apart: one ``load_window`` pulls them all
+The ingest assets are the only day-partitioned assets (day × connection): their partitions show
+which days of which connection are synced. Why one asset for all the raw tables of a provider,
+not one per table: a range run writes a Dagster materialization per partitioned asset per
+(connection, day), so thirteen raw-table assets cost thirteen times the events of one — in a
+backfill's time, the run's memory and Dagster's storage. The tables of a provider are also never loaded apart: one ``load_window`` pulls them all
 and commits them together (``sync_windows``). The dbt sources of the dataset all map to this
 key (``defs/dbt/assets.py``), so the lineage reads ``raw_openai`` → marts.
 
@@ -56,9 +57,11 @@ def provider_ingest_asset(
     window.
 
     Each (connection, day) partition's materialization carries that day's ``cost_usd`` and
-    ``cost_rows`` (so the UI's plot of the asset by partition is the daily spend curve); every
-    partition carries the run's window figures: ``window_cost_usd``, ``rows_loaded``, ``rows``
-    and ``requests`` per table and path, the committed ``tables``.
+    ``cost_rows`` (so the UI's plot of the asset by partition is the daily spend curve). The last
+    day of the run's window (its latest materialization) also carries the run's figures:
+    ``window_cost_usd``, ``rows_loaded``, ``rows`` and ``requests`` per table and path, the
+    committed ``tables``. Not every day: they would be most of each day's event, and a long sync
+    writes one per day.
     """
     key = AssetKey([provider.dataset_name])
     with warnings.catch_warnings():  # backfill_policy is "beta" on @asset: no warning at every import
@@ -92,6 +95,7 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
         requests: dict[str, int] = defaultdict(int)
         committed: set[str] = set()
         cost_usd = 0.0
+        by_partition: dict[str, dict[str, Any]] = {}
         for connection in connections:
             context.log.info(f"{connection}: pulling {window} ({window.num_days} days)")
             loaded = load(
@@ -112,21 +116,14 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
             for path, count in loaded.requests_by_path.items():
                 requests[path] += count
             committed.update(loaded.committed_tables)
-            add_metadata_by_partition(
-                context,
-                key,
-                {
-                    partition_key(connection, day): {
-                        "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
-                        "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
-                    }
-                    for day in window.days()
-                },
-            )
+            for day in window.days():
+                by_partition[partition_key(connection, day)] = {
+                    "cost_usd": float(loaded.cost_usd_by_day.get(day, 0.0)),
+                    "cost_rows": int(loaded.cost_rows_by_day.get(day, 0)),
+                }
             cost_usd += loaded.cost_usd
-        yield MaterializeResult(
-            asset_key=key,
-            metadata={
+        by_partition[partition_key(connections[-1], window.last)].update(
+            {
                 "window_start": window.start.isoformat(),
                 "window_end": window.end.isoformat(),
                 "connections": ", ".join(connections),
@@ -135,8 +132,10 @@ def _ingest_asset(key: AssetKey, provider: Provider, load: LoadConnectionWindow)
                 "rows": MetadataValue.json(dict(sorted(rows.items()))),
                 "requests": MetadataValue.json(dict(sorted(requests.items()))),
                 "tables": ", ".join(sorted(committed)),
-            },
+            }
         )
+        add_metadata_by_partition(context, key, by_partition)
+        yield MaterializeResult(asset_key=key)
 
     return ingest
 

@@ -1,6 +1,6 @@
 """Cheaper writes for the local Dagster instance's SQLite storage.
 
-A range run writes one event per asset per (connection, day) partition, and Dagster's SQLite
+A range run writes one event per ingest partition (connection, day), and Dagster's SQLite
 event log pays a lot for each: it creates a SQLAlchemy engine, opens a connection, commits with
 a full fsync and closes (with the WAL journal, closing the only connection also checkpoints) —
 for the run's database and again for the index. That bookkeeping was most of a small sync's
@@ -11,6 +11,9 @@ time. For the databases of Stax's own instance (``$STAX_HOME/dagster``):
   warehouse, nor keys, which live in the app database; both keep SQLite's/DuckDB's defaults;
 - one engine per database file, kept (the index and the last few runs' files), whose connection
   is reused per thread instead of opened and closed for every event;
+- the kept engines are disposed when the process exits: closing a database's last connection
+  checkpoints its WAL journal and deletes it (a run's WAL grows to ~4 MB and, left behind, would
+  be Dagster storage that no one needs);
 - a table known to exist is not looked up again: Dagster asks whether the index has its
   ``asset_event_tags`` table before storing each materialization's tags, with a new engine and
   connection every time (about 1 s of the events after a large 30-day build). Dagster's
@@ -19,6 +22,8 @@ time. For the databases of Stax's own instance (``$STAX_HOME/dagster``):
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +41,15 @@ PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 # Engines kept per event-log storage: the index shard and the runs being written.
 KEEP_ENGINES = 4
+
+# Every engine kept, to dispose at exit (weakly: a storage that is gone took its engines along).
+_kept_engines: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _dispose_kept_engines() -> None:
+    for engine in list(_kept_engines):
+        engine.dispose()
 
 
 def install_fast_event_storage(dagster_home: Path) -> None:
@@ -123,6 +137,7 @@ def _keep_event_log_engines() -> None:
                     connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
                 )
                 engines[shard] = engine
+                _kept_engines.add(engine)
                 while len(engines) > KEEP_ENGINES:
                     engines.popitem(last=False)[1].dispose()
             engines.move_to_end(shard)

@@ -138,6 +138,15 @@ def window_from_context(context: Any) -> tuple[SyncWindow, list[str]]:
     return window, connections
 
 
+def run_window(context: Any) -> tuple[SyncWindow, list[str]] | None:
+    """The window and the connections of the run, for a step of an asset that is not partitioned
+    itself (the marts): a sync run's range, or ``None`` for a run without partitions (the marts
+    materialized on their own, which rebuilds every day of every connection)."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    return window_from_context(context)
+
+
 def _connection_of(key: str) -> str:
     by_dimension = getattr(key, "keys_by_dimension", None)
     if by_dimension:

@@ -50,6 +50,8 @@ def test_sync_report_doctor_purge_and_rotate(stax_home, simulator):
     assert stax("connect", "openai", "--name", "acme", "--no-backfill", key=ADMIN_KEY).returncode == 0
     synced = stax("sync", "--connection", "acme", "--start", str(FIRST), "--end", str(LAST))
     assert synced.returncode == 0, synced.stderr
+    # The process closed Dagster's SQLite databases on its way out: no WAL journal left behind.
+    assert sorted(p.name for p in (stax_home / "dagster").rglob("*-wal")) == []
     settings = load_settings()
     org = simulator.org_for_key(ADMIN_KEY)
     truth = sum(org.cost_total_by_day(FIRST, LAST + timedelta(days=1)).values())

@@ -90,12 +90,17 @@ def test_another_providers_ingest_asset_refuses_the_connection_before_any_reques
     )
 
 
-def test_every_warehouse_writer_is_partitioned_day_by_connection_in_one_pool():
+def test_ingest_is_partitioned_day_by_connection_the_marts_are_not_and_all_share_one_pool():
     graph = defs.resolve_asset_graph()
-    for key in graph.materializable_asset_keys:
+    ingest = {AssetKey([p.dataset_name]) for p in PROVIDERS}
+    marts = set(graph.materializable_asset_keys) - ingest
+    assert marts and all(key.path[0] == "marts" for key in marts)
+    for key in ingest:
         node = graph.get(key)
         assert node.partitions_def == sync_partitions, key
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+    # one materialization per mart per run, not one per mart per day
+    assert all(graph.get(key).partitions_def is None for key in marts)
     for assets_def in defs.assets:
         assert assets_def.op.pool == WAREHOUSE_POOL
     dims = {d.name for d in sync_partitions.partitions_defs}

@@ -214,48 +214,50 @@ def _assert_restatements_equal_truth(settings, before: dict[tuple, float], after
 
 
 def _assert_ui_metadata(instance, run_id, org):
-    """Each day partition's materialization carries that day's spend and rows (the window's totals
-    under window_* names), so the UI's plot of an asset by partition is the daily curve."""
+    """The ingest asset's day partitions carry each day's spend and rows, so its plot by
+    partition is the daily curve; the last day also carries the run's figures. Each mart is
+    materialized once per run, with the window's rows and dollars."""
     truth = {f"acme|{d}": v for d, v in org.cost_total_by_day(WINDOW.start, WINDOW.end).items()}
     records = instance.get_records_for_run(run_id).records
     events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
     assert not [e for e in events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
-    # One planned event per asset, holding the run's partitions, not one per asset per day.
+    # One planned event per asset, holding the ingest's partitions, not one per asset per day.
     planned = [e for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
     assert planned and len(planned) == len({e.asset_key for e in planned})
-    assert all(len(e.event_specific_data.partitions_subset) == WINDOW.num_days for e in planned)
+    raw_planned = [e for e in planned if e.asset_key == AssetKey(["raw_openai"])]
+    assert len(raw_planned[0].event_specific_data.partitions_subset) == WINDOW.num_days
 
-    def by_partition(*path: str) -> dict[str, dict]:
-        materializations = [
+    def materializations(*path: str) -> list:
+        return [
             e.event_specific_data.materialization
             for e in events
             if e.event_type == DagsterEventType.ASSET_MATERIALIZATION and e.asset_key == AssetKey(list(path))
         ]
-        assert len(materializations) == len(truth), path  # one per day partition of the range
-        return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in materializations}
 
-    costs = by_partition("raw_openai")  # the ingest asset: every raw table of the provider
-    assert set(costs) == set(truth)
+    raw = materializations("raw_openai")  # the ingest asset: every raw table of the provider
+    costs = {m.partition: {k: v.value for k, v in m.metadata.items()} for m in raw}
+    assert len(raw) == len(costs) == len(truth) and set(costs) == set(truth)  # one per day
     assert {p: m["cost_usd"] for p, m in costs.items()} == pytest.approx(truth, abs=1e-6)
-    assert all(m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in costs.values())
-    assert sum(m["cost_rows"] for m in costs.values()) == next(iter(costs.values()))["rows"]["costs"] > 0
-    assert next(iter(costs.values()))["requests"]["/organization/costs"] == 1
+    # the run's figures ride on its last day only (its latest materialization)
+    last = costs[f"acme|{WINDOW.last}"]
+    assert [p for p, m in costs.items() if "window_cost_usd" in m] == [f"acme|{WINDOW.last}"]
+    assert set(costs[f"acme|{WINDOW.start}"]) == {"cost_usd", "cost_rows"}
+    assert last["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6)
+    assert sum(m["cost_rows"] for m in costs.values()) == last["rows"]["costs"] > 0
+    assert last["requests"]["/organization/costs"] == 1
+    assert (last["window_start"], last["window_end"]) == (str(WINDOW.start), str(WINDOW.end))
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
-        days = by_partition("marts", mart)
-        assert {p: m["cost_usd"] for p, m in days.items()} == pytest.approx(truth, abs=1e-6), mart
-        assert all(
-            (m["rows"] > 0) == (truth[p] > 0 or mart == "fct_spend_daily_by_connection")
-            for p, m in days.items()
-        ), mart
-        assert all(
-            m["window_cost_usd"] == pytest.approx(sum(truth.values()), abs=1e-6) for m in days.values()
-        )
-    usage = by_partition("marts", "fct_usage_daily")
-    assert "cost_usd" not in next(iter(usage.values())) and sum(m["rows"] for m in usage.values()) > 0
-    # Each materialization's partition is indexed by dimension (Dagster's asset_event_tags, which
-    # Stax's storage no longer looks up before every event): the UI finds a connection's days.
+        (only,) = materializations("marts", mart)  # one per run, not per day
+        assert only.partition is None
+        assert only.metadata["window_cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6), mart
+        assert only.metadata["window_rows"].value > 0
+    (usage,) = materializations("marts", "fct_usage_daily")
+    assert "window_cost_usd" not in usage.metadata and usage.metadata["window_rows"].value > 0
+    # Each ingest materialization's partition is indexed by dimension (Dagster's
+    # asset_event_tags, which Stax's storage no longer looks up before every event): the UI finds
+    # a connection's days.
     tags = instance.event_log_storage.get_event_tags_for_asset(
-        AssetKey(["marts", "fct_spend_daily"]), filter_tags={"dagster/partition/connection": "acme"}
+        AssetKey(["raw_openai"]), filter_tags={"dagster/partition/connection": "acme"}
     )
     assert {t["dagster/partition/date"] for t in tags} >= {str(d) for d in WINDOW.days()}
 
@@ -332,7 +334,8 @@ def test_failed_run_reports_one_clear_error_and_changes_nothing(stax_home, simul
 
 def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, monkeypatch):
     """A window longer than MAX_DAYS_PER_RUN runs as consecutive runs (a run holds its events in
-    memory): each part one range run, the marts right, one costs page per part."""
+    memory): each part one range run, the marts right, one costs page per part. Then the marts
+    materialized alone, without partitions, rebuild every day."""
     from stax_pipeline import orchestration
 
     monkeypatch.setattr(orchestration, "MAX_DAYS_PER_RUN", 3)
@@ -357,3 +360,34 @@ def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, mo
     assert len([p for p, _ in simulator.requests if p == "/v1/organization/costs"]) == 2
     _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
     assert ConnectionStore(settings).get("acme").last_synced_at is not None
+
+    # The marts materialized on their own (the UI, no partitions): they rebuild every day of every
+    # connection from the raw data, and mark no day synced (nothing was pulled).
+    synced = ConnectionStore(settings).synced_days("acme")
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # a stale build
+    finally:
+        con.close()
+    from stax_pipeline.definitions import defs
+    from stax_pipeline.defs.dbt.assets import stax_dbt_assets
+    from stax_pipeline.defs.jobs import SYNC_JOB_NAME
+
+    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+        instance=instance, asset_selection=list(stax_dbt_assets.keys)
+    )
+    assert result.success
+    _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
+    assert ConnectionStore(settings).synced_days("acme") == synced
+    (spend,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["marts", "fct_spend_daily"])
+    ]
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        (rows,) = con.execute("select count(*) from marts.fct_spend_daily").fetchone()
+    finally:
+        con.close()
+    assert spend.partition is None
+    assert spend.metadata["window_rows"].value == rows > 0

@@ -2,10 +2,20 @@
 
 Only the marts are Dagster assets. The staging and intermediate models are dbt's business: every
 ``dbt build`` rebuilds the ones the selected marts read, in the same invocation, and their tests
-still run (a failing one fails the build). As assets they would cost two Dagster events per model
-per (connection, day) partition of every run and tell the user nothing the marts do not: so each
-mart's lineage in the UI goes straight to the raw dataset it reads (``raw_openai``), through the
-models in between, and the dbt tests of the marts are the marts' asset checks.
+still run (a failing one fails the build). As assets they would cost Dagster events in every run
+and tell the user nothing the marts do not: so each mart's lineage in the UI goes straight to the
+raw dataset it reads (``raw_openai``), through the models in between, and the dbt tests of the
+marts are the marts' asset checks.
+
+The marts are not partitioned. A mart is one table of every connection and day, rebuilt by the
+sync run for the run's window (its range of the ingest asset's day × connection partitions, which
+Dagster runs with the unpartitioned marts in the same run). As day-partitioned assets they cost
+one materialization per mart per day — fourteen of every fifteen events of a long sync, about
+2.7 KB each, stored twice by Dagster's SQLite event log: 147 MB of Dagster storage for a
+1,000-day sync of a small organization against its 29 MB warehouse — and their daily figures
+repeated the ingest's. Which days are synced is the ingest asset's partitions (and the credential
+store's synced days, which the schedule reads). Materializing the marts alone (no partitions, from
+the UI) rebuilds them from the raw data for every day.
 """
 
 import logging
@@ -29,12 +39,12 @@ from dagster import (
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.defs.dbt.mart_figures import MartFigures, mart_figures
 from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR, load_manifest
-from stax_pipeline.defs.partitions import WAREHOUSE_POOL, single_run, sync_partitions
+from stax_pipeline.defs.partitions import WAREHOUSE_POOL
 from stax_pipeline.lib.dbt import DbtBuild, dbt_for_run
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
-from stax_pipeline.lib.window import dbt_vars, window_from_context
+from stax_pipeline.lib.window import dbt_vars, run_window
 from stax_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -145,24 +155,23 @@ _SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
     specs=_SPECS,
     check_specs=_CHECK_SPECS,
     can_subset=True,
-    partitions_def=sync_partitions,
-    backfill_policy=single_run,
     pool=WAREHOUSE_POOL,
 )
 def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """``dbt build`` of the selected marts and every model they read, for the run's window (in
     ``STAX_DBT_WINDOW``): incremental models delete and re-insert exactly those (connection,
-    day)s. Then the marts are published, and each mart's materialization carries its figures
-    (the last one built, the publish's too)."""
+    day)s; a run without partitions rebuilds every day. Then the marts are published, and each
+    mart's materialization carries its figures (the last one built, the publish's too)."""
     settings = load_settings()
     wait_for_warehouse(settings)
-    window, connections = window_from_context(context)
+    window, connections = run_window(context) or (None, [])
     dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
     with timed() as elapsed:
-        build = dbt.build(dbt_vars(window, connections), _dbt_selection(context))
+        build = dbt.build(dbt_vars(window, connections) if window else {}, _dbt_selection(context))
     _record_phase(settings, context, connections, "dbt", elapsed[0])
-    log.info("dbt build %s: %d nodes, %s", window, len(build.results), "ok" if build.success else "FAILED")
-    # each day of each mart: its rows and dollars (the UI plots them per partition)
+    built = str(window) if window else "every day"
+    log.info("dbt build %s: %d nodes, %s", built, len(build.results), "ok" if build.success else "FAILED")
+    # each mart's rows and dollars in what the build rebuilt
     figures = mart_figures(settings, window, connections) if build.success else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stax-publish") as pool:
         # BI tools read this published copy, never the warehouse. DuckDB writes it on its own
@@ -184,6 +193,8 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
                 yield event
     if not build.success:
         raise DbtBuildError(build.error())
+    if window is None:
+        return  # nothing was pulled: no connection's days are newly synced
     store = ConnectionStore(settings)
     for connection in connections:
         store.mark_synced(connection, datetime.now(UTC), window)
@@ -205,7 +216,7 @@ def _build_events(
         if key is not None and key in context.selected_asset_keys and result["status"] == "success":
             metadata = {"unique_id": unique_id, "execution_seconds": float(result.get("execution_time") or 0)}
             if figures is not None and key in figures:
-                metadata.update(figures.attach(context, key))
+                metadata.update(figures[key])
             yield MaterializeResult(asset_key=key, metadata=metadata)
         check = _CHECK_KEYS.get(unique_id)
         if (
