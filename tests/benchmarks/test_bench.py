@@ -78,6 +78,17 @@ def test_phases_come_from_timings_jsonl(tmp_path: Path) -> None:
     assert phases["orchestration"] == pytest.approx(3.0) and phases["rows_fetch"] == 10
 
 
+def test_tree_bytes_counts_every_matching_file_below(tmp_path: Path) -> None:
+    (tmp_path / "dagster" / "history" / "runs").mkdir(parents=True)
+    (tmp_path / "dagster" / "history" / "runs" / "index.db").write_bytes(b"x" * 3000)
+    (tmp_path / "dagster" / "dagster.yaml").write_bytes(b"y" * 10)
+    (tmp_path / "warehouse.duckdb").write_bytes(b"z" * 500)
+    (tmp_path / "warehouse.duckdb.wal").write_bytes(b"w" * 20)
+    (tmp_path / "marts.duckdb").write_bytes(b"m" * 7)
+    assert bench.tree_bytes(tmp_path / "dagster") == 3010
+    assert bench.tree_bytes(tmp_path, "warehouse.duckdb*") == 520
+
+
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAX_")}
     return subprocess.run(
