@@ -542,7 +542,6 @@ class Bench:
             "wall_ratio": round(last["wall_seconds"] / first["wall_seconds"], 2),
         }
 
-
     def long_sync(self) -> dict[str, Any]:
         """A 3-year `stax sync` of the small organization: its wall time, and the Dagster storage
         it leaves against the warehouse it fills (both as bytes on disk)."""

@@ -138,13 +138,51 @@ def window_from_context(context: Any) -> tuple[SyncWindow, list[str]]:
     return window, connections
 
 
-def run_window(context: Any) -> tuple[SyncWindow, list[str]] | None:
+def run_window(context: Any, partitioned: Iterable[Any] = ()) -> tuple[SyncWindow, list[str]] | None:
     """The window and the connections of the run, for a step of an asset that is not partitioned
-    itself (the marts): a sync run's range, or ``None`` for a run without partitions (the marts
-    materialized on their own, which rebuilds every day of every connection)."""
-    if not (context.has_partition_key or context.has_partition_key_range):
+    itself (the marts).
+
+    A sync run's range. A run without partitions that a Dagster backfill launched (the UI's
+    "Materialize" of the ingest asset's days with the marts: the backfill runs the marts after
+    the days, in a run of their own) gets the days and connections that backfill targets of the
+    ``partitioned`` assets: from its first to its last day, a superset of them if the UI picked
+    days with gaps (rebuilding a day is idempotent). ``None`` for any other run without
+    partitions (the marts materialized on their own, which rebuilds every day).
+    """
+    if context.has_partition_key or context.has_partition_key_range:
+        return window_from_context(context)
+    return _backfill_window(context, list(partitioned))
+
+
+def _backfill_window(context: Any, partitioned: list[Any]) -> tuple[SyncWindow, list[str]] | None:
+    from dagster._core.errors import DagsterDefinitionChangedDeserializationError
+    from dagster._core.storage.tags import BACKFILL_ID_TAG
+
+    backfill_id = context.run.tags.get(BACKFILL_ID_TAG)
+    backfill = context.instance.get_backfill(backfill_id) if backfill_id else None
+    if backfill is None or not backfill.is_asset_backfill:
         return None
-    return window_from_context(context)
+    try:
+        target = backfill.get_asset_backfill_data(context.job_def.asset_layer.asset_graph)
+    except DagsterDefinitionChangedDeserializationError:
+        return None  # the definitions changed since it was launched: rebuild every day
+    keys = [
+        key
+        for asset_key in partitioned
+        if asset_key in target.target_subset.partitions_subsets_by_asset_key
+        for key in target.get_target_partitions_subset(asset_key).get_partition_keys()
+    ]
+    if not keys:
+        return None
+    days = sorted({date.fromisoformat(_day_of(key)) for key in keys})
+    return SyncWindow.inclusive(days[0], days[-1]), sorted({_connection_of(key) for key in keys})
+
+
+def _day_of(key: str) -> str:
+    by_dimension = getattr(key, "keys_by_dimension", None)
+    if by_dimension:
+        return by_dimension[DATE_DIM]
+    return str(key).split("|", 1)[1]
 
 
 def _connection_of(key: str) -> str:

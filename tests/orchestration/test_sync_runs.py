@@ -7,15 +7,21 @@ is re-run, and a restated day must replace (never add to) what was there.
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from datetime import timedelta
 
 import duckdb
 import pytest
 from dagster import AssetKey, DagsterEventType
+from dagster._core.execution.backfill import PartitionBackfill
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from stax_pipeline.credentials import ConnectionStore
+from stax_pipeline.definitions import defs
+from stax_pipeline.defs.dbt.assets import stax_dbt_assets
 from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
+from stax_pipeline.defs.jobs import SYNC_JOB_NAME
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS
 from stax_pipeline.lib.window import SyncWindow
 from stax_pipeline.orchestration import dagster_instance, run_sync
@@ -332,10 +338,13 @@ def test_failed_run_reports_one_clear_error_and_changes_nothing(stax_home, simul
     assert _marts(settings)[2] == before
 
 
-def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, monkeypatch):
+def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_days(
+    stax_home, simulator, monkeypatch
+):
     """A window longer than MAX_DAYS_PER_RUN runs as consecutive runs (a run holds its events in
-    memory): each part one range run, the marts right, one costs page per part. Then the marts
-    materialized alone, without partitions, rebuild every day."""
+    memory): each part one range run, the marts right, one costs page per part. Then the
+    (unpartitioned) marts in runs of their own: alone, they rebuild every day; launched by a UI
+    backfill of the ingest's days, they rebuild those days."""
     from stax_pipeline import orchestration
 
     monkeypatch.setattr(orchestration, "MAX_DAYS_PER_RUN", 3)
@@ -369,10 +378,6 @@ def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, mo
         con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # a stale build
     finally:
         con.close()
-    from stax_pipeline.definitions import defs
-    from stax_pipeline.defs.dbt.assets import stax_dbt_assets
-    from stax_pipeline.defs.jobs import SYNC_JOB_NAME
-
     result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
         instance=instance, asset_selection=list(stax_dbt_assets.keys)
     )
@@ -391,3 +396,41 @@ def test_a_long_window_runs_as_consecutive_bounded_runs(stax_home, simulator, mo
         con.close()
     assert spend.partition is None
     assert spend.metadata["window_rows"].value == rows > 0
+
+    # A backfill launched from the UI over the ingest's last two days and the marts runs the marts
+    # in a run without partitions: they rebuild (and mark synced) the backfill's days only.
+    days = [WINDOW.last - timedelta(days=1), WINDOW.last]
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id="uibackfill",
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=[f"acme|{day}" for day in days],
+        asset_selection=[AssetKey(["raw_openai"]), *stax_dbt_assets.keys],
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    before = ConnectionStore(settings).get("acme").last_synced_at
+    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+        instance=instance, asset_selection=list(stax_dbt_assets.keys), tags={BACKFILL_ID_TAG: "uibackfill"}
+    )
+    assert result.success
+    assert ConnectionStore(settings).get("acme").last_synced_at > before
+    (spend,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["marts", "fct_spend_daily"])
+    ]
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        (in_days,) = con.execute(
+            "select count(*) from marts.fct_spend_daily where date between ? and ?", days
+        ).fetchone()
+    finally:
+        con.close()
+    assert spend.metadata["window_rows"].value == in_days < rows
+    _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))

@@ -14,8 +14,9 @@ one materialization per mart per day — fourteen of every fifteen events of a l
 2.7 KB each, stored twice by Dagster's SQLite event log: 147 MB of Dagster storage for a
 1,000-day sync of a small organization against its 29 MB warehouse — and their daily figures
 repeated the ingest's. Which days are synced is the ingest asset's partitions (and the credential
-store's synced days, which the schedule reads). Materializing the marts alone (no partitions, from
-the UI) rebuilds them from the raw data for every day.
+store's synced days, which the schedule reads). A backfill launched from the UI runs the marts
+after the ingest's days, in a run without partitions: they rebuild the backfill's days. Materializing
+the marts alone (no partitions, no backfill) rebuilds them from the raw data for every day.
 """
 
 import logging
@@ -45,6 +46,7 @@ from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
 from stax_pipeline.lib.window import dbt_vars, run_window
+from stax_pipeline.providers import PROVIDERS
 from stax_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,8 @@ def _mart_specs(
 
 
 _SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
+# The day-partitioned assets whose days a backfill run of the marts rebuilds (``run_window``).
+_INGEST_KEYS = [AssetKey([provider.dataset_name]) for provider in PROVIDERS]
 
 
 @multi_asset(
@@ -164,7 +168,7 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     mart's materialization carries its figures (the last one built, the publish's too)."""
     settings = load_settings()
     wait_for_warehouse(settings)
-    window, connections = run_window(context) or (None, [])
+    window, connections = run_window(context, _INGEST_KEYS) or (None, [])
     dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
     with timed() as elapsed:
         build = dbt.build(dbt_vars(window, connections) if window else {}, _dbt_selection(context))
