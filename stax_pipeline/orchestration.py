@@ -69,8 +69,8 @@ class RunOutcome:
 # ends (``execute_in_process``): one per ingest partition (day), a few per mart and check. A long
 # window is also safer in parts: a failure keeps the parts before it. Longer windows run as
 # consecutive runs of at most this many days: 360 = 2 costs pages of 180 and 12 usage pages of
-# 31, so a part costs no more requests than its days need (a 30- or 90-day backfill is one run,
-# one page per endpoint), and each run's own events (the marts', the checks') are paid once per
+# 31, so a part costs no more requests than its days need (a 30- or 90-day backfill is one run),
+# and each run's own events (the marts', the checks') are paid once per
 # year of days, not per five months.
 MAX_DAYS_PER_RUN = 360
 

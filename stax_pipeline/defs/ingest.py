@@ -58,10 +58,9 @@ def provider_ingest_asset(
 
     Each (connection, day) partition's materialization carries that day's ``cost_usd`` and
     ``cost_rows`` (so the UI's plot of the asset by partition is the daily spend curve). The last
-    day of the run's window (its latest materialization) also carries the run's figures:
-    ``window_cost_usd``, ``rows_loaded``, ``rows`` and ``requests`` per table and path, the
-    committed ``tables``. Not every day: they would be most of each day's event, and a long sync
-    writes one per day.
+    day of the run's window also carries the run's figures: ``window_cost_usd``, ``rows_loaded``,
+    ``rows`` and ``requests`` per table and path, the committed ``tables``. Not every day: they
+    would be most of each day's event, and a long sync writes one per day.
     """
     key = AssetKey([provider.dataset_name])
     with warnings.catch_warnings():  # backfill_policy is "beta" on @asset: no warning at every import

@@ -23,10 +23,11 @@ time. For the databases of Stax's own instance (``$STAX_HOME/dagster``):
 from __future__ import annotations
 
 import atexit
+import os
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,22 @@ PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 # Engines kept per event-log storage: the index shard and the runs being written.
 KEEP_ENGINES = 4
 
-# Every engine kept, to dispose at exit (weakly: a storage that is gone took its engines along).
-_kept_engines: weakref.WeakSet[Any] = weakref.WeakSet()
+# Every engine kept, with the process that opened it, to dispose at exit (weakly: a storage that
+# is gone took its engines along).
+_kept_engines: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 @atexit.register
 def _dispose_kept_engines() -> None:
-    for engine in list(_kept_engines):
-        engine.dispose()
+    """Close the kept engines' connections (SQLite checkpoints and deletes each WAL). Only in the
+    process that opened them: a forked child must not close its parent's connections. A process
+    that leaves with ``os._exit`` (``lib/processes.exit_now``, a stopped sync) skips this, and
+    its run's WAL stays until the next process opens that database."""
+    for engine, pid in list(_kept_engines.items()):
+        if pid != os.getpid():
+            continue
+        with suppress(Exception):  # leaving anyway: a failed close must not print a traceback
+            engine.dispose()
 
 
 def install_fast_event_storage(dagster_home: Path) -> None:
@@ -137,7 +146,7 @@ def _keep_event_log_engines() -> None:
                     connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
                 )
                 engines[shard] = engine
-                _kept_engines.add(engine)
+                _kept_engines[engine] = os.getpid()
                 while len(engines) > KEEP_ENGINES:
                     engines.popitem(last=False)[1].dispose()
             engines.move_to_end(shard)

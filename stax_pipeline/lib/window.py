@@ -134,27 +134,43 @@ def window_from_context(context: Any) -> tuple[SyncWindow, list[str]]:
     """
     time_window = context.partition_time_window
     window = SyncWindow(time_window.start.date(), time_window.end.date())
-    connections = sorted({_connection_of(key) for key in context.partition_keys})
+    connections = sorted({_dimension(key, CONNECTION_DIM) for key in context.partition_keys})
     return window, connections
 
 
-def run_window(context: Any, partitioned: Iterable[Any] = ()) -> tuple[SyncWindow, list[str]] | None:
-    """The window and the connections of the run, for a step of an asset that is not partitioned
-    itself (the marts).
+@dataclass(frozen=True)
+class RunDays:
+    """What a run of the (unpartitioned) marts rebuilds, and which days of which connections it
+    may then mark synced."""
 
-    A sync run's range. A run without partitions that a Dagster backfill launched (the UI's
-    "Materialize" of the ingest asset's days with the marts: the backfill runs the marts after
-    the days, in a run of their own) gets the days and connections that backfill targets of the
-    ``partitioned`` assets: from its first to its last day, a superset of them if the UI picked
-    days with gaps (rebuilding a day is idempotent). ``None`` for any other run without
-    partitions (the marts materialized on their own, which rebuilds every day).
+    window: SyncWindow  # the days dbt rebuilds, for ``connections``
+    synced: dict[str, list[SyncWindow]]  # per connection: exactly the days the run's data covers
+
+    @property
+    def connections(self) -> list[str]:
+        return sorted(self.synced)
+
+
+def run_days(context: Any) -> RunDays | None:
+    """What a step of an asset that is not partitioned itself (the marts) rebuilds.
+
+    - A sync run: its range, for its connections.
+    - A run without partitions that a Dagster backfill launched (the UI's "Materialize" of days
+      of the ingest asset with the marts: the backfill runs the marts after those days, in a run
+      of their own): the days and connections the backfill targets of the partitioned assets.
+      dbt rebuilds from their first to their last day (a superset if the UI picked days with
+      gaps, or other days for another connection: rebuilding a day is idempotent), but only the
+      days targeted are synced.
+    - ``None`` for any other run without partitions (the marts materialized on their own): dbt
+      rebuilds every day, and no day is newly synced.
     """
     if context.has_partition_key or context.has_partition_key_range:
-        return window_from_context(context)
-    return _backfill_window(context, list(partitioned))
+        window, connections = window_from_context(context)
+        return RunDays(window, {connection: [window] for connection in connections})
+    return _backfill_days(context)
 
 
-def _backfill_window(context: Any, partitioned: list[Any]) -> tuple[SyncWindow, list[str]] | None:
+def _backfill_days(context: Any) -> RunDays | None:
     from dagster._core.errors import DagsterDefinitionChangedDeserializationError
     from dagster._core.storage.tags import BACKFILL_ID_TAG
 
@@ -166,31 +182,36 @@ def _backfill_window(context: Any, partitioned: list[Any]) -> tuple[SyncWindow, 
         target = backfill.get_asset_backfill_data(context.job_def.asset_layer.asset_graph)
     except DagsterDefinitionChangedDeserializationError:
         return None  # the definitions changed since it was launched: rebuild every day
-    keys = [
-        key
-        for asset_key in partitioned
-        if asset_key in target.target_subset.partitions_subsets_by_asset_key
-        for key in target.get_target_partitions_subset(asset_key).get_partition_keys()
-    ]
-    if not keys:
+    days: dict[str, set[date]] = {}
+    for subset in target.target_subset.partitions_subsets_by_asset_key.values():  # the ingest's
+        for key in subset.get_partition_keys():
+            day = date.fromisoformat(_dimension(key, DATE_DIM))
+            days.setdefault(_dimension(key, CONNECTION_DIM), set()).add(day)
+    if not days:
         return None
-    days = sorted({date.fromisoformat(_day_of(key)) for key in keys})
-    return SyncWindow.inclusive(days[0], days[-1]), sorted({_connection_of(key) for key in keys})
+    every_day = set().union(*days.values())
+    window = SyncWindow.inclusive(min(every_day), max(every_day))
+    return RunDays(window, {connection: contiguous_windows(d) for connection, d in days.items()})
 
 
-def _day_of(key: str) -> str:
+def contiguous_windows(days: Iterable[date]) -> list[SyncWindow]:
+    """``days`` as the fewest windows of consecutive days, in order."""
+    windows: list[SyncWindow] = []
+    for day in sorted(set(days)):
+        if windows and windows[-1].end == day:
+            windows[-1] = SyncWindow(windows[-1].start, day + timedelta(days=1))
+        else:
+            windows.append(SyncWindow.inclusive(day, day))
+    return windows
+
+
+def _dimension(key: Any, dimension: str) -> str:
+    """One dimension of a multi-partition key (a ``MultiPartitionKey`` or its string)."""
     by_dimension = getattr(key, "keys_by_dimension", None)
     if by_dimension:
-        return by_dimension[DATE_DIM]
-    return str(key).split("|", 1)[1]
-
-
-def _connection_of(key: str) -> str:
-    by_dimension = getattr(key, "keys_by_dimension", None)
-    if by_dimension:
-        return by_dimension[CONNECTION_DIM]
+        return by_dimension[dimension]
     # Multi-partition keys are "<connection>|<date>": dimensions sort by name.
-    return str(key).split("|", 1)[0]
+    return str(key).split("|", 1)[(CONNECTION_DIM, DATE_DIM).index(dimension)]
 
 
 def dbt_vars(window: SyncWindow, connections: Iterable[str]) -> dict[str, Any]:

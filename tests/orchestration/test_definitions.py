@@ -11,7 +11,7 @@ from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.definitions import defs
 from stax_pipeline.defs.ingest import sync_selection
 from stax_pipeline.defs.partitions import WAREHOUSE_POOL, sync_partitions
-from stax_pipeline.lib.window import SyncWindow, dbt_vars, is_final, nightly_window
+from stax_pipeline.lib.window import SyncWindow, contiguous_windows, dbt_vars, is_final, nightly_window
 from stax_pipeline.orchestration import dagster_instance, register_connection
 from stax_pipeline.providers import PROVIDERS
 from stax_pipeline.settings import load_settings
@@ -134,6 +134,13 @@ def test_window_helpers():
     assert is_final(date(2026, 10, 1), pulled, 3)
     assert not is_final(date(2026, 11, 22), pulled, 3)
     assert not is_final(date(2026, 11, 25), pulled, 3)  # today, partial
+    # The days a UI backfill picked, as the fewest windows of consecutive days (marked synced).
+    picked = [date(2026, 11, 5), date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 5), date(2026, 11, 3)]
+    assert contiguous_windows(picked) == [
+        SyncWindow.inclusive(date(2026, 11, 1), date(2026, 11, 3)),
+        SyncWindow.inclusive(date(2026, 11, 5), date(2026, 11, 5)),
+    ]
+    assert contiguous_windows([]) == []
 
 
 ANTHROPIC_KEY = "sk-ant-admin01-test-6d1e9a0c7b3f2854"

@@ -23,11 +23,13 @@ from stax_pipeline.defs.dbt.assets import stax_dbt_assets
 from stax_pipeline.defs.dbt.project import DBT_PROJECT_DIR
 from stax_pipeline.defs.jobs import SYNC_JOB_NAME
 from stax_pipeline.lib.dbt import KEEP_DBT_RUNS
-from stax_pipeline.lib.window import SyncWindow
-from stax_pipeline.orchestration import dagster_instance, run_sync
+from stax_pipeline.lib.window import SyncWindow, range_run_tags
+from stax_pipeline.orchestration import dagster_instance, register_connection, run_sync
 from stax_pipeline.settings import load_settings
 from stax_pipeline.simulator import Faults
 from tests.conftest import ADMIN_KEY, TODAY, files_containing
+
+OTHER_KEY = "sk-admin-test-second-org-3f9a1c"  # another simulated organization
 
 # Five closed days ending two days ago, the last two inside the simulator's revision window (3 days).
 # They hold every usage unit, a fine-tune, a deleted API key, an empty day and every kind of SKU.
@@ -244,7 +246,7 @@ def _assert_ui_metadata(instance, run_id, org):
     costs = {m.partition: {k: v.value for k, v in m.metadata.items()} for m in raw}
     assert len(raw) == len(costs) == len(truth) and set(costs) == set(truth)  # one per day
     assert {p: m["cost_usd"] for p, m in costs.items()} == pytest.approx(truth, abs=1e-6)
-    # the run's figures ride on its last day only (its latest materialization)
+    # the run's figures ride on its last day only
     last = costs[f"acme|{WINDOW.last}"]
     assert [p for p, m in costs.items() if "window_cost_usd" in m] == [f"acme|{WINDOW.last}"]
     assert set(costs[f"acme|{WINDOW.start}"]) == {"cost_usd", "cost_rows"}
@@ -252,13 +254,29 @@ def _assert_ui_metadata(instance, run_id, org):
     assert sum(m["cost_rows"] for m in costs.values()) == last["rows"]["costs"] > 0
     assert last["requests"]["/organization/costs"] == 1
     assert (last["window_start"], last["window_end"]) == (str(WINDOW.start), str(WINDOW.end))
+    con = duckdb.connect(str(load_settings().warehouse_path), read_only=True)
+    try:
+        rows = {
+            mart: con.execute(
+                f"select count(*) from marts.{mart} where date >= ? and date < ?", [WINDOW.start, WINDOW.end]
+            ).fetchone()[0]
+            for mart in (
+                "fct_spend_daily",
+                "fct_model_spend_daily",
+                "fct_spend_daily_by_connection",
+                "fct_usage_daily",
+            )
+        }
+    finally:
+        con.close()
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
         (only,) = materializations("marts", mart)  # one per run, not per day
         assert only.partition is None
         assert only.metadata["window_cost_usd"].value == pytest.approx(sum(truth.values()), abs=1e-6), mart
-        assert only.metadata["window_rows"].value > 0
+        assert only.metadata["window_rows"].value == rows[mart] > 0, mart
     (usage,) = materializations("marts", "fct_usage_daily")
-    assert "window_cost_usd" not in usage.metadata and usage.metadata["window_rows"].value > 0
+    assert "window_cost_usd" not in usage.metadata
+    assert usage.metadata["window_rows"].value == rows["fct_usage_daily"] > 0
     # Each ingest materialization's partition is indexed by dimension (Dagster's
     # asset_event_tags, which Stax's storage no longer looks up before every event): the UI finds
     # a connection's days.
@@ -397,13 +415,32 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
     assert spend.partition is None
     assert spend.metadata["window_rows"].value == rows > 0
 
-    # A backfill launched from the UI over the ingest's last two days and the marts runs the marts
-    # in a run without partitions: they rebuild (and mark synced) the backfill's days only.
-    days = [WINDOW.last - timedelta(days=1), WINDOW.last]
+    # A backfill launched from the UI: the last day of acme and two days of a new connection with
+    # a gap between them. The backfill runs the ingest's days, then the marts in a run without
+    # partitions: they rebuild from the backfill's first to its last day, and mark exactly the
+    # days it targets synced.
+    store = ConnectionStore(settings)
+    store.add("beta", "openai", OTHER_KEY)
+    register_connection(instance, "beta")
+    last = WINDOW.last
+    beta_days = [last - timedelta(days=2), last]
+    for day in beta_days:  # the backfill's ingest runs
+        ingest = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+            instance=instance,
+            asset_selection=[AssetKey(["raw_openai"])],
+            tags=range_run_tags("beta", SyncWindow.inclusive(day, day)),
+        )
+        assert ingest.success
+    assert store.synced_days("beta") == []  # the ingest alone marks nothing
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # stale again
+    finally:
+        con.close()
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id="uibackfill",
         asset_graph=defs.resolve_asset_graph(),
-        partition_names=[f"acme|{day}" for day in days],
+        partition_names=[f"acme|{last}", *(f"beta|{day}" for day in beta_days)],
         asset_selection=[AssetKey(["raw_openai"]), *stax_dbt_assets.keys],
         backfill_timestamp=time.time(),
         tags={},
@@ -414,23 +451,42 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
         run_config=None,
     )
     instance.add_backfill(backfill)
-    before = ConnectionStore(settings).get("acme").last_synced_at
+    before = store.get("acme").last_synced_at
     result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
         instance=instance, asset_selection=list(stax_dbt_assets.keys), tags={BACKFILL_ID_TAG: "uibackfill"}
     )
     assert result.success
-    assert ConnectionStore(settings).get("acme").last_synced_at > before
+    assert sorted(store.synced_days("beta")) == beta_days  # not the day between them
+    assert store.synced_days("acme") == synced and store.get("acme").last_synced_at > before
+    truth = simulator.org_for_key(ADMIN_KEY).cost_total_by_day(WINDOW.start, WINDOW.end)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        by_day = {
+            day: (usd, n)
+            for day, usd, n in con.execute(
+                "select date, sum(cost_usd), count(*) from marts.fct_spend_daily where connection = 'acme' "
+                "group by 1"
+            ).fetchall()
+        }
+        (rebuilt,) = con.execute(
+            "select count(*) from marts.fct_spend_daily where date between ? and ?", [beta_days[0], last]
+        ).fetchone()
+        beta = dict(
+            con.execute(
+                "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'beta' group by 1"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    for day, (usd, n) in by_day.items():
+        stale = n if day < beta_days[0] else 0  # outside the backfill's days: not rebuilt
+        assert usd == pytest.approx(truth[day] + stale, abs=1e-6), day
+    assert any(day < beta_days[0] for day in by_day)
+    beta_truth = simulator.org_for_key(OTHER_KEY).cost_total_by_day(beta_days[0], last + timedelta(days=1))
+    assert beta == pytest.approx({day: beta_truth[day] for day in beta_days}, abs=1e-6)  # none between
     (spend,) = [
         e.event_specific_data.materialization
         for e in result.get_asset_materialization_events()
         if e.asset_key == AssetKey(["marts", "fct_spend_daily"])
     ]
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    try:
-        (in_days,) = con.execute(
-            "select count(*) from marts.fct_spend_daily where date between ? and ?", days
-        ).fetchone()
-    finally:
-        con.close()
-    assert spend.metadata["window_rows"].value == in_days < rows
-    _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
+    assert spend.metadata["window_rows"].value == rebuilt > 0

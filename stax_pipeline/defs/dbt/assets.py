@@ -45,8 +45,7 @@ from stax_pipeline.lib.dbt import DbtBuild, dbt_for_run
 from stax_pipeline.lib.serving import publish_marts
 from stax_pipeline.lib.timings import record_phase, timed
 from stax_pipeline.lib.warehouse import wait_for_warehouse
-from stax_pipeline.lib.window import dbt_vars, run_window
-from stax_pipeline.providers import PROVIDERS
+from stax_pipeline.lib.window import dbt_vars, run_days
 from stax_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -150,8 +149,6 @@ def _mart_specs(
 
 
 _SPECS, _CHECK_SPECS, _MART_KEYS, _CHECK_KEYS = _mart_specs(load_manifest())
-# The day-partitioned assets whose days a backfill run of the marts rebuilds (``run_window``).
-_INGEST_KEYS = [AssetKey([provider.dataset_name]) for provider in PROVIDERS]
 
 
 @multi_asset(
@@ -164,17 +161,23 @@ _INGEST_KEYS = [AssetKey([provider.dataset_name]) for provider in PROVIDERS]
 def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
     """``dbt build`` of the selected marts and every model they read, for the run's window (in
     ``STAX_DBT_WINDOW``): incremental models delete and re-insert exactly those (connection,
-    day)s; a run without partitions rebuilds every day. Then the marts are published, and each
-    mart's materialization carries its figures (the last one built, the publish's too)."""
+    day)s (``lib/window.run_days``: a sync run's range, a UI backfill's days, or every day).
+    Then the marts are published, and each mart's materialization carries its figures (the last
+    one built, the publish's too)."""
     settings = load_settings()
     wait_for_warehouse(settings)
-    window, connections = run_window(context, _INGEST_KEYS) or (None, [])
+    days = run_days(context)
+    window, connections = (days.window, days.connections) if days else (None, [])
     dbt = dbt_for_run(settings, context.run.run_id, DBT_PROJECT_DIR)  # started early, if it was
     with timed() as elapsed:
         build = dbt.build(dbt_vars(window, connections) if window else {}, _dbt_selection(context))
     _record_phase(settings, context, connections, "dbt", elapsed[0])
-    built = str(window) if window else "every day"
-    log.info("dbt build %s: %d nodes, %s", built, len(build.results), "ok" if build.success else "FAILED")
+    log.info(
+        "dbt build %s: %d nodes, %s",
+        window or "of every day",
+        len(build.results),
+        "ok" if build.success else "FAILED",
+    )
     # each mart's rows and dollars in what the build rebuilt
     figures = mart_figures(settings, window, connections) if build.success else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stax-publish") as pool:
@@ -197,11 +200,12 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
                 yield event
     if not build.success:
         raise DbtBuildError(build.error())
-    if window is None:
+    if days is None:
         return  # nothing was pulled: no connection's days are newly synced
     store = ConnectionStore(settings)
-    for connection in connections:
-        store.mark_synced(connection, datetime.now(UTC), window)
+    for connection, synced in days.synced.items():
+        for part in synced:
+            store.mark_synced(connection, datetime.now(UTC), part)
 
 
 class DbtBuildError(Exception):
