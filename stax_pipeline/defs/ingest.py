@@ -4,9 +4,10 @@ The ingest assets are the only day-partitioned assets (day × connection): their
 which days of which connection are synced. Why one asset for all the raw tables of a provider,
 not one per table: a range run writes a Dagster materialization per partitioned asset per
 (connection, day), so thirteen raw-table assets cost thirteen times the events of one — in a
-backfill's time, the run's memory and Dagster's storage. The tables of a provider are also never loaded apart: one ``load_window`` pulls them all
-and commits them together (``sync_windows``). The dbt sources of the dataset all map to this
-key (``defs/dbt/assets.py``), so the lineage reads ``raw_openai`` → marts.
+backfill's time, the run's memory and Dagster's storage. The tables of a provider are also never
+loaded apart: one ``load_window`` pulls them all and commits them together (``sync_windows``).
+The dbt sources of the dataset all map to this key (``defs/dbt/assets.py``), so the lineage reads
+``raw_openai`` → marts.
 
 Every registered provider gets its asset here (:data:`INGEST_ASSETS`, built from the registry):
 adding a provider adds no line to the Dagster definitions. A run syncs one connection, so it
