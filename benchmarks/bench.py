@@ -56,7 +56,7 @@ _source = importlib.import_module("stax_pipeline.sources.openai_admin.settings")
 
 COSTS_GROUP_BY = _source.COSTS_GROUP_BY
 USAGE_GROUP_BY = {e.name: e.group_by for e in _source.USAGE_ENDPOINTS}
-COSTS_LIMIT, USAGE_LIMIT = _source.COSTS_MAX_LIMIT, _source.USAGE_MAX_LIMIT_1D
+COSTS_LIMIT, USAGE_LIMIT = _source.COSTS_PAGE_LIMIT, _source.USAGE_MAX_LIMIT_1D
 
 SCENARIOS = ("fetch-only", "baseline", "product", "report", "latency", "memory", "nightly", "long")
 

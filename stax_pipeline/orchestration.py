@@ -68,11 +68,11 @@ class RunOutcome:
 # The most days one in-process run covers. A run keeps every event it wrote in memory until it
 # ends (``execute_in_process``): one per ingest partition (day), a few per mart and check. A long
 # window is also safer in parts: a failure keeps the parts before it. Longer windows run as
-# consecutive runs of at most this many days: 360 = 2 costs pages of 180 and 12 usage pages of
-# 31, so a part costs no more requests than its days need (a 30- or 90-day backfill is one run),
-# and each run's own events (the marts', the checks') are paid once per
-# year of days, not per five months.
-MAX_DAYS_PER_RUN = 360
+# consecutive runs of at most this many days: 372 = 12 pages of 31 days for every endpoint, so a
+# part costs no more requests than its days need (a 30- or 90-day backfill is one run), and each
+# run's own events (the marts', the checks'), dbt's start and the run's set-up are paid once per
+# year of days.
+MAX_DAYS_PER_RUN = 372
 
 
 def run_sync(

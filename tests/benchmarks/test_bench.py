@@ -45,7 +45,7 @@ def test_baseline_and_fetch_only_read_every_row_and_the_baseline_sums_to_truth(
     paths = [p for p, _ in simulator.requests]
     assert paths.count("/v1/organization/costs") == 2  # one page each, as Stax asks for them
     params = dict(simulator.requests[0][1])
-    assert params["group_by"] == list(bench.COSTS_GROUP_BY) and params["limit"] == ["180"]
+    assert params["group_by"] == list(bench.COSTS_GROUP_BY) and params["limit"] == ["31"]
 
 
 def test_tree_rss_counts_descendants(tmp_path: Path) -> None:

@@ -87,9 +87,9 @@ def test_grouping_and_request_parameters(stax_home, simulator):
     for path, params in simulator.requests:
         paths[path].append(params)
     costs = paths["/v1/organization/costs"]
-    assert len(costs) == 1  # 5 days: one request, limit 180
+    assert len(costs) == 1  # 5 days: one request, 31 buckets a page (memory flat in the window)
     assert costs[0]["group_by"] == ["project_id", "line_item", "api_key_id"]
-    assert costs[0]["limit"] == ["180"] and costs[0]["bucket_width"] == ["1d"]
+    assert costs[0]["limit"] == ["31"] and costs[0]["bucket_width"] == ["1d"]
     for endpoint in USAGE_ENDPOINTS:
         calls = paths[f"/v1{endpoint.path}"]
         assert len(calls) == 1, endpoint.name

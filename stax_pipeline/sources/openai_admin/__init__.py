@@ -34,7 +34,7 @@ from stax_pipeline.sources.openai_admin.settings import (
     COSTS_COLUMNS,
     COSTS_FALLBACK_GROUP_BY,
     COSTS_GROUP_BY,
-    COSTS_MAX_LIMIT,
+    COSTS_PAGE_LIMIT,
     COSTS_PATH,
     PROJECT_API_KEYS_COLUMNS,
     PROJECTS_COLUMNS,
@@ -145,7 +145,7 @@ def _costs(client, request, stats: LoadStats, large_pages: threading.Semaphore) 
             stats,
             "costs",
             COSTS_PATH,
-            COSTS_MAX_LIMIT,
+            COSTS_PAGE_LIMIT,
             (COSTS_GROUP_BY, COSTS_FALLBACK_GROUP_BY),
             required=True,
         )
