@@ -585,18 +585,15 @@ def warm_up(sim: Any, key: str, today: date, days: int, total_days: int) -> dict
     first pass (generating and rendering a large day); time that first pass and a cached one
     over the backfill window, and count its rows as Stax groups them."""
 
-    def serve(start: date) -> dict[str, int]:
-        return serve_days(sim, key, start, today)
-
     began = time.perf_counter()
-    rows = serve(today - timedelta(days=days))
+    rows = serve_days(sim, key, today - timedelta(days=days), today)
     first = time.perf_counter() - began
     began = time.perf_counter()
-    serve(today - timedelta(days=days))
+    serve_days(sim, key, today - timedelta(days=days), today)
     cached = time.perf_counter() - began
     began = time.perf_counter()
     if total_days > days:
-        serve(today - timedelta(days=total_days))
+        serve_days(sim, key, today - timedelta(days=total_days), today)
     return {
         "days": days,
         "first_pass_seconds": round(first, 2),

@@ -26,6 +26,7 @@ from stax_pipeline.credentials import Connection, ConnectionStore
 from stax_pipeline.errors import StaxError
 from stax_pipeline.lib.endpoints import connection_endpoint
 from stax_pipeline.lib.warehouse import read_warehouse
+from stax_pipeline.lib.window import contiguous_windows
 from stax_pipeline.providers import Provider, get_provider
 from stax_pipeline.restatements import restated_days, restatement_summary, signed_usd
 from stax_pipeline.settings import Settings
@@ -409,13 +410,7 @@ def _timestamp(unix: float | None) -> datetime | None:
 
 def _day_ranges(days: list[date]) -> str:
     """``2026-11-04..2026-11-21, 2026-11-25``: consecutive days as one range."""
-    ranges: list[list[date]] = []
-    for day in sorted(days):
-        if ranges and day == ranges[-1][1] + timedelta(days=1):
-            ranges[-1][1] = day
-        else:
-            ranges.append([day, day])
-    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in ranges)
+    return ", ".join(str(w.start) if w.num_days == 1 else str(w) for w in contiguous_windows(days))
 
 
 def _when(value: datetime | None) -> str:

@@ -171,27 +171,41 @@ def run_days(context: Any) -> RunDays | None:
 
 
 def _backfill_days(context: Any) -> RunDays | None:
+    """The days of a backfill's marts run: the days the backfill targets, and — for a backfill
+    the UI re-executed from failure, which targets only what did not materialize — the days its
+    earlier attempts did land (their marts never ran: Dagster runs them after every day)."""
     from dagster._core.errors import DagsterDefinitionChangedDeserializationError
-    from dagster._core.storage.tags import BACKFILL_ID_TAG
+    from dagster._core.storage.tags import BACKFILL_ID_TAG, PARENT_BACKFILL_ID_TAG
 
-    backfill_id = context.run.tags.get(BACKFILL_ID_TAG)
-    backfill = context.instance.get_backfill(backfill_id) if backfill_id else None
-    if backfill is None or not backfill.is_asset_backfill:
-        return None
-    try:
-        target = backfill.get_asset_backfill_data(context.job_def.asset_layer.asset_graph)
-    except DagsterDefinitionChangedDeserializationError:
-        return None  # the definitions changed since it was launched: rebuild every day
+    graph = context.job_def.asset_layer.asset_graph
     days: dict[str, set[date]] = {}
-    for subset in target.target_subset.partitions_subsets_by_asset_key.values():  # the ingest's
-        for key in subset.get_partition_keys():
-            day = date.fromisoformat(_dimension(key, DATE_DIM))
-            days.setdefault(_dimension(key, CONNECTION_DIM), set()).add(day)
+    backfill_id, attempt = context.run.tags.get(BACKFILL_ID_TAG), "target"
+    while backfill_id:
+        backfill = context.instance.get_backfill(backfill_id)
+        if backfill is None or not backfill.is_asset_backfill:
+            break
+        try:
+            data = backfill.get_asset_backfill_data(graph)
+        except DagsterDefinitionChangedDeserializationError:
+            return None  # the definitions changed since it was launched: rebuild every day
+        subset = data.target_subset if attempt == "target" else data.materialized_subset
+        for key, partitions in subset.partitions_subsets_by_asset_key.items():
+            if graph.has(key) and _is_sync_partitioned(graph.get(key).partitions_def):
+                for partition in partitions.get_partition_keys():
+                    day = date.fromisoformat(_dimension(partition, DATE_DIM))
+                    days.setdefault(_dimension(partition, CONNECTION_DIM), set()).add(day)
+        backfill_id, attempt = backfill.tags.get(PARENT_BACKFILL_ID_TAG), "materialized"
     if not days:
         return None
     every_day = set().union(*days.values())
     window = SyncWindow.inclusive(min(every_day), max(every_day))
     return RunDays(window, {connection: contiguous_windows(d) for connection, d in days.items()})
+
+
+def _is_sync_partitioned(partitions_def: Any) -> bool:
+    """Partitioned by connection and day (the ingest assets), whatever else may come."""
+    dimensions = getattr(partitions_def, "partitions_defs", None) or []
+    return {d.name for d in dimensions} == {CONNECTION_DIM, DATE_DIM}
 
 
 def contiguous_windows(days: Iterable[date]) -> list[SyncWindow]:
@@ -211,7 +225,7 @@ def _dimension(key: Any, dimension: str) -> str:
     if by_dimension:
         return by_dimension[dimension]
     # Multi-partition keys are "<connection>|<date>": dimensions sort by name.
-    return str(key).split("|", 1)[(CONNECTION_DIM, DATE_DIM).index(dimension)]
+    return str(key).split("|", 1)[sorted([CONNECTION_DIM, DATE_DIM]).index(dimension)]
 
 
 def dbt_vars(window: SyncWindow, connections: Iterable[str]) -> dict[str, Any]:

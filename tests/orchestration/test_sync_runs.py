@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from dagster import AssetKey, DagsterEventType
 from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.storage.tags import BACKFILL_ID_TAG
+from dagster._core.storage.tags import BACKFILL_ID_TAG, PARENT_BACKFILL_ID_TAG
 
 from stax_pipeline.credentials import ConnectionStore
 from stax_pipeline.definitions import defs
@@ -286,6 +286,23 @@ def _assert_ui_metadata(instance, run_id, org):
     assert {t["dagster/partition/date"] for t in tags} >= {str(d) for d in WINDOW.days()}
 
 
+def _ui_backfill(instance, backfill_id: str, partitions: list[str], tags=None) -> PartitionBackfill:
+    """A backfill as the UI launches it: days of the ingest asset, with the marts."""
+    return PartitionBackfill.from_asset_partitions(
+        backfill_id=backfill_id,
+        asset_graph=defs.resolve_asset_graph(),
+        partition_names=partitions,
+        asset_selection=[AssetKey(["raw_openai"]), *stax_dbt_assets.keys],
+        backfill_timestamp=time.time(),
+        tags=tags or {},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+
+
 def _assert_run_state_under_stax_home(settings, runs: int) -> None:
     """dbt's artifacts live under STAX_HOME (never the checkout), its partial parse carries over
     from run to run, and every run's phases are timed."""
@@ -416,15 +433,16 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
     assert spend.metadata["window_rows"].value == rows > 0
 
     # A backfill launched from the UI: the last day of acme and two days of a new connection with
-    # a gap between them. The backfill runs the ingest's days, then the marts in a run without
-    # partitions: they rebuild from the backfill's first to its last day, and mark exactly the
-    # days it targets synced.
+    # a gap between them. Its first attempt lands acme's day and beta's first, then fails on
+    # beta's last: its marts never run. The UI re-executes it from failure: a new backfill of
+    # beta's last day and the marts, whose marts run (without partitions) rebuilds from the first
+    # day either attempt landed to the last, and marks exactly those days synced.
     store = ConnectionStore(settings)
     store.add("beta", "openai", OTHER_KEY)
     register_connection(instance, "beta")
     last = WINDOW.last
     beta_days = [last - timedelta(days=2), last]
-    for day in beta_days:  # the backfill's ingest runs
+    for day in beta_days:  # the attempts' ingest runs
         ingest = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
             instance=instance,
             asset_selection=[AssetKey(["raw_openai"])],
@@ -437,23 +455,19 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
         con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # stale again
     finally:
         con.close()
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id="uibackfill",
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=[f"acme|{last}", *(f"beta|{day}" for day in beta_days)],
-        asset_selection=[AssetKey(["raw_openai"]), *stax_dbt_assets.keys],
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=None,
-        description=None,
-        run_config=None,
+    first_attempt = _ui_backfill(instance, "first", [f"acme|{last}", *(f"beta|{day}" for day in beta_days)])
+    landed = _ui_backfill(instance, "landed", [f"acme|{last}", f"beta|{beta_days[0]}"]).asset_backfill_data
+    first_attempt = first_attempt._replace(
+        asset_backfill_data=first_attempt.asset_backfill_data._replace(
+            materialized_subset=landed.target_subset
+        )
     )
-    instance.add_backfill(backfill)
+    instance.add_backfill(first_attempt)
+    retry = _ui_backfill(instance, "retry", [f"beta|{last}"], tags={PARENT_BACKFILL_ID_TAG: "first"})
+    instance.add_backfill(retry)
     before = store.get("acme").last_synced_at
     result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-        instance=instance, asset_selection=list(stax_dbt_assets.keys), tags={BACKFILL_ID_TAG: "uibackfill"}
+        instance=instance, asset_selection=list(stax_dbt_assets.keys), tags={BACKFILL_ID_TAG: "retry"}
     )
     assert result.success
     assert sorted(store.synced_days("beta")) == beta_days  # not the day between them

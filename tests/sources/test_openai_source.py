@@ -97,6 +97,22 @@ def test_grouping_and_request_parameters(stax_home, simulator):
         assert calls[0]["limit"] == ["31"]
 
 
+def test_a_long_window_pages_costs_by_31_days_to_the_cent(stax_home, simulator):
+    """Costs pages hold at most 31 days (a page is parsed whole: memory stays that of one month
+    whatever the window), and every page's dollars land."""
+    start, end = TODAY - timedelta(days=41), TODAY - timedelta(days=1)  # 40 days: 31 + 9
+    path, stats, _ = _load(simulator, start=start, end=end)
+    costs = [params for p, params in simulator.requests if p == "/v1/organization/costs"]
+    assert len(costs) == 2 and ["page" in params for params in costs] == [False, True]
+    assert all(params["limit"] == ["31"] for params in costs)
+    truth = simulator.org_for_key(ADMIN_KEY).cost_total_by_day(start, end)
+    landed = dict(_query(path, "select date, sum(amount__value) from raw_openai.costs group by 1"))
+    assert len(truth) == 40 and set(landed) == {d for d, v in truth.items() if v}
+    for day, value in truth.items():
+        assert landed.get(day, 0.0) == pytest.approx(value, abs=1e-6), day
+    assert sum(stats.cost_rows_by_day.values()) == _query(path, "select count(*) from raw_openai.costs")[0][0]
+
+
 def test_projects_include_archived(stax_home, simulator):
     path, _, _ = _load(simulator)
     org = simulator.org_for_key(ADMIN_KEY)

@@ -202,10 +202,10 @@ def stax_dbt_assets(context: AssetExecutionContext) -> Iterator[Any]:
         raise DbtBuildError(build.error())
     if days is None:
         return  # nothing was pulled: no connection's days are newly synced
-    store = ConnectionStore(settings)
+    store, now = ConnectionStore(settings), datetime.now(UTC)
     for connection, synced in days.synced.items():
         for part in synced:
-            store.mark_synced(connection, datetime.now(UTC), part)
+            store.mark_synced(connection, now, part)
 
 
 class DbtBuildError(Exception):

@@ -18,13 +18,12 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"  # new connections' API unless ST
 
 COSTS_PATH = "/organization/costs"
 PROJECTS_PATH = "/organization/projects"
-COSTS_MAX_LIMIT = 180  # buckets per page at 1d: the API's most
 USAGE_MAX_LIMIT_1D = 31
-# The buckets Stax asks per costs page. A page is parsed whole before its rows stream on, and a
-# large organization's day of costs is ~10k rows: 180 days in one page held 1.8M rows and took
-# 3.2 GB. At 31 a page holds at most what a 30-day backfill's does (still one page, as for every
-# usage endpoint), so memory is flat in the window's length; a long window costs a few more
-# costs requests (a year: 12 instead of 3, beside the 120 of the usage endpoints).
+# The buckets Stax asks per costs page (the API allows 180 at 1d). A page is parsed whole before
+# its rows stream on, and a large organization's day of costs is ~10k rows: 180 days in one page
+# held 1.8M rows and took 3.2 GB. At 31 a page holds at most what a 30-day backfill's does (still
+# one page, as for every usage endpoint), so memory is flat in the window's length; a long window
+# costs a few more costs requests (a year: 12 instead of 3, beside the 120 of the usage endpoints).
 COSTS_PAGE_LIMIT = 31
 LIST_MAX_LIMIT = 100  # objects per page of a cursor list (projects, a project's API keys)
 LIST_MAX_PAGES = 1000  # 100,000 objects: past that, the API is paging forever
