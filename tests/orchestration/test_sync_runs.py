@@ -254,21 +254,19 @@ def _assert_ui_metadata(instance, run_id, org):
     assert sum(m["cost_rows"] for m in costs.values()) == last["rows"]["costs"] > 0
     assert last["requests"]["/organization/costs"] == 1
     assert (last["window_start"], last["window_end"]) == (str(WINDOW.start), str(WINDOW.end))
-    con = duckdb.connect(str(load_settings().warehouse_path), read_only=True)
-    try:
-        rows = {
-            mart: con.execute(
-                f"select count(*) from marts.{mart} where date >= ? and date < ?", [WINDOW.start, WINDOW.end]
-            ).fetchone()[0]
-            for mart in (
-                "fct_spend_daily",
-                "fct_model_spend_daily",
-                "fct_spend_daily_by_connection",
-                "fct_usage_daily",
-            )
-        }
-    finally:
-        con.close()
+    rows = {
+        mart: _sql(
+            load_settings(),
+            f"select count(*) from marts.{mart} where date >= ? and date < ?",
+            [WINDOW.start, WINDOW.end],
+        )[0][0]
+        for mart in (
+            "fct_spend_daily",
+            "fct_model_spend_daily",
+            "fct_spend_daily_by_connection",
+            "fct_usage_daily",
+        )
+    }
     for mart in ("fct_spend_daily", "fct_model_spend_daily", "fct_spend_daily_by_connection"):
         (only,) = materializations("marts", mart)  # one per run, not per day
         assert only.partition is None
@@ -284,6 +282,34 @@ def _assert_ui_metadata(instance, run_id, org):
         AssetKey(["raw_openai"]), filter_tags={"dagster/partition/connection": "acme"}
     )
     assert {t["dagster/partition/date"] for t in tags} >= {str(d) for d in WINDOW.days()}
+
+
+def _sql(settings, query: str, params=(), *, write: bool = False) -> list[tuple]:
+    """``query``'s rows from the warehouse (opened read-only unless ``write``)."""
+    con = duckdb.connect(str(settings.warehouse_path), read_only=not write)
+    try:
+        return con.execute(query, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def _run_job(instance, selection: list[AssetKey], tags=None):
+    """The sync job run in-process for ``selection`` (``tags``: a range, a backfill); it succeeds."""
+    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+        instance=instance, asset_selection=selection, tags=tags or {}
+    )
+    assert result.success
+    return result
+
+
+def _materialization(result, *path: str):
+    """The one materialization of the asset ``path`` in a run's result."""
+    (only,) = [
+        e.event_specific_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(list(path))
+    ]
+    return only
 
 
 def _ui_backfill(instance, backfill_id: str, partitions: list[str], tags=None) -> PartitionBackfill:
@@ -408,27 +434,12 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
     # The marts materialized on their own (the UI, no partitions): they rebuild every day of every
     # connection from the raw data, and mark no day synced (nothing was pulled).
     synced = ConnectionStore(settings).synced_days("acme")
-    con = duckdb.connect(str(settings.warehouse_path))
-    try:
-        con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # a stale build
-    finally:
-        con.close()
-    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-        instance=instance, asset_selection=list(stax_dbt_assets.keys)
-    )
-    assert result.success
+    _sql(settings, "update marts.fct_spend_daily set cost_usd = cost_usd + 1", write=True)  # a stale build
+    result = _run_job(instance, list(stax_dbt_assets.keys))
     _assert_marts_equal_truth(settings, simulator.org_for_key(ADMIN_KEY))
     assert ConnectionStore(settings).synced_days("acme") == synced
-    (spend,) = [
-        e.event_specific_data.materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == AssetKey(["marts", "fct_spend_daily"])
-    ]
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    try:
-        (rows,) = con.execute("select count(*) from marts.fct_spend_daily").fetchone()
-    finally:
-        con.close()
+    spend = _materialization(result, "marts", "fct_spend_daily")
+    [(rows,)] = _sql(settings, "select count(*) from marts.fct_spend_daily")
     assert spend.partition is None
     assert spend.metadata["window_rows"].value == rows > 0
 
@@ -443,18 +454,9 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
     last = WINDOW.last
     beta_days = [last - timedelta(days=2), last]
     for day in beta_days:  # the attempts' ingest runs
-        ingest = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-            instance=instance,
-            asset_selection=[AssetKey(["raw_openai"])],
-            tags=range_run_tags("beta", SyncWindow.inclusive(day, day)),
-        )
-        assert ingest.success
+        _run_job(instance, [AssetKey(["raw_openai"])], range_run_tags("beta", SyncWindow.inclusive(day, day)))
     assert store.synced_days("beta") == []  # the ingest alone marks nothing
-    con = duckdb.connect(str(settings.warehouse_path))
-    try:
-        con.execute("update marts.fct_spend_daily set cost_usd = cost_usd + 1")  # stale again
-    finally:
-        con.close()
+    _sql(settings, "update marts.fct_spend_daily set cost_usd = cost_usd + 1", write=True)  # stale again
     first_attempt = _ui_backfill(instance, "first", [f"acme|{last}", *(f"beta|{day}" for day in beta_days)])
     landed = _ui_backfill(instance, "landed", [f"acme|{last}", f"beta|{beta_days[0]}"]).asset_backfill_data
     first_attempt = first_attempt._replace(
@@ -466,41 +468,33 @@ def test_long_windows_run_in_parts_and_runs_of_the_marts_alone_rebuild_their_day
     retry = _ui_backfill(instance, "retry", [f"beta|{last}"], tags={PARENT_BACKFILL_ID_TAG: "first"})
     instance.add_backfill(retry)
     before = store.get("acme").last_synced_at
-    result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-        instance=instance, asset_selection=list(stax_dbt_assets.keys), tags={BACKFILL_ID_TAG: "retry"}
-    )
-    assert result.success
+    result = _run_job(instance, list(stax_dbt_assets.keys), {BACKFILL_ID_TAG: "retry"})
     assert sorted(store.synced_days("beta")) == beta_days  # not the day between them
     assert store.synced_days("acme") == synced and store.get("acme").last_synced_at > before
     truth = simulator.org_for_key(ADMIN_KEY).cost_total_by_day(WINDOW.start, WINDOW.end)
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    try:
-        by_day = {
-            day: (usd, n)
-            for day, usd, n in con.execute(
-                "select date, sum(cost_usd), count(*) from marts.fct_spend_daily where connection = 'acme' "
-                "group by 1"
-            ).fetchall()
-        }
-        (rebuilt,) = con.execute(
-            "select count(*) from marts.fct_spend_daily where date between ? and ?", [beta_days[0], last]
-        ).fetchone()
-        beta = dict(
-            con.execute(
-                "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'beta' group by 1"
-            ).fetchall()
+    by_day = {
+        day: (usd, n)
+        for day, usd, n in _sql(
+            settings,
+            "select date, sum(cost_usd), count(*) from marts.fct_spend_daily where connection = 'acme' group by 1",
         )
-    finally:
-        con.close()
+    }
+    [(rebuilt,)] = _sql(
+        settings,
+        "select count(*) from marts.fct_spend_daily where date between ? and ?",
+        [beta_days[0], last],
+    )
+    beta = dict(
+        _sql(
+            settings,
+            "select date, sum(cost_usd) from marts.fct_spend_daily where connection = 'beta' group by 1",
+        )
+    )
     for day, (usd, n) in by_day.items():
         stale = n if day < beta_days[0] else 0  # outside the backfill's days: not rebuilt
         assert usd == pytest.approx(truth[day] + stale, abs=1e-6), day
     assert any(day < beta_days[0] for day in by_day)
     beta_truth = simulator.org_for_key(OTHER_KEY).cost_total_by_day(beta_days[0], last + timedelta(days=1))
     assert beta == pytest.approx({day: beta_truth[day] for day in beta_days}, abs=1e-6)  # none between
-    (spend,) = [
-        e.event_specific_data.materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == AssetKey(["marts", "fct_spend_daily"])
-    ]
+    spend = _materialization(result, "marts", "fct_spend_daily")
     assert spend.metadata["window_rows"].value == rebuilt > 0
